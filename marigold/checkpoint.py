@@ -1,0 +1,372 @@
+"""One loader for everyone: resolve a repo id or folder, check the layout, load the parts Marigold uses.
+
+A Marigold checkpoint is a diffusers pipeline folder (``model_index.json``, ``unet/``, ``vae/``,
+``scheduler/``, ``text_encoder/``, ``tokenizer/``). Marigold only ever feeds the text encoder the empty
+prompt, so we compute that embedding once, cache it beside the checkpoint (a few KB of safetensors), and
+never load the 354M-parameter text encoder again for that checkpoint.
+
+Weights are read from safetensors only (no pickle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .devices import resolve_device, resolve_dtype
+from .errors import CheckpointError
+
+PUBLISHED = (
+    "prs-eth/marigold-depth-v1-1",
+    "prs-eth/marigold-normals-v1-1",
+    "prs-eth/marigold-iid-appearance-v1-1",
+    "prs-eth/marigold-iid-lighting-v1-1",
+    "prs-eth/marigold-depth-lcm-v1-0",
+)
+EMBEDDING_FILE = "marigold_empty_text_embedding.safetensors"
+WEIGHTS = "diffusion_pytorch_model"
+# what a download needs: never pickles, never the fp32 copies when the fp16 variant is asked for
+_CONFIG_PATTERNS = ["model_index.json", "*/config.json", "scheduler/*.json", "tokenizer/*"]
+
+_TASKS = {  # model_index _class_name → task
+    "MarigoldDepthPipeline": "depth",
+    "MarigoldPipeline": "depth",  # prs-eth/Marigold's own pipeline class (v1-0 checkpoints)
+    "MarigoldNormalsPipeline": "normals",
+    "MarigoldIntrinsicsPipeline": "intrinsics",
+}
+
+
+@dataclass
+class MarigoldModel:
+    """The loaded parts of a Marigold checkpoint, ready for :mod:`marigold.predict`."""
+
+    path: Path
+    task: str  # "depth" | "normals" | "intrinsics"
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    scheduler_config: dict[str, Any]
+    empty_text_embedding: torch.Tensor  # [1,T,D] float32, on the CPU
+    prediction_type: str = "depth"  # "depth" | "disparity" | "normals" | "intrinsics"
+    default_denoising_steps: int | None = None
+    default_processing_resolution: int | None = None
+    scale_invariant: bool = True
+    shift_invariant: bool = True
+    use_full_z_range: bool = True
+    target_properties: dict[str, Any] | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    dtype: torch.dtype = torch.float32
+
+    @property
+    def n_targets(self) -> int:
+        if self.task == "intrinsics":
+            return len((self.target_properties or {}).get("target_names", [])) or 1
+        return 1
+
+    @property
+    def target_names(self) -> list[str]:
+        if self.task == "intrinsics":
+            return list((self.target_properties or {}).get("target_names", ["target"]))
+        return [self.task]
+
+    @property
+    def vae_scaling_factor(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    def make_scheduler(self):
+        """A fresh scheduler per call, so that concurrent predictions never share step state."""
+        import diffusers
+
+        name = self.scheduler_config.get("_class_name", "DDIMScheduler")
+        cls = getattr(diffusers, name, None)
+        if cls is None:
+            raise CheckpointError(f"{self.path}/scheduler: unknown scheduler class {name!r}.")
+        return cls.from_config(self.scheduler_config)
+
+    def to(self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> "MarigoldModel":
+        """Move (and cast) the UNet and VAE in place; returns self."""
+        device = resolve_device(device) if device is not None else self.device
+        dtype = resolve_dtype(dtype, device) if dtype is not None else self.dtype
+        self.unet.to(device=device, dtype=dtype)
+        self.vae.to(device=device, dtype=dtype)
+        self.device, self.dtype = device, dtype
+        return self
+
+    def __repr__(self) -> str:
+        return f"MarigoldModel({str(self.path)!r}, task={self.task!r}, device={self.device}, dtype={self.dtype})"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Finding the folder
+
+
+def resolve(source: str | os.PathLike, cache_dir: str | os.PathLike | None = None, *, variant: str | None = None,
+            progress: bool = True) -> Path:
+    """A local folder, or a Hugging Face repo id downloaded (safetensors only) into ``cache_dir``."""
+    path = Path(os.path.expanduser(str(source)))
+    if path.is_dir():
+        return path
+    text = str(source)
+    looks_like_repo = text.count("/") == 1 and not text.startswith((".", "/", "~")) and not path.exists()
+    if not looks_like_repo:
+        raise CheckpointError(
+            f"Checkpoint {text!r} is neither a folder nor a Hugging Face repo id like 'prs-eth/marigold-depth-v1-1'."
+        )
+    return download(text, cache_dir, variant=variant, progress=progress)
+
+
+def download(repo_id: str, cache_dir: str | os.PathLike | None = None, *, variant: str | None = None,
+             progress: bool = True) -> Path:
+    """Download the files Marigold needs from the hub (or find them in the cache when offline)."""
+    import huggingface_hub
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+    weights = f"*.{variant}.safetensors" if variant else "*.safetensors"
+    patterns = _CONFIG_PATTERNS + [f"unet/{weights}", f"vae/{weights}", f"text_encoder/{weights}",
+                                   "*/*.safetensors.index*.json"]
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    (disable_progress_bars if not progress else enable_progress_bars)()
+    try:
+        folder = huggingface_hub.snapshot_download(
+            repo_id, cache_dir=None if cache_dir is None else str(cache_dir), allow_patterns=patterns,
+            local_files_only=offline)
+    except Exception as e:  # the hub raises many types; the user needs one message
+        where = Path(cache_dir) if cache_dir else Path(huggingface_hub.constants.HF_HUB_CACHE)
+        how = ("downloading is off (HF_HUB_OFFLINE=1)" if offline
+               else f"it could not be downloaded ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+        raise CheckpointError(
+            f"Checkpoint {repo_id!r} is not in the cache at {where} and {how}. Either download it where there is "
+            f"network (huggingface-cli download {repo_id} --cache-dir {where}), or copy the checkpoint folder "
+            f"(model_index.json, unet/, vae/, scheduler/, text_encoder/, tokenizer/) to a folder of your choice "
+            f"and pass that folder's path instead of the repo id."
+        ) from None
+    finally:
+        enable_progress_bars()
+    return Path(folder)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checking the layout
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}); the file is damaged or incomplete.") from None
+
+
+def check_safetensors(path: Path) -> None:
+    """Check a .safetensors header and that the file holds all the bytes it promises (no half downloads)."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            if n <= 0 or 8 + n > size:
+                raise ValueError("header longer than the file")
+            header = json.loads(f.read(n))
+    except (struct.error, ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not a valid safetensors file ({e}); delete it and download it again.") from None
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if 8 + n + end > size:
+        raise CheckpointError(
+            f"{path} is truncated: it has {size:,} bytes of {8 + n + end:,}. The download did not finish; "
+            f"delete the file and download it again."
+        )
+
+
+def _weight_file(folder: Path, component: str, variant: str | None) -> tuple[Path, str | None]:
+    """Find a component's safetensors weights; returns (file, variant actually used)."""
+    d = folder / component
+    if not d.is_dir():
+        raise CheckpointError(f"{folder} has no {component}/ folder; a Marigold checkpoint needs "
+                              f"model_index.json, unet/, vae/, scheduler/ (and text_encoder/, tokenizer/ once).")
+    names = [f"{WEIGHTS}.safetensors", f"{WEIGHTS}.fp16.safetensors"] if component != "text_encoder" else [
+        "model.safetensors", "model.fp16.safetensors"]
+    order = names[::-1] if variant == "fp16" else names
+    for name in order:
+        used = "fp16" if ".fp16." in name else None
+        if (d / name).is_file():
+            check_safetensors(d / name)
+            return d / name, used
+        # sharded weights: diffusers names the index <weights>.safetensors.index[.fp16].json
+        stem = name.split(".")[0]
+        index = d / (f"{stem}.safetensors.index.fp16.json" if used else f"{stem}.safetensors.index.json")
+        if index.is_file():
+            return index, used
+    pickles = [p.name for p in d.glob("*.bin")] + [p.name for p in d.glob("*.ckpt")] + [p.name for p in d.glob("*.pt")]
+    if pickles:
+        raise CheckpointError(f"{d} holds only pickle weights ({', '.join(pickles)}); they are not loaded, since "
+                              f"loading a pickle can run code. Convert them to safetensors first.")
+    raise CheckpointError(f"{d} has no weights ({' or '.join(names)}); the download is incomplete.")
+
+
+def inspect(folder: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a checkpoint folder's configs without loading weights. Returns a description."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"Checkpoint folder {folder} does not exist.")
+    index = _read_json(folder / "model_index.json")
+    cls = index.get("_class_name", "")
+    task = _TASKS.get(cls)
+    if task is None:
+        ptype = index.get("prediction_type")
+        task = {"depth": "depth", "disparity": "depth", "normals": "normals", "intrinsics": "intrinsics"}.get(ptype)
+    if task is None:
+        raise CheckpointError(
+            f"{folder} is a {cls or 'unknown'} checkpoint, not a Marigold one (model_index.json names no Marigold "
+            f"pipeline). To make a Marigold model from a Stable Diffusion 2 checkpoint, fine-tune it with "
+            f"`python -m train.finetune --base {folder}`."
+        )
+    unet_cfg = _read_json(folder / "unet" / "config.json")
+    _read_json(folder / "vae" / "config.json")
+    sched = _read_json(folder / "scheduler" / "scheduler_config.json")
+    n_targets = 1
+    if task == "intrinsics":
+        n_targets = len((index.get("target_properties") or {}).get("target_names", [])) or 1
+    want = 4 * (1 + n_targets)
+    got = unet_cfg.get("in_channels")
+    if got != want:
+        hint = (" This is a Stable Diffusion UNet, which sees only the noisy latent; fine-tune it into a Marigold "
+                "model with `python -m train.finetune --base …`." if got == 4 else "")
+        raise CheckpointError(f"{folder}/unet has {got} input channels, but a Marigold {task} model needs {want} "
+                              f"(image latent + {n_targets} target latent{'s' if n_targets > 1 else ''}).{hint}")
+    return {"folder": folder, "index": index, "task": task, "unet": unet_cfg, "scheduler": sched,
+            "n_targets": n_targets}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The empty-text embedding cache
+
+
+def _embedding_cache_paths(folder: Path, cache_dir: Path | None) -> list[Path]:
+    key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+    user = Path(cache_dir) if cache_dir else Path(os.environ.get("MARIGOLD_CACHE", "~/.cache/marigold")).expanduser()
+    return [folder / EMBEDDING_FILE, user / "embeddings" / f"{key}.safetensors"]
+
+
+def _text_encoder_fingerprint(folder: Path) -> str:
+    files = sorted((folder / "text_encoder").glob("*.safetensors"))
+    return ";".join(f"{p.name}:{p.stat().st_size}" for p in files)
+
+
+def empty_text_embedding(folder: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> torch.Tensor:
+    """The text encoder's output for the empty prompt, ``[1,T,D]`` float32; computed once, then cached.
+
+    The cache lives beside the checkpoint (or under ``cache_dir`` / ``$MARIGOLD_CACHE`` where the checkpoint
+    folder is read-only). A checkpoint that carries only the cache file needs no text encoder at all.
+    """
+    from safetensors.torch import load_file, save_file
+
+    folder = Path(folder)
+    paths = _embedding_cache_paths(folder, Path(cache_dir) if cache_dir else None)
+    has_encoder = (folder / "text_encoder").is_dir()
+    fingerprint = _text_encoder_fingerprint(folder) if has_encoder else None
+    for p in paths:
+        if p.is_file():
+            from safetensors import safe_open
+
+            with safe_open(str(p), framework="pt") as f:
+                meta = f.metadata() or {}
+            if fingerprint is None or meta.get("text_encoder") in (None, fingerprint):
+                return load_file(str(p))["embedding"].float()
+    if not has_encoder:
+        raise CheckpointError(f"{folder} has neither text_encoder/ nor a cached {EMBEDDING_FILE}; "
+                              f"copy the checkpoint's text_encoder/ and tokenizer/ folders.")
+    emb = _compute_empty_embedding(folder)
+    for p in paths:  # first writable location wins
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            tmp = p.with_suffix(".tmp")
+            save_file({"embedding": emb.contiguous()}, str(tmp), metadata={"text_encoder": fingerprint})
+            os.replace(tmp, p)
+            break
+        except OSError:
+            continue
+    return emb
+
+
+def _compute_empty_embedding(folder: Path) -> torch.Tensor:
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    _weight_file(folder, "text_encoder", None)
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
+    except Exception as e:
+        raise CheckpointError(f"{folder}/tokenizer cannot be read ({e}).") from None
+    try:
+        encoder = CLIPTextModel.from_pretrained(str(folder / "text_encoder"), use_safetensors=True,
+                                                torch_dtype=torch.float32)
+    except Exception as e:
+        raise CheckpointError(f"{folder}/text_encoder cannot be loaded ({e}).") from None
+    ids = tokenizer("", padding="do_not_pad", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids  # [1,2]
+    with torch.inference_mode():
+        emb = encoder(ids)[0].float()  # [1,2,D]
+    del encoder
+    return emb.clone()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def load(source: str | os.PathLike, *, device: str | torch.device | None = None, dtype: str | torch.dtype = "auto",
+         variant: str | None = None, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> MarigoldModel:
+    """Load a Marigold checkpoint (folder or repo id) for inference.
+
+    Args:
+        source: a checkpoint folder in the diffusers layout, or a Hugging Face repo id.
+        device: "cpu", "cuda", "cuda:1", "mps"… (default: CUDA if present, else CPU).
+        dtype: "auto" (bf16 on GPUs and CPUs that run it fast, else fp16 on GPUs, else fp32), "fp32", "fp16", "bf16".
+        variant: "fp16" to prefer the ``*.fp16.safetensors`` files; by default whichever is present (the fp16
+            files when the model runs in half precision and both are present).
+        cache_dir: where a repo id is downloaded to, and where the empty-text embedding is cached when the
+            checkpoint folder is read-only.
+    """
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    if variant is None and dt in (torch.float16, torch.bfloat16):
+        variant = "fp16"
+    folder = resolve(source, cache_dir, variant=variant, progress=progress)
+    info = inspect(folder)
+    index = info["index"]
+
+    parts = {}
+    for name, cls in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL)):
+        _, used = _weight_file(folder, name, variant)
+        try:
+            parts[name] = cls.from_pretrained(str(folder / name), torch_dtype=dt, use_safetensors=True, variant=used)
+        except Exception as e:
+            raise CheckpointError(f"{folder}/{name} cannot be loaded: {type(e).__name__}: {e}") from None
+        parts[name].eval().requires_grad_(False)
+    embedding = empty_text_embedding(folder, cache_dir)
+
+    model = MarigoldModel(
+        path=folder,
+        task=info["task"],
+        unet=parts["unet"],
+        vae=parts["vae"],
+        scheduler_config=dict(info["scheduler"]),
+        empty_text_embedding=embedding,
+        prediction_type=index.get("prediction_type") or info["task"],
+        default_denoising_steps=index.get("default_denoising_steps"),
+        default_processing_resolution=index.get("default_processing_resolution"),
+        scale_invariant=bool(index.get("scale_invariant", True)),
+        shift_invariant=bool(index.get("shift_invariant", True)),
+        use_full_z_range=bool(index.get("use_full_z_range", True)),
+        target_properties=index.get("target_properties"),
+        dtype=dt,
+    )
+    return model.to(dev, dt)
