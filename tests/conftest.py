@@ -1,0 +1,64 @@
+"""Shared fixtures: tiny checkpoints in the real diffusers layout, built once per test session.
+
+They come from ../shared/tools/make_marigold_checkpoint.py (random weights, real layout), the same tool the
+benchmark uses with --size full; MARIGOLD_SHARED overrides where shared/ is.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MARIGOLD_SHARED", ROOT.parent / "shared"))
+TOOL = SHARED / "tools" / "make_marigold_checkpoint.py"
+
+# name → arguments of the tool
+CHECKPOINTS = {
+    "depth": ["--task", "depth"],
+    "depth-leading": ["--task", "depth", "--scheduler", "ddim-leading", "--steps", "10"],
+    "lcm": ["--task", "depth", "--scheduler", "lcm", "--steps", "4"],
+    "normals": ["--task", "normals"],
+    "iid-appearance": ["--task", "iid-appearance"],
+    "iid-lighting": ["--task", "iid-lighting"],
+    "depth-fp16": ["--task", "depth", "--dtype", "fp16"],
+}
+
+
+@pytest.fixture(scope="session")
+def checkpoint_root(tmp_path_factory) -> Path:
+    if not TOOL.is_file():
+        pytest.fail(f"{TOOL} not found: tests need ../shared beside the repository (or MARIGOLD_SHARED).")
+    return tmp_path_factory.mktemp("checkpoints")
+
+
+@pytest.fixture(scope="session")
+def make_checkpoint(checkpoint_root):
+    """make_checkpoint(name) → path of a tiny fp32 checkpoint (built on first use), or a fresh copy."""
+    built: dict[str, Path] = {}
+
+    def make(name: str, copy_to: Path | None = None) -> Path:
+        if name not in built:
+            out = checkpoint_root / name
+            args = CHECKPOINTS[name]
+            if "--dtype" not in args:
+                args = args + ["--dtype", "fp32"]
+            subprocess.run([sys.executable, str(TOOL), str(out), "--size", "tiny", *args], check=True,
+                           capture_output=True)
+            built[name] = out
+        if copy_to is not None:
+            shutil.copytree(built[name], copy_to)
+            return copy_to
+        return built[name]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def depth_checkpoint(make_checkpoint) -> Path:
+    return make_checkpoint("depth")
