@@ -23,6 +23,9 @@ ImageInput = Union[ImageLike, Sequence[ImageLike]]
 RESAMPLE_METHODS = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
 LATENT_FACTOR = 8  # the Stable Diffusion VAE downsamples by 8
 MIN_SIDE = 8  # below one latent pixel the UNet has nothing to work on
+# The UNet's attention memory grows with the square of the pixel count: past this side a GPU runs out of memory
+# (and a CPU takes hours). Larger images are processed at a smaller size and resized back, never refused.
+MAX_PROCESSING_SIDE = 2048
 
 
 def _pil_to_array(img: Image.Image) -> np.ndarray:
@@ -151,6 +154,13 @@ def processing_size(size: tuple[int, int], processing_resolution: int) -> tuple[
     if processing_resolution and processing_resolution > 0:
         m = max(h, w)
         h, w = h * processing_resolution // m, w * processing_resolution // m
+    if max(h, w) > MAX_PROCESSING_SIDE:
+        raise InputError(
+            f"Image of size {size[1]}×{size[0]} would be processed at {w}×{h}; Marigold processes at most "
+            f"{MAX_PROCESSING_SIDE} pixels on the longest side (attention memory grows with the square of the "
+            f"pixel count). Set processing_resolution to 768 (the default) or up to {MAX_PROCESSING_SIDE}: "
+            f"the result is still resized back to {size[1]}×{size[0]}."
+        )
     if min(h, w) < MIN_SIDE:
         raise InputError(
             f"Image of size {size[1]}×{size[0]} would be processed at {w}×{h}; Marigold needs at least "

@@ -1,0 +1,16 @@
+"""The processing-size limit: huge images are refused at native size with the limit named, never run out of memory."""
+
+import pytest
+
+from marigold import InputError
+from marigold import image as img
+
+
+def test_native_processing_of_a_6000x4000_image_is_refused_with_the_limit():
+    with pytest.raises(InputError, match=rf"at most {img.MAX_PROCESSING_SIDE} pixels.*768"):
+        img.processing_size((4000, 6000), 0)
+
+
+def test_a_6000x4000_image_at_the_default_resolution_is_processed_smaller():
+    assert img.processing_size((4000, 6000), 768) == (512, 768)
+    assert img.processing_size((4000, 6000), img.MAX_PROCESSING_SIDE) == (1365, 2048)
