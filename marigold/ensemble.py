@@ -120,6 +120,16 @@ def solve_alignment(members: torch.Tensor, scale_invariant: bool = True, shift_i
     case) it minimises the objective in the gauge where the reduced prediction spans 0..1 (see
     :meth:`AlignmentObjective.scale_free`), and returns parameters in that gauge.
     """
+    # The solver needs autograd, also when called under torch.inference_mode() (as ComfyUI runs every node):
+    # a clone made outside inference mode is an ordinary tensor that autograd may save.
+    with torch.inference_mode(False):
+        return _solve_alignment(members.clone(), scale_invariant, shift_invariant, reduction,
+                                regularizer_strength, max_iter, tol, max_res)
+
+
+def _solve_alignment(members: torch.Tensor, scale_invariant: bool, shift_invariant: bool, reduction: str,
+                     regularizer_strength: float, max_iter: int, tol: float,
+                     max_res: int | None) -> tuple[torch.Tensor, torch.Tensor, float]:
     small = _downsample(members.float(), max_res)  # [E,1,h,w]
     obj = AlignmentObjective(small, regularizer_strength, reduction)
     s0, t0 = _initial(obj.d, scale_invariant, shift_invariant)
