@@ -151,6 +151,9 @@ def processing_size(size: tuple[int, int], processing_resolution: int) -> tuple[
     h, w = size
     if min(h, w) < 1:
         raise InputError(f"Image of size {w}×{h} is empty.")
+    if min(h, w) < MIN_SIDE:  # upsampling a few pixels to the processing resolution would only invent detail
+        raise InputError(f"Image of size {w}×{h} is too small: Marigold needs at least {MIN_SIDE} pixels on each "
+                         f"side of the input image.")
     if processing_resolution and processing_resolution > 0:
         m = max(h, w)
         h, w = h * processing_resolution // m, w * processing_resolution // m
