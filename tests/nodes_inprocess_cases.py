@@ -1,0 +1,132 @@
+"""In-process node tests with the real ``comfy`` modules; run by test_nodes_inprocess.py in ComfyUI's own venv.
+
+Arguments come by environment: COMFYUI_DIR (the ComfyUI tree), MARIGOLD_TINY_DEPTH (a tiny depth checkpoint).
+The pack is imported the way ComfyUI imports it: as a package from the repository root.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, os.environ["COMFYUI_DIR"])
+
+import comfy.cli_args  # noqa: E402
+
+comfy.cli_args.args.cpu = True  # as `main.py --cpu`: these machines have no GPU (torch is a CUDA build)
+import comfy.model_management as mm  # noqa: E402
+import comfy.utils  # noqa: E402
+
+
+def _load_pack():
+    spec = importlib.util.spec_from_file_location("marigold_pack", ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT)])
+    pack = importlib.util.module_from_spec(spec)
+    sys.modules["marigold_pack"] = pack
+    spec.loader.exec_module(pack)
+    import marigold_pack.nodes  # noqa: F401
+
+    return sys.modules["marigold_pack.nodes"]
+
+
+N = _load_pack()
+IMAGE = torch.rand(2, 40, 56, 3)  # two frames, IMAGE [B,H,W,C]
+SAMPLING = dict(denoising_steps=3, ensemble_size=2, processing_resolution=32, match_input_resolution=True,
+                resample_method="bilinear", seed=0, batch_size=1)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return N.comfy_glue.load(os.environ["MARIGOLD_TINY_DEPTH"], "tiny-depth", "fp32")
+
+
+@pytest.fixture
+def progress_events(monkeypatch):
+    events = []
+    monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", lambda value, total, preview, node_id=None:
+                        events.append((value, total)))
+    return events
+
+
+def test_progress_bar_advances_per_denoising_step(model, progress_events):
+    out = N.predict.MarigoldDepth.execute(model=model, image=IMAGE, **SAMPLING)
+    members, preview = out.args
+    assert preview.shape == (2, 40, 56, 3)
+    assert len(members.frames) == 2 and members.frames[0].values.shape[0] == 2
+    total = 2 * 2 * 3  # frames × members × steps
+    assert progress_events[-1] == (total, total)
+    values = [v for v, _ in progress_events]
+    assert values == sorted(values) and len(values) >= 2
+
+
+def test_cancel_is_honoured_between_steps(model, monkeypatch):
+    seen = []
+    original = N.comfy_glue.Progress.__call__
+
+    def progress(self, done, total):  # ComfyUI throttles its hook; watch the core's callback instead
+        original(self, done, total)
+        seen.append(done)
+        if done == 2:
+            mm.interrupt_current_processing(True)  # what the Cancel button does
+
+    monkeypatch.setattr(N.comfy_glue.Progress, "__call__", progress)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            N.predict.MarigoldDepth.execute(model=model, image=IMAGE, **SAMPLING)
+    finally:
+        mm.interrupt_current_processing(False)
+    assert max(seen) == 2  # no step ran after the cancel
+
+
+def test_model_is_loaded_and_offloaded_through_model_management(model):
+    N.predict.MarigoldDepth.execute(model=model, image=IMAGE[:1], **SAMPLING)
+    loaded = [lm.model for lm in mm.current_loaded_models]
+    assert model.patcher in loaded  # ComfyUI manages it like its own models
+    assert model.model.device == mm.get_torch_device()
+    mm.unload_all_models()
+    assert model.patcher not in [lm.model for lm in mm.current_loaded_models]
+    assert all(p.device == mm.unet_offload_device() for p in model.patcher.model.parameters())
+    # and it comes back on the next run
+    N.predict.MarigoldDepth.execute(model=model, image=IMAGE[:1], **SAMPLING)
+    assert model.patcher in [lm.model for lm in mm.current_loaded_models]
+
+
+def test_auto_dtype_never_picks_fp16_on_a_cpu():
+    assert N.comfy_glue.marigold_dtype("auto", torch.device("cpu")) in (torch.float32, torch.bfloat16)
+
+
+def test_checkpoint_listing_and_model_folder(tmp_path, monkeypatch):
+    import folder_paths
+
+    root = tmp_path / "marigold"
+    (root / "mine").mkdir(parents=True)
+    (root / "mine" / "model_index.json").write_text("{}")
+    (root / "models--prs-eth--marigold-depth-v1-1").mkdir()  # the download cache is not a checkpoint
+    (root / "notes").mkdir()
+    N.comfy_glue.register_model_folder()
+    folder_paths.add_model_folder_path("marigold", str(root), is_default=True)
+    found = N.comfy_glue.local_checkpoints()
+    assert found["marigold/mine"] == str(root / "mine")
+    assert not any("models--" in k or k.endswith("/notes") for k in found)
+    assert N.comfy_glue.download_dir() == str(root)
+    options = N.loader.LoadMarigold.define_schema().inputs[0].options
+    assert "marigold/mine" in options and "prs-eth/marigold-depth-v1-1" in options
+
+
+def test_ensemble_align_and_colorize_and_normals(model):
+    members, _ = N.predict.MarigoldDepth.execute(model=model, image=IMAGE, **SAMPLING).args
+    depth, unc = N.predict.EnsembleAlign.execute(members=members, reduction="median", regularizer_strength=0.02,
+                                                 max_iter=2, tol=1e-3, max_res=1024).args
+    assert depth.shape == (2, 40, 56, 3) and unc.shape == (2, 40, 56)
+    (rgb,) = N.visual.Colorize.execute(depth=depth, preset="controlnet (gray, near = white)", colormap="Spectral",
+                                       invert=False, percentile_low=0.0, percentile_high=100.0).args
+    assert torch.allclose(rgb[..., 0], rgb[..., 1])  # grey
+    assert torch.allclose(rgb[..., 0], 1 - depth[..., 0], atol=1 / 255 + 1e-6)  # near = white
+    (normals,) = N.visual.DepthToNormal.execute(depth=depth, fov_degrees=60.0, far_over_near=3.0).args
+    assert normals.shape == (2, 40, 56, 3) and 0 <= normals.min() and normals.max() <= 1
