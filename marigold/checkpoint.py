@@ -107,7 +107,7 @@ class MarigoldModel:
 
 
 def resolve(source: str | os.PathLike, cache_dir: str | os.PathLike | None = None, *, variant: str | None = None,
-            progress: bool = True) -> Path:
+            progress: bool | type = True) -> Path:
     """A local folder, or a Hugging Face repo id downloaded (safetensors only) into ``cache_dir``."""
     path = Path(os.path.expanduser(str(source)))
     if path.is_dir():
@@ -122,8 +122,12 @@ def resolve(source: str | os.PathLike, cache_dir: str | os.PathLike | None = Non
 
 
 def download(repo_id: str, cache_dir: str | os.PathLike | None = None, *, variant: str | None = None,
-             progress: bool = True) -> Path:
-    """Download the files Marigold needs from the hub (or find them in the cache when offline)."""
+             progress: bool | type = True) -> Path:
+    """Download the files Marigold needs from the hub (or find them in the cache when offline).
+
+    ``progress``: show the hub's progress bars, hide them (False), or a tqdm class for the files bar (how the
+    ComfyUI nodes show the download on the node's own progress bar).
+    """
     import huggingface_hub
     from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
 
@@ -133,9 +137,10 @@ def download(repo_id: str, cache_dir: str | os.PathLike | None = None, *, varian
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     (disable_progress_bars if not progress else enable_progress_bars)()
     try:
+        extra = {"tqdm_class": progress} if isinstance(progress, type) else {}
         folder = huggingface_hub.snapshot_download(
             repo_id, cache_dir=None if cache_dir is None else str(cache_dir), allow_patterns=patterns,
-            local_files_only=offline)
+            local_files_only=offline, **extra)
     except Exception as e:  # the hub raises many types; the user needs one message
         where = Path(cache_dir) if cache_dir else Path(huggingface_hub.constants.HF_HUB_CACHE)
         how = ("downloading is off (HF_HUB_OFFLINE=1)" if offline
@@ -321,7 +326,8 @@ def _compute_empty_embedding(folder: Path) -> torch.Tensor:
 
 
 def load(source: str | os.PathLike, *, device: str | torch.device | None = None, dtype: str | torch.dtype = "auto",
-         variant: str | None = None, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> MarigoldModel:
+         variant: str | None = None, cache_dir: str | os.PathLike | None = None,
+         progress: bool | type = True) -> MarigoldModel:
     """Load a Marigold checkpoint (folder or repo id) for inference.
 
     Args:
