@@ -94,11 +94,32 @@ class LoadedMarigold:
         return f"<Marigold {self.model.task} model {self.name}>"
 
 
+def _download_bar():
+    """A tqdm class for the hub's files bar that also moves the running node's progress bar."""
+    import tqdm
+
+    class DownloadBar(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.comfy_bar = comfy.utils.ProgressBar(self.total or 1)
+
+        def update(self, n=1):
+            out = super().update(n)
+            self.comfy_bar.update_absolute(self.n, self.total or 1)
+            return out
+
+    return DownloadBar
+
+
 def load(source: str, name: str, dtype: str) -> LoadedMarigold:
-    """Load on the offload device in the dtype chosen for the compute device; wrap for model management."""
+    """Load on the offload device in the dtype chosen for the compute device; wrap for model management.
+
+    A published repo id downloads into models/marigold/ (the hub's cache layout) with the node's progress bar.
+    """
     device = mm.get_torch_device()
     dt = marigold_dtype(dtype, device)
-    model = marigold.load(source, device=mm.unet_offload_device(), dtype=dt, cache_dir=download_dir())
+    model = marigold.load(source, device=mm.unet_offload_device(), dtype=dt, cache_dir=download_dir(),
+                          progress=_download_bar())
     parts = _Parts(model.unet, model.vae)
     patcher = comfy.model_patcher.ModelPatcher(parts, load_device=device, offload_device=mm.unet_offload_device(),
                                                size=comfy.model_management.module_size(parts))

@@ -130,3 +130,26 @@ def test_ensemble_align_and_colorize_and_normals(model):
     assert torch.allclose(rgb[..., 0], 1 - depth[..., 0], atol=1 / 255 + 1e-6)  # near = white
     (normals,) = N.visual.DepthToNormal.execute(depth=depth, fov_degrees=60.0, far_over_near=3.0).args
     assert normals.shape == (2, 40, 56, 3) and 0 <= normals.min() and normals.max() <= 1
+
+
+def test_published_model_downloads_into_models_marigold_with_the_progress_bar(monkeypatch, progress_events):
+    import huggingface_hub
+
+    seen = {}
+
+    def fake_snapshot_download(repo_id, cache_dir=None, tqdm_class=None, **kwargs):
+        seen.update(repo_id=repo_id, cache_dir=cache_dir)
+        bar = tqdm_class(total=3, desc="Fetching 3 files")
+        for _ in range(3):
+            bar.update(1)
+        bar.close()
+        return os.environ["MARIGOLD_TINY_DEPTH"]
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    loaded = N.loader.LoadMarigold.execute(checkpoint="prs-eth/marigold-depth-v1-1", dtype="fp32").args[0]
+    assert loaded.task == "depth"
+    assert seen["repo_id"] == "prs-eth/marigold-depth-v1-1" and seen["cache_dir"] == N.comfy_glue.download_dir()
+    import folder_paths
+
+    assert seen["cache_dir"] == folder_paths.get_folder_paths("marigold")[0]  # models/marigold/ (or its override)
+    assert progress_events[-1] == (3, 3)
