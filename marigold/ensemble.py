@@ -120,7 +120,13 @@ def solve_alignment(members: torch.Tensor, scale_invariant: bool = True, shift_i
     case) it minimises the objective in the gauge where the reduced prediction spans 0..1 (see
     :meth:`AlignmentObjective.scale_free`), and returns parameters in that gauge.
     """
-    small = _downsample(members.float(), max_res)  # [E,1,h,w]
+    with torch.inference_mode(False):  # the solver needs autograd, even when called under inference mode
+        return _solve(members.float().clone(), scale_invariant, shift_invariant, reduction, regularizer_strength,
+                      max_iter, tol, max_res)
+
+
+def _solve(members, scale_invariant, shift_invariant, reduction, regularizer_strength, max_iter, tol, max_res):
+    small = _downsample(members, max_res)  # [E,1,h,w]
     obj = AlignmentObjective(small, regularizer_strength, reduction)
     s0, t0 = _initial(obj.d, scale_invariant, shift_invariant)
     x = torch.cat([s0, t0]) if shift_invariant else s0.clone()
