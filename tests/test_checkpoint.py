@@ -39,9 +39,11 @@ def test_reads_pipeline_config(depth_checkpoint):
 def test_fp16_variant_files_load_and_cast(make_checkpoint, tmp_path):
     src = make_checkpoint("depth-fp16")
     folder = shutil.copytree(src, tmp_path / "variant")
-    for part in ("unet", "vae"):  # publish-style names: only *.fp16.safetensors present
+    for part in ("unet", "vae"):  # what a download of the fp16 variant holds: only *.fp16.safetensors
         f = folder / part / "diffusion_pytorch_model.safetensors"
         f.rename(folder / part / "diffusion_pytorch_model.fp16.safetensors")
+    (folder / "text_encoder" / "model.safetensors").rename(folder / "text_encoder" / "model.fp16.safetensors")
+    (folder / checkpoint.EMBEDDING_FILE).unlink(missing_ok=True)
     m = marigold.load(folder, device="cpu", dtype="bf16", progress=False)
     assert m.unet.dtype == torch.bfloat16 and m.vae.dtype == torch.bfloat16
     m32 = marigold.load(folder, device="cpu", dtype="fp32", progress=False)
