@@ -35,6 +35,10 @@ WEIGHTS = "diffusion_pytorch_model"
 # what a download needs: never pickles, never the fp32 copies when the fp16 variant is asked for
 _CONFIG_PATTERNS = ["model_index.json", "*/config.json", "scheduler/*.json", "tokenizer/*"]
 
+# diffusers renamed `torch_dtype` to `dtype` (0.36); accept both generations
+_DTYPE_KW = "dtype" if tuple(int(x) for x in __import__("diffusers").__version__.split(".")[:2]) >= (0, 36) \
+    else "torch_dtype"
+
 _TASKS = {  # model_index _class_name → task
     "MarigoldDepthPipeline": "depth",
     "MarigoldPipeline": "depth",  # prs-eth/Marigold's own pipeline class (v1-0 checkpoints)
@@ -93,8 +97,9 @@ class MarigoldModel:
         """Move (and cast) the UNet and VAE in place; returns self."""
         device = resolve_device(device) if device is not None else self.device
         dtype = resolve_dtype(dtype, device) if dtype is not None else self.dtype
-        self.unet.to(device=device, dtype=dtype)
-        self.vae.to(device=device, dtype=dtype)
+        for part in (self.unet, self.vae):
+            # casting only when needed keeps diffusers from warning about modules it would keep in fp32
+            part.to(device=device, dtype=dtype) if part.dtype != dtype else part.to(device=device)
         self.device, self.dtype = device, dtype
         return self
 
@@ -153,7 +158,10 @@ def download(repo_id: str, cache_dir: str | os.PathLike | None = None, *, varian
         ) from None
     finally:
         enable_progress_bars()
-    return Path(folder)
+    folder = Path(folder)
+    if variant and not list((folder / "unet").glob(f"*.{variant}.safetensors*")):
+        return download(repo_id, cache_dir, variant=None, progress=progress)  # repo without that variant
+    return folder
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -303,14 +311,14 @@ def empty_text_embedding(folder: str | os.PathLike, cache_dir: str | os.PathLike
 def _compute_empty_embedding(folder: Path) -> torch.Tensor:
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    _weight_file(folder, "text_encoder", None)
+    _, variant = _weight_file(folder, "text_encoder", None)
     try:
         tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
     except Exception as e:
         raise CheckpointError(f"{folder}/tokenizer cannot be read ({e}).") from None
     try:
         encoder = CLIPTextModel.from_pretrained(str(folder / "text_encoder"), use_safetensors=True,
-                                                torch_dtype=torch.float32)
+                                                variant=variant, dtype=torch.float32)
     except Exception as e:
         raise CheckpointError(f"{folder}/text_encoder cannot be loaded ({e}).") from None
     ids = tokenizer("", padding="do_not_pad", max_length=tokenizer.model_max_length, truncation=True,
@@ -353,7 +361,8 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
     for name, cls in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL)):
         _, used = _weight_file(folder, name, variant)
         try:
-            parts[name] = cls.from_pretrained(str(folder / name), torch_dtype=dt, use_safetensors=True, variant=used)
+            parts[name] = cls.from_pretrained(str(folder / name), use_safetensors=True, variant=used,
+                                              **{_DTYPE_KW: dt})
         except Exception as e:
             raise CheckpointError(f"{folder}/{name} cannot be loaded: {type(e).__name__}: {e}") from None
         parts[name].eval().requires_grad_(False)
