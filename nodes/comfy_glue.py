@@ -133,6 +133,17 @@ def marigold_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return devices.resolve_dtype(dtype, device)
 
 
+# Peak activation memory of the SD2 UNet + VAE per processed pixel and batch item, in bytes per byte of dtype
+# (measured order of magnitude: about 3 GB for one 768×768 image in fp16). ComfyUI frees this much besides the
+# weights before loading, e.g. by offloading the SD1.5 model of a ControlNet graph.
+BYTES_PER_PIXEL_PER_DTYPE_BYTE = 2600
+
+
+def sampling_memory(loaded: LoadedMarigold, pixels: int, batch_size: int) -> int:
+    item = torch.empty((), dtype=loaded.model.dtype).element_size()
+    return int(pixels * batch_size * item * BYTES_PER_PIXEL_PER_DTYPE_BYTE)
+
+
 def prepare(loaded: LoadedMarigold, memory_required: int = 0) -> marigold.MarigoldModel:
     """Ask ComfyUI to put the model on its compute device (freeing others if needed); returns the core model."""
     mm.load_models_gpu([loaded.patcher], memory_required=memory_required, force_full_load=True)

@@ -13,9 +13,12 @@ from .types import CATEGORY, PREFIX, MarigoldModelType, MembersBatch, MembersTyp
 
 def _stream(loaded, image, denoising_steps, ensemble_size, processing_resolution, resample_method, seed, batch_size):
     """The core's streaming sampler with ComfyUI's progress bar, interrupt and device placement."""
-    model = comfy_glue.prepare(loaded)
+    images = core_image.from_bhwc(image)  # [B,3,H,W]
+    res = processing_resolution if processing_resolution is not None else 768
+    ph, pw = core_image.padded_size(core_image.processing_size(tuple(images.shape[-2:]), res))
+    model = comfy_glue.prepare(loaded, comfy_glue.sampling_memory(loaded, ph * pw, batch_size))
     return marigold.iter_members(
-        model, core_image.from_bhwc(image), num_inference_steps=denoising_steps or None,
+        model, images, num_inference_steps=denoising_steps or None,
         ensemble_size=ensemble_size, processing_resolution=processing_resolution,
         resample_method_input=resample_method, batch_size=batch_size, seed=seed,
         progress=comfy_glue.Progress(), check_cancel=comfy_glue.check_cancel)

@@ -84,8 +84,15 @@ def test_cancel_is_honoured_between_steps(model, monkeypatch):
     assert max(seen) == 2  # no step ran after the cancel
 
 
-def test_model_is_loaded_and_offloaded_through_model_management(model):
+def test_model_is_loaded_and_offloaded_through_model_management(model, monkeypatch):
+    asked = []
+    real = mm.load_models_gpu
+    monkeypatch.setattr(mm, "load_models_gpu", lambda models, memory_required=0, **kw: (
+        asked.append((models, memory_required)), real(models, memory_required=memory_required, **kw))[1])
     N.predict.MarigoldDepth.execute(model=model, image=IMAGE[:1], **SAMPLING)
+    (models, need), = asked
+    assert models == [model.patcher]
+    assert need == N.comfy_glue.sampling_memory(model, 32 * 24, 1) > 0  # 56×40 at 32 → 32×22, padded 32×24
     loaded = [lm.model for lm in mm.current_loaded_models]
     assert model.patcher in loaded  # ComfyUI manages it like its own models
     assert model.model.device == mm.get_torch_device()
