@@ -8,7 +8,6 @@ VAE are wrapped in one ``ModelPatcher``, so ComfyUI loads them with ``load_model
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 
@@ -21,7 +20,6 @@ import folder_paths
 
 from ._core import marigold
 
-log = logging.getLogger("marigold")
 FOLDER = "marigold"  # models/marigold/: checkpoint folders, and the download cache for published repo ids
 
 
@@ -151,6 +149,3 @@ def prepare(loaded: LoadedMarigold, memory_required: int = 0) -> marigold.Marigo
     m.device = loaded.patcher.load_device
     return m
 
-
-def outputs_device() -> torch.device:
-    return mm.intermediate_device()

@@ -6,7 +6,7 @@ from comfy_api.latest import io
 
 from . import comfy_glue
 from ._core import checkpoint
-from .types import CATEGORY, PREFIX, MarigoldModelType
+from .wires import CATEGORY, PREFIX, MarigoldModelType
 
 
 class LoadMarigold(io.ComfyNode):

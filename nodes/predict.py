@@ -8,7 +8,7 @@ from comfy_api.latest import io
 from . import comfy_glue
 from ._core import colorize, marigold
 from ._core import image as core_image
-from .types import CATEGORY, PREFIX, MarigoldModelType, MembersBatch, MembersType, require_task, sampling_inputs
+from .wires import CATEGORY, PREFIX, MarigoldModelType, MembersBatch, MembersType, require_task, sampling_inputs
 
 
 def _stream(loaded, image, denoising_steps, ensemble_size, processing_resolution, resample_method, seed, batch_size):

@@ -8,7 +8,7 @@ import folder_paths
 from comfy_api.latest import io, ui
 
 from ._core import io as core_io
-from .types import CATEGORY, PREFIX
+from .wires import CATEGORY, PREFIX
 from .visual import depth_from_image
 
 FORMATS = {"png16": ".png", "npy": ".npy"}

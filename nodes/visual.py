@@ -6,7 +6,7 @@ from comfy_api.latest import io
 
 from ._core import colorize, marigold
 from ._core import image as core_image
-from .types import CATEGORY, PREFIX
+from .wires import CATEGORY, PREFIX
 
 PRESETS = ["custom", "controlnet (gray, near = white)"]
 
