@@ -307,7 +307,8 @@ def test_cancel_mid_sampling_stops_between_steps(server):
     assert server.post("/interrupt", {})[0] == 200
     entry = server.wait(pid, 120)
     assert time.time() - t0 < 30
-    kinds = [m[0] for m in entry["status"]["messages"]]
-    assert "execution_interrupted" in kinds, kinds
+    interrupted = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_interrupted"]
+    assert interrupted, entry["status"]["messages"]
+    assert interrupted[0]["node_type"] == P + "MarigoldDepth"  # stopped inside the sampler, between two steps
     assert_still_serving(server)
 
