@@ -312,3 +312,12 @@ def test_cancel_mid_sampling_stops_between_steps(server):
     assert interrupted[0]["node_type"] == P + "MarigoldDepth"  # stopped inside the sampler, between two steps
     assert_still_serving(server)
 
+
+
+def test_published_model_that_cannot_be_downloaded_says_what_to_do(server):
+    # The test server runs with HF_HUB_OFFLINE=1 (and these machines reach no model hub).
+    err = error_of(server.run(depth_graph(LOAD, ["i", 0], checkpoint="prs-eth/marigold-depth-v1-1")))
+    msg = err["exception_message"]
+    assert "prs-eth/marigold-depth-v1-1" in msg and str(server.base / "models" / "marigold") in msg, msg
+    assert "HF_HUB_OFFLINE" in msg
+    assert_still_serving(server)
