@@ -153,7 +153,10 @@ def download(repo_id: str, cache_dir: str | os.PathLike | None = None, *, varian
         ) from None
     finally:
         enable_progress_bars()
-    return Path(folder)
+    folder = Path(folder)
+    if variant and not list((folder / "unet").glob(f"*.{variant}.safetensors*")):
+        return download(repo_id, cache_dir, variant=None, progress=progress)  # repo without that variant
+    return folder
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -303,14 +306,14 @@ def empty_text_embedding(folder: str | os.PathLike, cache_dir: str | os.PathLike
 def _compute_empty_embedding(folder: Path) -> torch.Tensor:
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    _weight_file(folder, "text_encoder", None)
+    _, variant = _weight_file(folder, "text_encoder", None)
     try:
         tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
     except Exception as e:
         raise CheckpointError(f"{folder}/tokenizer cannot be read ({e}).") from None
     try:
         encoder = CLIPTextModel.from_pretrained(str(folder / "text_encoder"), use_safetensors=True,
-                                                torch_dtype=torch.float32)
+                                                variant=variant, dtype=torch.float32)
     except Exception as e:
         raise CheckpointError(f"{folder}/text_encoder cannot be loaded ({e}).") from None
     ids = tokenizer("", padding="do_not_pad", max_length=tokenizer.model_max_length, truncation=True,

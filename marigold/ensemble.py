@@ -79,21 +79,26 @@ class AlignmentObjective:
             cost = cost + (pred.min().abs() + (1.0 - pred.max()).abs()).double() * self.reg
         return cost
 
-    def scale_free(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The pair term after the gauge (c, b) that maps the reduced prediction onto exactly 0..1.
+    def _span(self, s: torch.Tensor, t: torch.Tensor, shift_invariant: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        pred = self.prediction(s, t)
+        lo = pred.min().double() if shift_invariant else torch.zeros((), dtype=torch.float64, device=pred.device)
+        return lo, pred.max().double()
 
-        The output of the ensemble is invariant to one affine map applied to all members (the final
-        normalisation undoes it), and in that gauge the regulariser is zero, so this equals the objective
-        there. Unlike the objective it cannot be lowered by shrinking all scales together, which is the
-        collapse that stops diffusers from taking more than two solver steps.
+    def scale_free(self, s: torch.Tensor, t: torch.Tensor, shift_invariant: bool = True) -> torch.Tensor:
+        """The pair term in the gauge where the reduced prediction spans exactly 0..1 (0..max for scale-only).
+
+        The ensemble's output is invariant to one affine map applied to all members (the final normalisation
+        undoes it), and in that gauge the regulariser is zero, so this equals the objective there. Unlike the
+        objective it cannot be lowered by shrinking all scales together, the collapse that stops diffusers
+        from taking more than two solver steps.
         """
-        pred = self.prediction(s, t)
-        return self.pairs(s, t) / (pred.max() - pred.min()).double().clamp(min=1e-12)
+        lo, hi = self._span(s, t, shift_invariant)
+        return self.pairs(s, t) / (hi - lo).clamp(min=1e-12)
 
-    def gauge(self, s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(s, t) mapped so the reduced prediction spans exactly 0..1."""
-        pred = self.prediction(s, t)
-        lo, hi = pred.min().double(), pred.max().double()
+    def gauge(self, s: torch.Tensor, t: torch.Tensor, shift_invariant: bool = True
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s, t) mapped into the gauge of :meth:`scale_free`."""
+        lo, hi = self._span(s, t, shift_invariant)
         c = 1.0 / (hi - lo).clamp(min=1e-12)
         return s * c, (t - lo) * c
 
@@ -117,10 +122,16 @@ def solve_alignment(members: torch.Tensor, scale_invariant: bool = True, shift_i
     ``max_iter`` and ``tol`` are diffusers' solver budget. An iteration here (exact gradients, L-BFGS with a
     strong-Wolfe line search, no pixel loop) costs about a hundredth of one of scipy's finite-difference BFGS
     iterations, so the solver takes ``ITERATIONS_PER_STEP × max_iter`` of them. With the shift free (the usual
-    case) it minimises the objective in the gauge where the reduced prediction spans 0..1 (see
-    :meth:`AlignmentObjective.scale_free`), and returns parameters in that gauge.
+    case) it minimises the objective in the gauge where the reduced prediction spans 0..1 (0..max for
+    scale-only; see :meth:`AlignmentObjective.scale_free`), and returns parameters in that gauge.
     """
-    small = _downsample(members.float(), max_res)  # [E,1,h,w]
+    with torch.inference_mode(False):  # the solver needs autograd, even when called under inference mode
+        return _solve(members.float().clone(), scale_invariant, shift_invariant, reduction, regularizer_strength,
+                      max_iter, tol, max_res)
+
+
+def _solve(members, scale_invariant, shift_invariant, reduction, regularizer_strength, max_iter, tol, max_res):
+    small = _downsample(members, max_res)  # [E,1,h,w]
     obj = AlignmentObjective(small, regularizer_strength, reduction)
     s0, t0 = _initial(obj.d, scale_invariant, shift_invariant)
     x = torch.cat([s0, t0]) if shift_invariant else s0.clone()
@@ -133,11 +144,9 @@ def solve_alignment(members: torch.Tensor, scale_invariant: bool = True, shift_i
     if max_iter > 0:
         opt = torch.optim.LBFGS([x], lr=1.0, max_iter=ITERATIONS_PER_STEP * max_iter, tolerance_grad=tol, tolerance_change=1e-9,
                                 history_size=2 * e + 1, line_search_fn="strong_wolfe")
-        target = obj.scale_free if regularizer_strength > 0 and shift_invariant else obj
-
         def closure():
             opt.zero_grad()
-            loss = target(*split(x))
+            loss = obj.scale_free(*split(x), shift_invariant)
             loss.backward()
             return loss
 
@@ -146,8 +155,7 @@ def solve_alignment(members: torch.Tensor, scale_invariant: bool = True, shift_i
     x = x.detach()
     s, t = split(x)
     with torch.no_grad():
-        if regularizer_strength > 0 and shift_invariant:
-            s, t = obj.gauge(s, t)
+        s, t = obj.gauge(s, t, shift_invariant)
         value = float(obj(s, t))
     return s, t, value
 

@@ -76,13 +76,13 @@ def _fix_channels(t: torch.Tensor) -> torch.Tensor:
     """[N,C,H,W] with C in 1..4 → [N,3,H,W]: grey is repeated, alpha dropped."""
     c = t.shape[1]
     if c == 1:
-        return t.expand(-1, 3, -1, -1)
+        return t.repeat(1, 3, 1, 1)
     if c == 2:  # grey + alpha
-        return t[:, :1].expand(-1, 3, -1, -1)
+        return t[:, :1].repeat(1, 3, 1, 1)
     if c == 3:
         return t
     if c == 4:
-        return t[:, :3]
+        return t[:, :3].contiguous()
     raise InputError(f"Image has {c} channels; expected 1 (grey), 3 (RGB) or 4 (RGBA).")
 
 
@@ -112,7 +112,7 @@ def to_tensor(image: ImageInput) -> torch.Tensor:
         t = _tensor_to_nchw(image)
     else:
         raise InputError(f"Unsupported image type {type(image).__name__}; pass a PIL image, a numpy array or a tensor.")
-    t = _fix_channels(t)
+    t = _fix_channels(t).contiguous()  # one memory layout, so equal pictures give bit-equal predictions
     check_image_values(t)
     return t
 

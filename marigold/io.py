@@ -31,7 +31,8 @@ def load_image(path: str | os.PathLike) -> Image.Image:
 
 def _depth_2d(depth: torch.Tensor | np.ndarray) -> np.ndarray:
     d = depth.detach().float().cpu().numpy() if isinstance(depth, torch.Tensor) else np.asarray(depth, np.float32)
-    d = np.squeeze(d)
+    while d.ndim > 2 and d.shape[0] == 1:  # [1,1,H,W] / [1,H,W] → [H,W]; a 1-pixel map stays 2-D
+        d = d[0]
     if d.ndim != 2:
         raise InputError(f"Expected one depth map ([H,W] or [1,1,H,W]); got shape {d.shape}.")
     return d
