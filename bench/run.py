@@ -144,12 +144,15 @@ def in_process_cases(args, ckpt: str, images: dict[int, Path], work: Path, log) 
                "rounds": rounds,
                "ours": {"dtype": o[0]["dtype"], "time_s": median([x["runs_s"][0] for x in o]),
                         "peak_rss_gb": median([x["peak_rss_gb"] for x in o]),
-                        "load_s": median([x["load_s"] for x in o]), "all_time_s": [x["runs_s"][0] for x in o]},
+                        "load_s": median([x["load_s"] for x in o]),
+                        "load_warmup_s": median([x["load_s"] + x["warmup_s"] for x in o]),
+                        "all_time_s": [x["runs_s"][0] for x in o]},
                "diffusers": {"dtype": d[0]["dtype"], "time_s": median([x["runs_s"][0] for x in d]),
                              "peak_rss_gb": median([x["peak_rss_gb"] for x in d]),
                              "load_s": median([x["load_s"] for x in d]),
+                             "load_warmup_s": median([x["load_s"] + x["warmup_s"] for x in d]),
                              "all_time_s": [x["runs_s"][0] for x in d]}}
-        for k in ("time_s", "peak_rss_gb", "load_s"):
+        for k in ("time_s", "peak_rss_gb", "load_s", "load_warmup_s"):
             row[f"ratio_{k}"] = row["ours"][k] / row["diffusers"][k]
         row["check"] = compare(o[0]["saved"], d[0]["saved"], dtype)
         rows.append(row)
@@ -245,6 +248,19 @@ def scaling(args, ckpt: str, images: dict, work: Path, log) -> dict:
     return out
 
 
+def levers(args, ckpt: str, images: dict, log) -> dict:
+    spec = {"checkpoint": ckpt, "dtype": "bf16", "image": str(images[args.levers_res]),
+            "batches": args.lever_batches, "batch_ensemble": args.lever_batch_ensemble}
+    x = run_child(["-m", "bench.levers", json.dumps(spec)], log)
+    x["resolution"] = args.levers_res
+    for lv in x["levers"]:
+        log(f"lever {lv['config']}: {median(lv['time_s']):.2f}s (runs {', '.join(f'{v:.2f}' for v in lv['time_s'])}), "
+            f"call peak +{max(lv['peak_delta_gb']):.2f} GB")
+    for b in x["batches"]:
+        log(f"batch {b['batch_size']} of ensemble {b['ensemble']}: {b['time_s']:.2f}s, call peak +{b['peak_delta_gb']:.2f} GB")
+    return x
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Report
 
@@ -275,8 +291,8 @@ def markdown(report: dict) -> str:
              f"{m['diffusers']}, CUDA: {'yes' if m['cuda'] else 'no'}; checkpoint: {report['checkpoint_kind']}.", ""]
     if report.get("in_process"):
         lines += ["| case | ours dtype | diffusers dtype | ours s | diffusers s | time ratio | ours peak GB | "
-                  "diffusers peak GB | peak ratio | ours load s | diffusers load s | load ratio | output check |",
-                  "|" + "---|" * 13]
+                  "diffusers peak GB | peak ratio | ours load s | diffusers load s | load ratio | load + warm-up ratio | "
+                  "output check |", "|" + "---|" * 14]
         for r in report["in_process"]:
             c = r["check"]
             lines.append(
@@ -285,7 +301,7 @@ def markdown(report: dict) -> str:
                 f"{r['diffusers']['dtype'].replace('torch.', '')} | {r['ours']['time_s']:.2f} | "
                 f"{r['diffusers']['time_s']:.2f} | **{r['ratio_time_s']:.2f}** | {r['ours']['peak_rss_gb']:.2f} | "
                 f"{r['diffusers']['peak_rss_gb']:.2f} | **{r['ratio_peak_rss_gb']:.2f}** | {r['ours']['load_s']:.2f} | "
-                f"{r['diffusers']['load_s']:.2f} | **{r['ratio_load_s']:.2f}** | "
+                f"{r['diffusers']['load_s']:.2f} | **{r['ratio_load_s']:.2f}** | {r['ratio_load_warmup_s']:.2f} | "
                 f"{'OK' if c['ok'] else 'DIFFERS'} ({c['compared']}: max {c['max_abs']:.1e}, mean {c['mean_abs']:.1e}) |")
         lines.append("")
     w = report.get("whole_process")
@@ -316,6 +332,17 @@ def markdown(report: dict) -> str:
             lines.append(f"Scaling with ensemble size (ours, {s['dtype']}, 1 step): {pts}; fit "
                          f"{f['seconds_per_member']:.2f} s/member + {f['intercept_s']:.2f} s, log-log exponent "
                          f"{f['loglog_exponent']:.2f}.")
+        lines.append("")
+    lv = report.get("levers")
+    if lv:
+        lines += [f"| lever (ours, bf16, {lv['resolution']} px, 1 step, one process, order A B C C B A) | time s "
+                  f"(median) | runs | call peak RSS above baseline, GB |", "|---|---|---|---|"]
+        for x in lv["levers"]:
+            lines.append(f"| {x['config']} | {median(x['time_s']):.2f} | "
+                         f"{', '.join(f'{v:.2f}' for v in x['time_s'])} | {max(x['peak_delta_gb']):.2f} |")
+        for b in lv["batches"]:
+            lines.append(f"| ensemble {b['ensemble']}, batch_size {b['batch_size']} (all levers) | {b['time_s']:.2f} | 1 "
+                         f"| {b['peak_delta_gb']:.2f} |")
         lines.append("")
     if report.get("goals"):
         lines += ["| goal | target | got | met |", "|---|---|---|---|"]
@@ -355,8 +382,8 @@ def parse_args(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny checkpoint, tiny images, one round")
     ap.add_argument("--out", default=str(ROOT / "bench" / "last_run"), help="folder for results.json / results.md")
-    ap.add_argument("--only", default="in_process,whole,ensembling,scaling",
-                    help="comma-separated parts to run (in_process, whole, ensembling, scaling)")
+    ap.add_argument("--only", default="levers,in_process,whole,ensembling,scaling",
+                    help="comma-separated parts to run (levers, in_process, whole, ensembling, scaling)")
     ap.add_argument("--cases", default=None,
                     help="in-process cases as dtype:res:steps:ens:rounds[:batch_ours], comma-separated")
     ap.add_argument("--whole-rounds", type=int, default=3)
@@ -368,6 +395,7 @@ def parse_args(argv=None):
         a.ens_sizes = [(48, 64)]
         a.scale_res, a.scale_ens, a.scale_ens_res = [32, 64], [1, 2], 64
         a.photo_size = (128, 96)
+        a.levers_res, a.lever_batches, a.lever_batch_ensemble = 64, [1, 2], 2
     else:
         default_cases = ("bf16:768:1:1:3,bf16:512:1:1:3,fp32:768:1:1:2,fp32:512:1:1:2,"
                          "bf16:768:4:5:2:5,bf16:512:4:5:2:5,fp32:512:4:5:1:5")
@@ -375,6 +403,7 @@ def parse_args(argv=None):
         a.ens_sizes = [(576, 768), (1536, 2048)]
         a.scale_res, a.scale_ens, a.scale_ens_res = [256, 384, 512, 768], [1, 2, 4], 512
         a.photo_size = (1024, 768)
+        a.levers_res, a.lever_batches, a.lever_batch_ensemble = 512, [1, 5], 5
     a.whole_dtype = "bf16"
     a.scale_dtype = "bf16"
     a.cases_str = a.cases or default_cases
@@ -411,7 +440,7 @@ def main(argv=None) -> int:
     checkpoint = str(ck.ensure(size, log=log))
     photo = prepare_photo(work, a.photo_size)
     images: dict = {}
-    for r in sorted({c["res"] for c in a.cases} | set(a.scale_res) | {a.scale_ens_res}):
+    for r in sorted({c["res"] for c in a.cases} | set(a.scale_res) | {a.scale_ens_res, a.levers_res}):
         images[r] = prepare_tensor(photo, r, work)
     import numpy as np
 
@@ -434,6 +463,8 @@ def main(argv=None) -> int:
                               "Each side does an untimed warm-up call on a 64×48 image first (diffusers computes its "
                               "empty-text embedding there)."]}
     log(f"machine: {report['machine']}")
+    if "levers" in a.only:
+        report["levers"] = levers(a, checkpoint, images, log)
     if "in_process" in a.only:
         report["in_process"] = in_process_cases(a, checkpoint, images, work, log)
     if "whole" in a.only:

@@ -411,11 +411,13 @@ def read_safetensors(path: Path, dtype: torch.dtype | None = None, channels_last
     """A safetensors file's tensors, read with plain file reads and cast to ``dtype`` one tensor at a time.
 
     Unlike a memory map, this never holds the whole file in the process's resident memory next to the cast
-    copy: the peak is the cast model plus one tensor as stored. Tensors already in ``dtype`` are read straight
-    into their final storage. ``channels_last`` lays out 4-D (convolution) weights NHWC in the same pass.
+    copy: the peak is the cast model plus one tensor as stored. Tensors used exactly as stored (same dtype, no
+    layout change) are views of the memory-mapped file instead, paged in on first use. ``channels_last`` lays
+    out 4-D (convolution) weights NHWC in the same pass.
     """
     start, header = _read_header(path)
     out: dict[str, torch.Tensor] = {}
+    mapped = None  # the file memory-mapped (private, lazy), for tensors used exactly as stored
     with open(path, "rb", buffering=0) as f:
         for name, info in sorted(((k, v) for k, v in header.items() if k != "__metadata__"),
                                  key=lambda kv: kv[1]["data_offsets"][0]):
@@ -425,6 +427,13 @@ def read_safetensors(path: Path, dtype: torch.dtype | None = None, channels_last
             lo, hi = info["data_offsets"]
             shape = tuple(info["shape"])
             want = dtype if (dtype is not None and stored.is_floating_point) else stored
+            fmt = torch.channels_last if channels_last and len(shape) == 4 else torch.contiguous_format
+            if want == stored and fmt == torch.contiguous_format and (start + lo) % stored.itemsize == 0:
+                # no cast, no layout change: a view of the memory-mapped file, paged in when first used
+                if mapped is None:
+                    mapped = torch.from_file(str(path), shared=False, size=path.stat().st_size, dtype=torch.uint8)
+                out[name] = mapped[start + lo:start + hi].view(stored).view(shape)
+                continue
             buf = torch.empty(shape, dtype=stored)
             raw = buf.reshape(-1).view(torch.uint8) if buf.numel() else None
             if raw is not None:
@@ -438,7 +447,6 @@ def read_safetensors(path: Path, dtype: torch.dtype | None = None, channels_last
                     if not k:
                         raise CheckpointError(f"{path} is truncated; delete it and download it again.")
                     got += k
-            fmt = torch.channels_last if channels_last and buf.dim() == 4 else torch.contiguous_format
             out[name] = buf if want == stored and fmt == torch.contiguous_format else buf.to(want, memory_format=fmt)
             del buf, raw
     return out
