@@ -335,7 +335,7 @@ def _compute_empty_embedding(folder: Path) -> torch.Tensor:
 
 def load(source: str | os.PathLike, *, device: str | torch.device | None = None, dtype: str | torch.dtype = "auto",
          variant: str | None = None, cache_dir: str | os.PathLike | None = None,
-         progress: bool | type = True) -> MarigoldModel:
+         progress: bool | type = True, optimize: bool = True) -> MarigoldModel:
     """Load a Marigold checkpoint (folder or repo id) for inference.
 
     Args:
@@ -346,6 +346,8 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
             files when the model runs in half precision and both are present).
         cache_dir: where a repo id is downloaded to, and where the empty-text embedding is cached when the
             checkpoint folder is read-only.
+        optimize: apply the inference speed-ups of :mod:`marigold.fast` (channels-last, sub-pixel upsampling, …;
+            same answer). Turn off to get diffusers' modules exactly as they are, e.g. for training.
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
@@ -359,12 +361,15 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
 
     parts = {}
     for name, cls in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL)):
-        _, used = _weight_file(folder, name, variant)
+        file, used = _weight_file(folder, name, variant)
         try:
-            parts[name] = cls.from_pretrained(str(folder / name), use_safetensors=True, variant=used,
-                                              **{_DTYPE_KW: dt})
-        except Exception as e:
-            raise CheckpointError(f"{folder}/{name} cannot be loaded: {type(e).__name__}: {e}") from None
+            parts[name] = _load_direct(cls, folder / name, file, dt, channels_last=optimize)
+        except _NotDirect:  # sharded files or an older key layout: diffusers knows how to convert them
+            try:
+                parts[name] = cls.from_pretrained(str(folder / name), use_safetensors=True, variant=used,
+                                                  **{_DTYPE_KW: dt})
+            except Exception as e:
+                raise CheckpointError(f"{folder}/{name} cannot be loaded: {type(e).__name__}: {e}") from None
         parts[name].eval().requires_grad_(False)
     embedding = empty_text_embedding(folder, cache_dir)
 
@@ -384,4 +389,86 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
         target_properties=index.get("target_properties"),
         dtype=dt,
     )
-    return model.to(dev, dt)
+    model = model.to(dev, dt)
+    if optimize:
+        from . import fast
+
+        fast.apply(model)
+    return model
+
+
+class _NotDirect(Exception):
+    """The direct loader does not handle this file; use diffusers' from_pretrained."""
+
+
+def _read_header(path: Path) -> tuple[int, dict[str, Any]]:
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return 8 + n, json.loads(f.read(n))
+
+
+_ST_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
+              "I64": torch.int64, "I32": torch.int32, "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def read_safetensors(path: Path, dtype: torch.dtype | None = None, channels_last: bool = False
+                     ) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors, read with plain file reads and cast to ``dtype`` one tensor at a time.
+
+    Unlike a memory map, this never holds the whole file in the process's resident memory next to the cast
+    copy: the peak is the cast model plus one tensor as stored. Tensors used exactly as stored (same dtype, no
+    layout change) are views of the memory-mapped file instead, paged in on first use. ``channels_last`` lays
+    out 4-D (convolution) weights NHWC in the same pass.
+    """
+    start, header = _read_header(path)
+    out: dict[str, torch.Tensor] = {}
+    mapped = None  # the file memory-mapped (private, lazy), for tensors used exactly as stored
+    with open(path, "rb", buffering=0) as f:
+        for name, info in sorted(((k, v) for k, v in header.items() if k != "__metadata__"),
+                                 key=lambda kv: kv[1]["data_offsets"][0]):
+            stored = _ST_DTYPES.get(info["dtype"])
+            if stored is None:
+                raise _NotDirect(f"dtype {info['dtype']}")
+            lo, hi = info["data_offsets"]
+            shape = tuple(info["shape"])
+            want = dtype if (dtype is not None and stored.is_floating_point) else stored
+            fmt = torch.channels_last if channels_last and len(shape) == 4 else torch.contiguous_format
+            if want == stored and fmt == torch.contiguous_format and (start + lo) % stored.itemsize == 0:
+                # no cast, no layout change: a view of the memory-mapped file, paged in when first used
+                if mapped is None:
+                    mapped = torch.from_file(str(path), shared=False, size=path.stat().st_size, dtype=torch.uint8)
+                out[name] = mapped[start + lo:start + hi].view(stored).view(shape)
+                continue
+            buf = torch.empty(shape, dtype=stored)
+            raw = buf.reshape(-1).view(torch.uint8) if buf.numel() else None
+            if raw is not None:
+                if raw.numel() != hi - lo:
+                    raise _NotDirect(f"{name}: size mismatch")
+                f.seek(start + lo)
+                view = memoryview(raw.numpy())
+                got = 0
+                while got < len(view):
+                    k = f.readinto(view[got:])
+                    if not k:
+                        raise CheckpointError(f"{path} is truncated; delete it and download it again.")
+                    got += k
+            out[name] = buf if want == stored and fmt == torch.contiguous_format else buf.to(want, memory_format=fmt)
+            del buf, raw
+    return out
+
+
+def _load_direct(cls, folder: Path, file: Path, dtype: torch.dtype, channels_last: bool = False) -> torch.nn.Module:
+    """Build the module on the meta device and assign the weights read from ``file`` (no init, no copies)."""
+    if not file.name.endswith(".safetensors"):
+        raise _NotDirect("sharded")
+    config = _read_json(folder / "config.json")
+    with torch.device("meta"):
+        module = cls.from_config(config)
+    state = read_safetensors(file, dtype, channels_last)
+    expected = module.state_dict()
+    if set(state) != set(expected) or any(tuple(state[k].shape) != tuple(v.shape) for k, v in expected.items()):
+        raise _NotDirect("key layout")
+    module.load_state_dict(state, strict=True, assign=True)
+    if any(t.is_meta for t in list(module.parameters()) + list(module.buffers())):
+        raise _NotDirect("non-persistent buffers")
+    return module

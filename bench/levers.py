@@ -1,0 +1,109 @@
+"""Each lever of ours measured alone, in one process (``python -m bench.levers SPEC_JSON``).
+
+The model is loaded with ``optimize=False`` (diffusers' modules exactly as they are), then the levers are
+switched on and off between calls, in the order A B C C B A, so that slow drift (other work on the machine)
+hits every configuration alike. Memory per call is the peak RSS above the RSS before the call, sampled every
+10 ms from /proc/self/statm by a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+
+
+class PeakRSS:
+    def __init__(self):
+        self.page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss(self):
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self.page
+
+    def __enter__(self):
+        self.base = self.rss()
+        self.peak = self.base
+        self.stop = False
+
+        def loop():
+            while not self.stop:
+                self.peak = max(self.peak, self.rss())
+                time.sleep(0.01)
+
+        self.thread = threading.Thread(target=loop, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop = True
+        self.thread.join()
+        self.peak = max(self.peak, self.rss())
+        self.delta_gb = (self.peak - self.base) / 1e9
+
+
+def main(argv=None):
+    spec = json.loads((argv or sys.argv[1:])[0])
+    import numpy as np
+    import torch
+
+    import marigold
+    from marigold import fast
+
+    model = marigold.load(spec["checkpoint"], device="cpu", dtype=spec["dtype"], progress=False, optimize=False)
+    image = torch.from_numpy(np.load(spec["image"]))
+    parts = (model.unet, model.vae)
+
+    def set_channels_last(on):
+        for p in parts:
+            p.to(memory_format=torch.channels_last if on else torch.contiguous_format)
+
+    def set_fast(on):
+        if on:
+            for p in parts:
+                fast.patch_module(p)
+            return
+        for p in parts:
+            for mod in p.modules():
+                if getattr(mod, "_marigold_fast", False):
+                    mod.__dict__.pop("forward", None)
+                    if isinstance(getattr(mod, "processor", None), fast.MatmulAttnProcessor):
+                        mod.set_processor(mod.processor.fallback)
+                    mod._marigold_fast = False
+
+    configs = {
+        "diffusers' modules as they are (optimize=False)": (False, False),
+        "+ channels-last": (True, False),
+        "+ in-place ResNet blocks, sub-pixel upsampling, matmul VAE attention (optimize=True)": (True, True),
+    }
+
+    def call(ens=1, batch=1, steps=1):
+        with PeakRSS() as m:
+            t0 = time.perf_counter()
+            marigold.predict_depth(model, image, num_inference_steps=steps, ensemble_size=ens,
+                                   processing_resolution=0, batch_size=batch, seed=0)
+            dt = time.perf_counter() - t0
+        return dt, m.delta_gb
+
+    marigold.predict_depth(model, image[..., :48, :64], num_inference_steps=1, processing_resolution=0, seed=0)
+    results = {k: [] for k in configs}
+    names = list(configs)
+    for name in names + names[::-1]:
+        cl, fa = configs[name]
+        set_channels_last(cl)
+        set_fast(fa)
+        results[name].append(call())
+    out = {"levers": [{"config": k, "time_s": [r[0] for r in v], "peak_delta_gb": [r[1] for r in v]}
+                      for k, v in results.items()]}
+    batches = []
+    for b in spec.get("batches", []):
+        dt, mem = call(ens=spec["batch_ensemble"], batch=b)
+        batches.append({"batch_size": b, "ensemble": spec["batch_ensemble"], "time_s": dt, "peak_delta_gb": mem})
+    out["batches"] = batches
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
