@@ -62,3 +62,12 @@ def make_checkpoint(checkpoint_root):
 @pytest.fixture(scope="session")
 def depth_checkpoint(make_checkpoint) -> Path:
     return make_checkpoint("depth")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd2(make_checkpoint, tmp_path_factory) -> Path:
+    """A tiny Stable Diffusion 2 stand-in (4-channel UNet) whose VAE was fitted to synthetic renders, so that
+    what the trainer learns can be measured through it (see train/tiny.py)."""
+    from train.tiny import make_tiny_sd2
+
+    return make_tiny_sd2(tmp_path_factory.mktemp("sd2") / "tiny-sd2", make_checkpoint("depth"), vae_steps=400)

@@ -50,7 +50,8 @@ DEFAULTS: dict[str, Any] = {
     "cache_dir": None,
     "resume": False,
     "progress": True,
-    "dump_rank_weights": False,  # tests: every process writes OUTPUT/rank-R-unet.safetensors at the end
+    "dump_rank_weights": False,
+    "debug_step_sleep": 0.0,  # tests: seconds to sleep after each step, so a test can kill a run mid-way  # tests: every process writes OUTPUT/rank-R-unet.safetensors at the end
 }
 
 FLAGS = {  # --flag → dotted key

@@ -29,6 +29,7 @@ def fit_vae(vae, steps: int, size: tuple[int, int] = (64, 64), batch: int = 8, s
     from .data.synthetic import render
 
     torch.manual_seed(seed)
+    torch.set_flush_denormal(True)  # denormals from the shrinking weights slow CPU convolutions ~10×
     pool = []
     for i in range(64):  # a small pool of renders, reused (val/heldout scenes are never used here)
         s = render(5_000_000 + i, *size, supersample=1)

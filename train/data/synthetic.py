@@ -149,10 +149,13 @@ class _Scene:
         return t_best, normal, color
 
 
-def render(seed: int, height: int, width: int, supersample: int = 2) -> DepthSample:
-    """Render scene ``seed`` at ``height × width``: RGB 0..1, planar depth (inf where the sky is), normals."""
+def render(seed: int, height: int, width: int, supersample: int = 2, objects: bool = True) -> DepthSample:
+    """Render scene ``seed`` at ``height × width``: RGB 0..1, planar depth (inf where the sky is), normals.
+    ``objects=False`` leaves only the room (for geometry tests)."""
     rng = np.random.default_rng(seed)
     scene = _Scene(rng)
+    if not objects:
+        scene.spheres, scene.boxes = [], []
     fov = np.deg2rad(rng.uniform(50, 70))
     s = supersample
     hh, ww = height * s, width * s
