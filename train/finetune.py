@@ -41,12 +41,15 @@ from .noise import training_noise
 
 
 def lr_lambda(warmup: int, decay: int, final_ratio: float):
-    """Linear warm-up over ``warmup`` steps, then exponential decay to ``final_ratio`` at step ``decay`` and
+    """Linear warm-up over ``warmup`` steps, then exponential decay from 1 to ``final_ratio`` at step ``decay``,
     constant after (Marigold's ``IterExponential``: 100 warm-up steps, 0.01 at 25 000 steps)."""
 
     def f(step: int) -> float:
-        w = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
-        return w * (final_ratio ** (min(step, decay) / decay) if decay > 0 else 1.0)
+        if step < warmup:
+            return (step + 1) / warmup
+        if decay <= warmup:
+            return 1.0
+        return final_ratio ** ((min(step, decay) - warmup) / (decay - warmup))
 
     return f
 

@@ -57,7 +57,7 @@ def fit_vae(vae, steps: int, size: tuple[int, int] = (64, 64), batch: int = 8, s
         if log and (step % 50 == 0 or step == steps - 1):
             log(f"vae step {step}: loss {float(loss):.4f}")
     vae.eval().requires_grad_(False)
-    return float(loss)
+    return float(loss.detach())
 
 
 def make_tiny_sd2(out: str | Path, marigold_tiny: str | Path, vae_steps: int = 0, seed: int = 0, log=None) -> Path:
