@@ -67,7 +67,10 @@ def depth_checkpoint(make_checkpoint) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sd2(make_checkpoint, tmp_path_factory) -> Path:
     """A tiny Stable Diffusion 2 stand-in (4-channel UNet) whose VAE was fitted to synthetic renders, so that
-    what the trainer learns can be measured through it (see train/tiny.py)."""
-    from train.tiny import make_tiny_sd2
-
-    return make_tiny_sd2(tmp_path_factory.mktemp("sd2") / "tiny-sd2", make_checkpoint("depth"), vae_steps=400)
+    what the trainer learns can be measured through it (see train/tiny.py). Built in a fresh process: the
+    VAE fit needs denormal flushing set before torch starts its thread pool."""
+    out = tmp_path_factory.mktemp("sd2") / "tiny-sd2"
+    subprocess.run([sys.executable, "-m", "train.tiny", str(out), "--from", str(make_checkpoint("depth")),
+                    "--vae-steps", "400"], check=True, capture_output=True, cwd=ROOT,
+                   env={**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    return out

@@ -136,3 +136,25 @@ def test_tiny_model_learns_depth_on_synthetic_scenes(tiny_sd2, tmp_path):
     assert after["delta1"] > before["delta1"]
     pred = marigold.predict(model, np.random.default_rng(0).random((48, 64, 3)).astype(np.float32), seed=0)
     assert pred.prediction.shape == (1, 1, 48, 64) and torch.isfinite(pred.prediction).all()
+
+
+def test_normals_with_bf16_autocast_and_gradient_checkpointing(tiny_sd2, tmp_path):
+    """The normals task, mixed precision (bf16 autocast on the CPU) and gradient checkpointing run, and the
+    export keeps fp32 UNet weights and the base's untouched VAE."""
+    out = tmp_path / "normals"
+    res = subprocess.run(_cmd(tiny_sd2, out, "--task", "normals", "--mode", "diffusion", "--resolution", "32",
+                              "--batch-size", "2", "--grad-accum", "1", "--max-steps", "2", "--num-workers", "0",
+                              "--checkpoint-every", "0", "--mixed-precision", "bf16", "--no-progress",
+                              "--set", "gradient_checkpointing=true"),
+                         env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    w = _weights(out / "final")
+    assert all(v.dtype == torch.float32 for v in w.values())
+    vae_name = "vae/diffusion_pytorch_model.safetensors"
+    _assert_same(load_file(str(out / "final" / vae_name)), load_file(str(Path(tiny_sd2) / vae_name)))
+    model = marigold.load(out / "final", device="cpu", dtype="fp32")
+    assert model.task == "normals"
+    pred = marigold.predict(model, np.random.default_rng(0).random((32, 32, 3)).astype(np.float32), seed=0,
+                            processing_resolution=32)
+    assert pred.prediction.shape == (1, 3, 32, 32)
+    np.testing.assert_allclose(pred.prediction.norm(dim=1).numpy(), 1.0, atol=1e-3)

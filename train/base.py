@@ -143,7 +143,7 @@ def export_marigold(out: str | os.PathLike, base: Base, unet: torch.nn.Module, n
     out = Path(out)
     out.mkdir(parents=True)
     unet.save_pretrained(str(out / "unet"), safe_serialization=True)
-    base.vae.save_pretrained(str(out / "vae"), safe_serialization=True)
+    _link_or_copy_tree(base.folder / "vae", out / "vae")  # frozen: the base's files, in their own precision
     DDIMScheduler.from_config(ddim_config(noise_cfg)).save_pretrained(str(out / "scheduler"))
     with_text = bool(export_cfg.get("text_encoder", True)) and (base.folder / "text_encoder").is_dir() \
         and (base.folder / "tokenizer").is_dir()

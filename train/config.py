@@ -1,4 +1,4 @@
-"""Every hyper-parameter in one nested mapping: defaults here, then a YAML/TOML file, then the command line.
+r"""Every hyper-parameter in one nested mapping: defaults here, then a YAML/TOML file, then the command line.
 
     python -m train.finetune --config train/configs/marigold_depth.yaml --base stabilityai/stable-diffusion-2 \
         --data hypersim:/data/hypersim@0.9 --data vkitti:/data/vkitti@0.1 --output runs/depth \

@@ -1,4 +1,4 @@
-"""Evaluate a Marigold depth checkpoint with the standard affine-invariant protocol.
+r"""Evaluate a Marigold depth checkpoint with the standard affine-invariant protocol.
 
     python -m train.evaluate --checkpoint runs/demo/final --dataset nyu:/data/nyu_depth_v2_labeled.mat \
         --dataset kitti:/data/kitti --dataset middlebury [--steps 4 --ensemble 1 --processing-resolution 768]

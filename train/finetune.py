@@ -1,4 +1,4 @@
-"""Fine-tune Stable Diffusion 2 (or continue a Marigold model) into a Marigold depth / normals model.
+r"""Fine-tune Stable Diffusion 2 (or continue a Marigold model) into a Marigold depth / normals model.
 
     python -m train.finetune --base stabilityai/stable-diffusion-2 --data synthetic --output runs/demo \
         --max-steps 1000 --batch-size 2 --resolution 256 --seed 0 [--config FILE] [--resume]
@@ -364,6 +364,7 @@ class _null:
 
 
 def main(argv: list[str] | None = None) -> int:
+    torch.set_flush_denormal(True)  # before torch's thread pool starts: threads inherit the FP mode
     cfg = parse(argv)
     trainer = Trainer(cfg)
     final = trainer.run()
