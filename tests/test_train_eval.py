@@ -11,7 +11,7 @@ from PIL import Image
 
 from train import metrics as M
 from train.data.formats import write_png16
-from train.evaluate import (EvalItem, diode_items, eth3d_items, kitti_items, main, make_eval_set,
+from train.evaluate import (diode_items, eth3d_items, kitti_items, main, make_eval_set,
                             middlebury_motorcycle, nyu_items, scannet_items, score)
 
 

@@ -27,9 +27,18 @@ def write_png16(path: str | Path, values: np.ndarray) -> None:
     Image.fromarray(np.asarray(values).astype(np.uint16)).save(path, format="PNG")
 
 
+def _openexr():
+    try:
+        import OpenEXR
+    except ImportError:
+        raise ImportError("reading .exr depth needs the OpenEXR package: pip install OpenEXR "
+                          "(or pip install marigold-suite[train])") from None
+    return OpenEXR
+
+
 def read_exr(path: str | Path) -> np.ndarray:
     """A depth EXR (channel Z, Y, R, or the first one) → ``[H,W]`` float32."""
-    import OpenEXR
+    OpenEXR = _openexr()
 
     with OpenEXR.File(str(path)) as f:
         ch = f.channels()
@@ -41,7 +50,7 @@ def read_exr(path: str | Path) -> np.ndarray:
 
 
 def write_exr(path: str | Path, depth: np.ndarray) -> None:
-    import OpenEXR
+    OpenEXR = _openexr()
 
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     with OpenEXR.File(header, {"Z": np.ascontiguousarray(depth, dtype=np.float32)}) as f:
