@@ -80,9 +80,18 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_sd2, tmp_path):
     assert not torch.equal(live_a["conv_in.weight"], _weights(full / "final")["conv_in.weight"])  # EMA ≠ live
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_two_gloo_processes_hold_identical_weights(tiny_sd2, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()),
            "-m", "train.finetune", "--base", str(tiny_sd2), "--data", "synthetic", "--output", str(out),
            "--mode", "diffusion", "--resolution", "32", "--batch-size", "1", "--grad-accum", "2",
            "--max-steps", "3", "--checkpoint-every", "2", "--num-workers", "0", "--lr", "1e-3", "--no-progress",
