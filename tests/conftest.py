@@ -62,3 +62,15 @@ def make_checkpoint(checkpoint_root):
 @pytest.fixture(scope="session")
 def depth_checkpoint(make_checkpoint) -> Path:
     return make_checkpoint("depth")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd2(make_checkpoint, tmp_path_factory) -> Path:
+    """A tiny Stable Diffusion 2 stand-in (4-channel UNet) whose VAE was fitted to synthetic renders, so that
+    what the trainer learns can be measured through it (see train/tiny.py). Built in a fresh process: the
+    VAE fit needs denormal flushing set before torch starts its thread pool."""
+    out = tmp_path_factory.mktemp("sd2") / "tiny-sd2"
+    subprocess.run([sys.executable, "-m", "train.tiny", str(out), "--from", str(make_checkpoint("depth")),
+                    "--vae-steps", "400"], check=True, capture_output=True, cwd=ROOT,
+                   env={**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    return out

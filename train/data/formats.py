@@ -1,0 +1,64 @@
+"""Readers for the file formats the published data sets use (one function per format, no data-set logic)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """8-bit RGB image → ``[H,W,3]`` float32 in 0..1."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def read_png16(path: str | Path) -> np.ndarray:
+    """16-bit greyscale PNG → ``[H,W]`` float32 of the raw integer values."""
+    with Image.open(path) as im:
+        if im.mode not in ("I;16", "I;16B", "I;16L", "I", "L"):
+            raise ValueError(f"{path}: expected a 16-bit greyscale PNG, got mode {im.mode}.")
+        return np.asarray(im, dtype=np.float32)
+
+
+def write_png16(path: str | Path, values: np.ndarray) -> None:
+    """``[H,W]`` integer values 0..65535 → 16-bit greyscale PNG."""
+    Image.fromarray(np.asarray(values).astype(np.uint16)).save(path, format="PNG")
+
+
+def _openexr():
+    try:
+        import OpenEXR
+    except ImportError:
+        raise ImportError("reading .exr depth needs the OpenEXR package: pip install OpenEXR "
+                          "(or pip install marigold-suite[train])") from None
+    return OpenEXR
+
+
+def read_exr(path: str | Path) -> np.ndarray:
+    """A depth EXR (channel Z, Y, R, or the first one) → ``[H,W]`` float32."""
+    OpenEXR = _openexr()
+
+    with OpenEXR.File(str(path)) as f:
+        ch = f.channels()
+        for name in ("Z", "Y", "R", "depth", "Depth"):
+            if name in ch:
+                return np.asarray(ch[name].pixels, dtype=np.float32)
+        first = next(iter(ch.values())).pixels
+        return np.asarray(first[..., 0] if first.ndim == 3 else first, dtype=np.float32)
+
+
+def write_exr(path: str | Path, depth: np.ndarray) -> None:
+    OpenEXR = _openexr()
+
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    with OpenEXR.File(header, {"Z": np.ascontiguousarray(depth, dtype=np.float32)}) as f:
+        f.write(str(path))
+
+
+def read_hdf5(path: str | Path, key: str = "dataset") -> np.ndarray:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return np.asarray(f[key])

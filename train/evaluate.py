@@ -1,0 +1,270 @@
+r"""Evaluate a Marigold depth checkpoint with the standard affine-invariant protocol.
+
+    python -m train.evaluate --checkpoint runs/demo/final --dataset nyu:/data/nyu_depth_v2_labeled.mat \
+        --dataset kitti:/data/kitti --dataset middlebury [--steps 4 --ensemble 1 --processing-resolution 768]
+
+Data sets, each read in its published format (``name:path``):
+
+==========  ==============================================================================  ===========  =====
+name        layout                                                                          depth range  crop
+==========  ==============================================================================  ===========  =====
+nyu         ``nyu_depth_v2_labeled.mat`` (MATLAB v7.3 / HDF5: ``images`` [N,3,W,H] uint8,   1e-3..10 m   Eigen
+            ``depths`` [N,W,H] m); test split = ``testNdxs`` of ``splits.mat`` beside it
+            (1-based; all frames when absent)
+kitti       Eigen test split file ``eigen_test_files_with_gt.txt`` in ROOT (``rgb depth          1e-5..80 m   Eigen
+            focal`` per line, paths relative to ROOT, ``None`` = no ground truth); depth
+            16-bit PNG / 256; KITTI benchmark crop 352×1216 first
+eth3d       ``SCENE/images/dslr_images/*.JPG`` with ``SCENE/ground_truth_depth/dslr_images/  1e-5..inf    –
+            *.JPG`` = raw little-endian float32 6048×4032 (inf = invalid)
+scannet     ``SCENE/color/N.jpg`` with ``SCENE/depth/N.png`` (16-bit, mm)                    1e-3..10 m   –
+diode       ``**/NAME.png`` with ``NAME_depth.npy`` ([H,W,1] m) and ``NAME_depth_mask.npy``  0.6..350 m   –
+middlebury  ``skimage.data.stereo_motorcycle()`` (Middlebury 2014, quarter size): depth =    0..inf       –
+            f·B / (d + doffs), f = 994.978 px, doffs = 31.086 px, B = 193.001 mm
+synthetic   held-out scenes of the training renderer (``synthetic[:N]``)                     0..inf       –
+==========  ==============================================================================  ===========  =====
+
+The prediction comes from :func:`marigold.predict` (the one sampling path of the project), is aligned by least
+squares in depth (or disparity, ``--space disparity``), and scored with AbsRel, SqRel, RMSE, RMSE(log), δ1-3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics as M
+from .data.formats import read_png16, read_rgb
+from .data.vkitti import kitti_benchmark_crop
+
+# Middlebury 2014 "Motorcycle" calibration (calib.txt: cam0 f = 3979.911, doffs = 124.343, baseline = 193.001),
+# at the quarter resolution scikit-image ships (741 × 500): f and doffs divided by 4.
+MOTORCYCLE_F, MOTORCYCLE_DOFFS, MOTORCYCLE_BASELINE_MM = 994.978, 31.086, 193.001
+
+
+@dataclass
+class EvalItem:
+    rgb: np.ndarray  # [H,W,3] float32 0..1
+    depth: np.ndarray  # [H,W] metres (0 where invalid)
+    valid: np.ndarray  # [H,W] bool
+    name: str = ""
+
+
+@dataclass
+class EvalSet:
+    name: str
+    items: Iterable[EvalItem]
+    min_depth: float = 1e-3
+    max_depth: float = np.inf
+    crop: str | None = None  # "nyu" | "kitti-eigen" | "kitti-garg" | None
+    space: str = "depth"
+    size: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def crop_mask(self, shape: tuple[int, int]) -> np.ndarray | None:
+        if self.crop == "nyu":
+            return M.nyu_eigen_crop(shape)
+        if self.crop in ("kitti-eigen", "kitti-garg"):
+            return M.kitti_crop(shape, self.crop.split("-")[1])
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loaders
+
+
+def nyu_items(mat_path: str | Path, split_path: str | Path | None = None, limit: int | None = None
+              ) -> Iterator[EvalItem]:
+    import h5py
+
+    mat_path = Path(mat_path)
+    split_path = Path(split_path) if split_path else mat_path.with_name("splits.mat")
+    with h5py.File(mat_path, "r") as f:
+        n = f["images"].shape[0]
+        idx = list(range(n))
+        if split_path.is_file():
+            from scipy.io import loadmat
+
+            idx = [int(i) - 1 for i in np.asarray(loadmat(str(split_path))["testNdxs"]).ravel()]
+        for k, i in enumerate(idx[:limit]):
+            rgb = np.asarray(f["images"][i]).transpose(2, 1, 0).astype(np.float32) / 255.0  # [3,W,H] → [H,W,3]
+            depth = np.asarray(f["depths"][i]).T.astype(np.float32)  # [W,H] → [H,W]
+            yield EvalItem(rgb, depth, depth > 0, f"nyu_{i + 1:04d}")
+
+
+def kitti_items(root: str | Path, split_file: str | Path | None = None, limit: int | None = None
+                ) -> Iterator[EvalItem]:
+    root = Path(root)
+    split_file = Path(split_file) if split_file else root / "eigen_test_files_with_gt.txt"
+    lines = [ln.split() for ln in split_file.read_text().splitlines() if ln.strip()]
+    lines = [ln for ln in lines if len(ln) >= 2 and ln[1] != "None"]
+    for rgb_rel, depth_rel, *_ in lines[:limit]:
+        rgb = kitti_benchmark_crop(read_rgb(root / rgb_rel))
+        depth = kitti_benchmark_crop(read_png16(root / depth_rel) / 256.0).astype(np.float32)
+        yield EvalItem(rgb, depth, depth > 0, rgb_rel)
+
+
+ETH3D_SIZE = (4032, 6048)
+
+
+def eth3d_items(root: str | Path, limit: int | None = None) -> Iterator[EvalItem]:
+    root = Path(root)
+    rgbs = sorted(root.glob("*/images/dslr_images/*.JPG"))
+    for p in rgbs[:limit]:
+        dpath = p.parents[2] / "ground_truth_depth" / "dslr_images" / p.name
+        rgb = read_rgb(p)
+        depth = np.fromfile(dpath, dtype="<f4")
+        h, w = rgb.shape[:2] if depth.size == rgb.shape[0] * rgb.shape[1] else ETH3D_SIZE
+        depth = depth.reshape(h, w)
+        valid = np.isfinite(depth) & (depth > 0)
+        yield EvalItem(rgb, np.where(valid, depth, 0).astype(np.float32), valid, str(p.relative_to(root)))
+
+
+def scannet_items(root: str | Path, limit: int | None = None) -> Iterator[EvalItem]:
+    root = Path(root)
+    rgbs = sorted(root.glob("*/color/*.jpg"))
+    for p in rgbs[:limit]:
+        depth = read_png16(p.parents[1] / "depth" / (p.stem + ".png")) / 1000.0
+        rgb = read_rgb(p)
+        if rgb.shape[:2] != depth.shape:  # ScanNet colour is 1296×968; depth 640×480
+            from PIL import Image
+
+            rgb = np.asarray(Image.fromarray((rgb * 255).astype(np.uint8)).resize(depth.shape[::-1], Image.BILINEAR),
+                             dtype=np.float32) / 255.0
+        yield EvalItem(rgb, depth.astype(np.float32), depth > 0, str(p.relative_to(root)))
+
+
+def diode_items(root: str | Path, limit: int | None = None) -> Iterator[EvalItem]:
+    root = Path(root)
+    rgbs = sorted(p for p in root.glob("**/*.png"))
+    for p in rgbs[:limit]:
+        depth = np.load(p.with_name(p.stem + "_depth.npy")).astype(np.float32)
+        depth = depth[..., 0] if depth.ndim == 3 else depth
+        mask = np.load(p.with_name(p.stem + "_depth_mask.npy")).astype(bool)
+        yield EvalItem(read_rgb(p), np.where(mask, depth, 0), mask & (depth > 0), str(p.relative_to(root)))
+
+
+def middlebury_motorcycle() -> EvalItem:
+    """The Middlebury 2014 Motorcycle left view with metric depth from its disparity (``+inf`` = invalid)."""
+    import skimage.data
+
+    left, _, disp = skimage.data.stereo_motorcycle()
+    valid = np.isfinite(disp) & (disp > 0)
+    depth = np.zeros(disp.shape, np.float32)
+    depth[valid] = MOTORCYCLE_F * MOTORCYCLE_BASELINE_MM / (disp[valid] + MOTORCYCLE_DOFFS) / 1000.0  # metres
+    return EvalItem(np.asarray(left, np.float32) / 255.0, depth, valid, "middlebury_motorcycle")
+
+
+def synthetic_eval_set(n: int = 8, split: str = "heldout", height: int = 96, width: int = 128) -> EvalSet:
+    from .data.synthetic import SyntheticDataset
+
+    ds = SyntheticDataset(n, height, width, split)
+
+    def items():
+        for i in range(len(ds)):
+            s = ds[i]
+            yield EvalItem(s.rgb, s.depth, s.valid, s.name)
+
+    return EvalSet(f"synthetic-{split}", items(), min_depth=1e-3, size=n)
+
+
+def make_eval_set(spec: str, limit: int | None = None) -> EvalSet:
+    name, _, path = spec.partition(":")
+    if name == "nyu":
+        return EvalSet("nyu", nyu_items(path, limit=limit), 1e-3, 10.0, crop="nyu")
+    if name == "kitti":
+        return EvalSet("kitti", kitti_items(path, limit=limit), 1e-5, 80.0, crop="kitti-eigen")
+    if name == "eth3d":
+        return EvalSet("eth3d", eth3d_items(path, limit=limit), 1e-5, np.inf)
+    if name == "scannet":
+        return EvalSet("scannet", scannet_items(path, limit=limit), 1e-3, 10.0)
+    if name == "diode":
+        return EvalSet("diode", diode_items(path, limit=limit), 0.6, 350.0)
+    if name == "middlebury":
+        return EvalSet("middlebury", [middlebury_motorcycle()], 1e-3, np.inf, size=1)
+    if name == "synthetic":
+        return synthetic_eval_set(int(path) if path else (limit or 8))
+    raise ValueError(f"unknown data set {name!r}: nyu, kitti, eth3d, scannet, diode, middlebury or synthetic")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Running a model
+
+
+def score(eval_set: EvalSet, pred: np.ndarray, item: EvalItem, space: str | None = None) -> dict[str, float]:
+    crop = eval_set.crop_mask(item.depth.shape)
+    return M.evaluate_prediction(pred, item.depth, item.valid, space=space or eval_set.space,
+                                 min_depth=eval_set.min_depth, max_depth=eval_set.max_depth, crop=crop)
+
+
+def evaluate_model(model, eval_set: EvalSet, *, steps: int | None = None, ensemble_size: int = 1,
+                   processing_resolution: int | None = None, seed: int = 0, space: str | None = None,
+                   keep_images: int = 0) -> dict:
+    """Predict every image with :func:`marigold.predict` and score it; returns per-image rows and the mean."""
+    import marigold
+
+    if space is None and getattr(model, "prediction_type", "depth") == "disparity":
+        space = "disparity"
+    rows, images = [], []
+    for item in eval_set.items:
+        out = marigold.predict(model, item.rgb, num_inference_steps=steps, ensemble_size=ensemble_size,
+                               processing_resolution=processing_resolution, seed=seed)
+        pred = out.prediction[0, 0].numpy()  # [H,W] 0..1, affine-invariant
+        row = score(eval_set, pred, item, space)
+        rows.append({"name": item.name, **row})
+        if len(images) < keep_images:
+            gt = np.where(item.valid, item.depth, 0)
+            gt = gt / max(gt.max(), 1e-6)
+            images.append(np.concatenate([item.rgb, np.repeat(pred[..., None], 3, 2),
+                                          np.repeat(gt[..., None], 3, 2)], 1).clip(0, 1))
+    metrics = M.mean_metrics([{k: v for k, v in r.items() if k != "name"} for r in rows])
+    return {"dataset": eval_set.name, "n": len(rows), "metrics": metrics, "rows": rows, "images": images}
+
+
+def format_table(results: list[dict]) -> str:
+    head = f"{'dataset':<22}{'n':>6}" + "".join(f"{k:>10}" for k in M.METRICS)
+    lines = [head, "-" * len(head)]
+    for r in results:
+        lines.append(f"{r['dataset']:<22}{r['n']:>6}" + "".join(f"{r['metrics'][k]:>10.4f}" for k in M.METRICS))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True, help="Marigold checkpoint folder or repo id")
+    ap.add_argument("--dataset", action="append", required=True, help="name[:path], repeatable")
+    ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
+    ap.add_argument("--ensemble", type=int, default=1)
+    ap.add_argument("--processing-resolution", type=int, default=None)
+    ap.add_argument("--space", choices=("depth", "disparity"), default=None, help="alignment space")
+    ap.add_argument("--max-images", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--json", help="write the per-image rows and means here")
+    a = ap.parse_args(argv)
+    import marigold
+
+    model = marigold.load(a.checkpoint, device=a.device, dtype=a.dtype)
+    if model.task != "depth":
+        raise SystemExit(f"{a.checkpoint} is a {model.task} checkpoint; train.evaluate scores depth models.")
+    results = []
+    for spec in a.dataset:
+        res = evaluate_model(model, make_eval_set(spec, a.max_images), steps=a.steps, ensemble_size=a.ensemble,
+                             processing_resolution=a.processing_resolution, seed=a.seed, space=a.space)
+        res.pop("images")
+        results.append(res)
+    print(format_table(results))
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,377 @@
+r"""Fine-tune Stable Diffusion 2 (or continue a Marigold model) into a Marigold depth / normals model.
+
+    python -m train.finetune --base stabilityai/stable-diffusion-2 --data synthetic --output runs/demo \
+        --max-steps 1000 --batch-size 2 --resolution 256 --seed 0 [--config FILE] [--resume]
+    accelerate launch --num_processes 8 -m train.finetune --config train/configs/marigold_depth.yaml ...
+
+Two modes (``mode``):
+
+- ``diffusion`` (Marigold, Ke et al. 2024): the image latent and the noised target latent enter the UNet
+  together; DDPM noise schedule with 1000 steps, a uniformly drawn timestep per sample, multi-resolution noise
+  with annealing, v-prediction (or epsilon), MSE in latent space over the latent pixels whose 8×8 footprint is
+  valid.
+- ``e2e`` (Garcia et al. 2024, "Fine-Tuning Image-Conditional Diffusion Models is Easier than You Think"): one
+  step at t = 999 from the noise the sampler starts with, the predicted clean latent decoded by the frozen VAE,
+  and a task loss on the decoded prediction: affine-invariant L1 for depth, angular for normals.
+
+Every run writes ``OUTPUT/checkpoints/step-N/`` (complete Marigold folders + training state, atomically, the
+last K kept), ``OUTPUT/final/`` and ``OUTPUT/tensorboard/``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpointing as cp
+from .base import export_marigold, in_memory_model, load_base, noise_scheduler_config
+from .config import dumps, parse
+from .data import StreamSampler, make_stream
+from .ema import EMA
+from .losses import affine_invariant_l1, angular, latent_mask, masked_mse
+from .noise import training_noise
+
+
+def lr_lambda(warmup: int, decay: int, final_ratio: float):
+    """Linear warm-up over ``warmup`` steps, then exponential decay from 1 to ``final_ratio`` at step ``decay``,
+    constant after (Marigold's ``IterExponential``: 100 warm-up steps, 0.01 at 25 000 steps)."""
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if decay <= warmup:
+            return 1.0
+        return final_ratio ** ((min(step, decay) - warmup) / (decay - warmup))
+
+    return f
+
+
+def step_generator(seed: int, micro: int, rank: int) -> torch.Generator:
+    """The CPU generator of one micro-step: a pure function of (seed, micro-batch, rank), so a resumed run
+    draws the same timesteps and noise as an uninterrupted one."""
+    s = int(np.random.SeedSequence([seed, micro, rank, 4]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return torch.Generator("cpu").manual_seed(s)
+
+
+def seed_everything(seed: int) -> None:
+    torch.set_flush_denormal(True)  # CPU: denormal floats from decaying weights slow convolutions ~10×
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    def __init__(self, cfg: dict):
+        from accelerate import Accelerator
+        from diffusers import DDPMScheduler
+
+        self.cfg = cfg
+        # several processes and no CUDA: accelerate only sets up gloo DDP when told the run is CPU-only
+        cpu_ddp = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+        self.acc = Accelerator(mixed_precision=cfg["mixed_precision"], cpu=cpu_ddp)
+        self.output = Path(cfg["output"])
+        self.rank, self.world = self.acc.process_index, self.acc.num_processes
+        seed_everything(cfg["seed"] + self.rank)
+
+        self.base = load_base(cfg["base"], cfg["task"], cfg["cache_dir"])
+        self.noise_cfg = noise_scheduler_config(self.base, cfg)
+        self.sched = DDPMScheduler(**self.noise_cfg, clip_sample=False)
+        self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg["mixed_precision"], torch.float32)
+        dev = self.acc.device
+        self.base.vae.to(dev) if self.weight_dtype == torch.float32 else self.base.vae.to(dev, self.weight_dtype)
+        self.sf = float(self.base.vae.config.scaling_factor)
+        self.text = self.base.empty_text_embedding.to(dev, self.weight_dtype)  # [1,T,D]
+
+        unet = self.base.unet
+        if cfg["gradient_checkpointing"]:
+            unet.enable_gradient_checkpointing()
+        unet.train().requires_grad_(True)
+        o = cfg["optimizer"]
+        self.optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg["lr"], betas=(o["beta1"], o["beta2"]),
+                                           eps=o["eps"], weight_decay=o["weight_decay"])
+        ls = cfg["lr_schedule"]
+        self.lr_sched = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(ls["warmup_steps"], ls["decay_steps"], ls["final_ratio"]))
+        self.ema = EMA(unet, cfg["ema"]["decay"]) if cfg["ema"]["enabled"] else None
+        self.step = 0
+        self.resumed_from = None
+        if cfg["resume"]:
+            self._resume(unet)
+        unet.to(dev)
+        if self.ema is not None:
+            self.ema.shadow = {k: v.to(dev) for k, v in self.ema.shadow.items()}
+        self.unet, self.optimizer = self.acc.prepare(unet, self.optimizer)
+
+        self.stream = make_stream(cfg["data"], cfg["resolution"], cfg["batch_size"], cfg["seed"], cfg["task"],
+                                  cfg["flip_p"])
+        self.writer = None
+        if self.acc.is_main_process:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.output.mkdir(parents=True, exist_ok=True)
+            (self.output / "config.json").write_text(dumps(cfg), encoding="utf-8")
+            self.writer = SummaryWriter(str(self.output / "tensorboard"))
+
+    # ------------------------------------------------------------------ state
+
+    def _resume(self, unet: torch.nn.Module) -> None:
+        folder = cp.latest(self.output)
+        if folder is None:
+            print(f"--resume: no checkpoint in {self.output / 'checkpoints'}; starting from the base.", flush=True)
+            return
+        st = cp.read_state(folder)
+        if st["unet_live"] is not None:
+            unet.load_state_dict(st["unet_live"])
+        else:
+            from safetensors.torch import load_file
+
+            unet.load_state_dict(load_file(str(folder / "unet" / "diffusion_pytorch_model.safetensors")))
+        self.optimizer.load_state_dict(st["optimizer"])
+        self.lr_sched.load_state_dict(st["lr_scheduler"])
+        if self.ema is not None and st["ema"] is not None:
+            self.ema.load_state_dict(st["ema"])
+        rng = folder / cp.STATE / f"rng-rank{self.rank}.pt"
+        if rng.is_file():
+            cp.load_rng(rng)
+        self.step = int(st["step"])
+        self.resumed_from = folder
+        if self.acc.is_main_process:
+            print(f"resumed from {folder} at step {self.step}", flush=True)
+
+    @property
+    def raw_unet(self) -> torch.nn.Module:
+        return self.acc.unwrap_model(self.unet)
+
+    def default_steps(self) -> int:
+        return 1 if self.cfg["mode"] == "e2e" else 4
+
+    def save_checkpoint(self) -> None:
+        acc, cfg = self.acc, self.cfg
+        tmp = cp.temp_dir(self.output, self.step)
+        unet = self.raw_unet
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            live = None
+            if self.ema is not None:
+                live = {k: v.detach().cpu() for k, v in unet.state_dict().items()}
+                self.ema.swap(unet)
+            try:
+                export_marigold(tmp, self.base, unet, self.noise_cfg, cfg["task"], cfg["export"], self.default_steps())
+            finally:
+                if self.ema is not None:
+                    self.ema.swap(unet)
+        acc.wait_for_everyone()
+        (tmp / cp.STATE).mkdir(parents=True, exist_ok=True)
+        cp.save_rng(tmp / cp.STATE / f"rng-rank{self.rank}.pt")
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            state = {"step": self.step, "micro_batches": self.step * cfg["grad_accum"], "world_size": self.world,
+                     "config": cfg}
+            ema_state = None
+            if self.ema is not None:
+                ema_state = {k: v.detach().cpu() for k, v in self.ema.state_dict().items()}
+            cp.write_state(tmp, state, self.optimizer.state_dict(), self.lr_sched.state_dict(), ema_state, live)
+            cp.commit(self.output, tmp, self.step, cfg["keep_last"])
+        acc.wait_for_everyone()
+
+    def export_final(self) -> Path | None:
+        final = self.output / "final"
+        if self.acc.is_main_process:
+            tmp = self.output / ".tmp-final"
+            shutil.rmtree(tmp, ignore_errors=True)
+            unet = self.raw_unet
+            if self.ema is not None:
+                self.ema.swap(unet)
+            try:
+                export_marigold(tmp, self.base, unet, self.noise_cfg, self.cfg["task"], self.cfg["export"],
+                                self.default_steps())
+            finally:
+                if self.ema is not None:
+                    self.ema.swap(unet)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        self.acc.wait_for_everyone()
+        return final
+
+    # ------------------------------------------------------------------ the loss
+
+    def loss(self, batch: dict, gen: torch.Generator) -> torch.Tensor:
+        dev, dt = self.acc.device, self.weight_dtype
+        rgb = batch["rgb"].to(dev, dt)  # [B,3,H,W] -1..1
+        target = batch["target"].to(dev, dt)  # [B,3,H,W] -1..1
+        valid = batch["valid"].to(dev)  # [B,1,H,W]
+        b = rgb.shape[0]
+        with torch.no_grad():
+            rgb_latent = self.base.vae.encode(rgb).latent_dist.mode() * self.sf  # [B,4,h,w]
+        text = self.text.expand(b, -1, -1)  # [B,T,D]
+        n_t = self.sched.config.num_train_timesteps
+        if self.cfg["mode"] == "diffusion":
+            with torch.no_grad():
+                target_latent = self.base.vae.encode(target).latent_dist.mode() * self.sf  # [B,4,h,w]
+            t = torch.randint(0, n_t, (b,), generator=gen)  # [B]
+            noise = training_noise(tuple(target_latent.shape), t, self.cfg["multi_res_noise"], n_t, gen)
+            noise = noise.to(dev, target_latent.dtype)  # [B,4,h,w]
+            t = t.to(dev)
+            noisy = self.sched.add_noise(target_latent, noise, t)  # [B,4,h,w]
+            pred = self.unet(torch.cat([rgb_latent, noisy], 1), t, encoder_hidden_states=text).sample  # [B,4,h,w]
+            if self.noise_cfg["prediction_type"] == "v_prediction":
+                goal = self.sched.get_velocity(target_latent, noise, t)
+            elif self.noise_cfg["prediction_type"] == "epsilon":
+                goal = noise
+            else:
+                goal = target_latent
+            mask = latent_mask(valid)  # [B,1,h,w]
+            return masked_mse(pred, goal, mask if mask.any() else None)
+        # end-to-end single step at t = 999
+        t_val = int(self.cfg["e2e"]["timestep"])
+        t = torch.full((b,), t_val, device=dev, dtype=torch.long)
+        shape = tuple(rgb_latent.shape)
+        noise = (torch.zeros(shape) if self.cfg["e2e"]["noise"] == "zeros" else torch.randn(shape, generator=gen))
+        noise = noise.to(dev, rgb_latent.dtype)  # [B,4,h,w]
+        pred = self.unet(torch.cat([rgb_latent, noise], 1), t, encoder_hidden_states=text).sample  # [B,4,h,w]
+        a = self.sched.alphas_cumprod.to(dev)[t_val].float()
+        if self.noise_cfg["prediction_type"] == "v_prediction":
+            x0 = a.sqrt() * noise.float() - (1 - a).sqrt() * pred.float()  # [B,4,h,w]
+        elif self.noise_cfg["prediction_type"] == "epsilon":
+            x0 = (noise.float() - (1 - a).sqrt() * pred.float()) / a.sqrt().clamp(min=1e-4)
+        else:
+            x0 = pred.float()
+        decoded = self.base.vae.decode((x0 / self.sf).to(dt)).sample.float()  # [B,3,H,W]
+        if self.cfg["task"] == "depth":
+            est = decoded.mean(1, keepdim=True)  # [B,1,H,W]
+            return affine_invariant_l1(est, target[:, :1].float(), valid)
+        return angular(decoded, target.float(), valid)
+
+    # ------------------------------------------------------------------ the loop
+
+    def validate(self) -> dict:
+        """Light validation on held-out scenes through the core sampler (main process only)."""
+        from .evaluate import evaluate_model, synthetic_eval_set
+
+        vcfg = self.cfg["validation"]
+        unet = self.raw_unet
+        if self.ema is not None:
+            self.ema.swap(unet)
+        unet.eval()
+        try:
+            model = in_memory_model(self.base, unet, self.noise_cfg, self.cfg["task"], self.acc.device,
+                                    processing_resolution=vcfg["processing_resolution"])
+            res = evaluate_model(model, synthetic_eval_set(vcfg["num_images"], split=vcfg["split"]),
+                                 steps=vcfg["steps"], ensemble_size=vcfg["ensemble_size"],
+                                 processing_resolution=vcfg["processing_resolution"], seed=0, keep_images=2)
+        finally:
+            unet.train()
+            if self.ema is not None:
+                self.ema.swap(unet)
+        if self.writer is not None:
+            for k, v in res["metrics"].items():
+                self.writer.add_scalar(f"val/{k}", v, self.step)
+            for i, im in enumerate(res.get("images", [])):
+                self.writer.add_image(f"val/prediction_{i}", im, self.step, dataformats="HWC")
+        return res["metrics"]
+
+    def run(self) -> Path | None:
+        cfg, acc = self.cfg, self.acc
+        accum = cfg["grad_accum"]
+        sampler = StreamSampler(cfg["batch_size"], self.rank, self.world, start=self.step * accum)
+        loader = torch.utils.data.DataLoader(self.stream, batch_size=cfg["batch_size"], sampler=sampler,
+                                             num_workers=cfg["num_workers"], drop_last=True,
+                                             persistent_workers=cfg["num_workers"] > 0)
+        batches = iter(loader)
+        pbar = None
+        if acc.is_main_process and cfg["progress"]:
+            from tqdm.auto import tqdm
+
+            pbar = tqdm(total=cfg["max_steps"], initial=self.step, desc="fine-tune", dynamic_ncols=True,
+                        file=sys.stdout)
+        t0, steps0 = time.perf_counter(), self.step
+        micro = self.step * accum
+        while self.step < cfg["max_steps"]:
+            total = 0.0
+            for k in range(accum):
+                batch = next(batches)
+                gen = step_generator(cfg["seed"], micro, self.rank)
+                micro += 1
+                sync = k == accum - 1
+                ctx = acc.no_sync(self.unet) if not sync else _null()
+                with ctx:
+                    with acc.autocast():
+                        loss = self.loss(batch, gen)
+                    acc.backward(loss / accum)
+                total += float(loss.detach()) / accum
+            if cfg["optimizer"]["max_grad_norm"]:
+                acc.clip_grad_norm_(self.unet.parameters(), cfg["optimizer"]["max_grad_norm"])
+            self.optimizer.step()
+            self.lr_sched.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.ema is not None:
+                self.ema.update(self.raw_unet)
+            self.step += 1
+            if not math.isfinite(total):
+                raise FloatingPointError(f"loss is {total} at step {self.step}; lower the learning rate or use bf16.")
+            elapsed = time.perf_counter() - t0
+            rate = (self.step - steps0) / max(elapsed, 1e-9)
+            samples = rate * cfg["batch_size"] * accum * self.world
+            if pbar is not None:
+                pbar.update(1)
+                pbar.set_postfix(loss=f"{total:.4f}", lr=f"{self.lr_sched.get_last_lr()[0]:.2e}",
+                                 samples_per_s=f"{samples:.2f}")
+            if self.writer is not None and (self.step % cfg["log_every"] == 0 or self.step == 1):
+                self.writer.add_scalar("train/loss", total, self.step)
+                self.writer.add_scalar("train/lr", self.lr_sched.get_last_lr()[0], self.step)
+                self.writer.add_scalar("train/samples_per_s", samples, self.step)
+            if cfg["validation"]["every"] and self.step % cfg["validation"]["every"] == 0:
+                if acc.is_main_process:
+                    m = self.validate()
+                    if pbar is not None:
+                        pbar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
+                acc.wait_for_everyone()
+            if cfg["debug_step_sleep"]:
+                time.sleep(cfg["debug_step_sleep"])
+            if cfg["checkpoint_every"] and (self.step % cfg["checkpoint_every"] == 0 or self.step == cfg["max_steps"]):
+                self.save_checkpoint()
+        if pbar is not None:
+            pbar.close()
+        if cfg["dump_rank_weights"]:
+            from safetensors.torch import save_file
+
+            self.output.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.raw_unet.state_dict().items()},
+                      str(self.output / f"rank-{self.rank}-unet.safetensors"))
+        final = self.export_final()
+        if self.writer is not None:
+            self.writer.close()
+        acc.end_training()
+        return final
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *a):
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    torch.set_flush_denormal(True)  # before torch's thread pool starts: threads inherit the FP mode
+    cfg = parse(argv)
+    trainer = Trainer(cfg)
+    final = trainer.run()
+    if trainer.acc.is_main_process:
+        print(f"done: {trainer.step} steps; the model is at {final}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

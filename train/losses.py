@@ -1,0 +1,52 @@
+"""Losses: Marigold's latent MSE, and the task losses of the end-to-end single-step mode."""
+
+from __future__ import annotations
+
+import torch
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean squared error over the latent pixels in ``mask`` ([B,1,h,w] bool); all pixels when None."""
+    err = (pred.float() - target.float()) ** 2  # [B,C,h,w]
+    if mask is None:
+        return err.mean()
+    m = mask.expand_as(err).float()
+    return (err * m).sum() / m.sum().clamp(min=1.0)
+
+
+def latent_mask(valid: torch.Tensor, factor: int = 8) -> torch.Tensor:
+    """Pixel validity ``[B,1,H,W]`` → latent validity ``[B,1,H/8,W/8]``: a latent pixel counts only when its
+    whole 8 × 8 footprint is valid (Marigold's rule)."""
+    return ~(torch.nn.functional.max_pool2d((~valid).float(), factor, factor).bool())
+
+
+def least_squares_scale_shift(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample (s, t) minimising Σ_mask (s·pred + t − target)², ``[B,1,H,W]`` inputs → ``[B]``, ``[B]``."""
+    m = mask.float()
+    p, g = pred.float() * m, target.float() * m
+    n = m.sum((1, 2, 3))
+    a00, a01 = (p * p).sum((1, 2, 3)), p.sum((1, 2, 3))
+    b0, b1 = (p * g).sum((1, 2, 3)), g.sum((1, 2, 3))
+    det = a00 * n - a01 * a01
+    ok = det > 1e-12
+    safe = torch.where(ok, det, torch.ones_like(det))
+    s = torch.where(ok, (n * b0 - a01 * b1) / safe, torch.zeros_like(det))
+    t = torch.where(ok, (a00 * b1 - a01 * b0) / safe, b1 / n.clamp(min=1))
+    return s, t
+
+
+def affine_invariant_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L1 after the least-squares scale and shift (the affine-invariant depth loss of Garcia et al. 2024)."""
+    s, t = least_squares_scale_shift(pred, target, mask)
+    aligned = pred.float() * s.view(-1, 1, 1, 1) + t.view(-1, 1, 1, 1)
+    m = mask.float()
+    return ((aligned - target.float()).abs() * m).sum() / m.sum().clamp(min=1.0)
+
+
+def angular(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean angle (radians) between predicted and true unit normals ``[B,3,H,W]`` over ``mask`` ``[B,1,H,W]``."""
+    p = torch.nn.functional.normalize(pred.float(), dim=1, eps=1e-6)
+    cos = (p * target.float()).sum(1, keepdim=True).clamp(-1 + 1e-6, 1 - 1e-6)
+    m = mask.float()
+    return (torch.acos(cos) * m).sum() / m.sum().clamp(min=1.0)

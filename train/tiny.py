@@ -1,0 +1,114 @@
+"""A tiny Stable Diffusion 2 stand-in, for tests and CPU demos of the whole fine-tuning protocol.
+
+    python -m train.tiny OUT --from TINY_MARIGOLD [--vae-steps 300]
+
+Takes the tiny blocks of a tiny Marigold checkpoint (``shared/tools/make_marigold_checkpoint.py --size tiny``),
+and writes a ``StableDiffusionPipeline``-layout folder whose UNet sees 4 latent channels (the trainer widens it),
+with that checkpoint's VAE, text encoder and tokenizer. A real SD2 VAE reconstructs images and depth maps
+almost perfectly; a random one does not, and nothing trained through it can be measured. ``--vae-steps`` fits
+the tiny VAE as a plain autoencoder on synthetic RGB and depth renders first (a stand-in for SD2's pretrained
+VAE, which Marigold keeps frozen).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def fit_vae(vae, steps: int, size: tuple[int, int] = (64, 64), batch: int = 8, seed: int = 0, lr: float = 2e-3,
+            crop: int = 32, log=None) -> float:
+    """Train the VAE to reconstruct synthetic RGB images and normalised depth maps (random ``crop``-pixel
+    crops of ``size`` renders: the VAE is convolutional, and crops cost a quarter); returns the last loss."""
+    from .data.common import normalize_depth
+    from .data.synthetic import render
+
+    torch.manual_seed(seed)
+    torch.set_flush_denormal(True)  # denormals from the shrinking weights slow CPU convolutions ~10×
+    pool = []
+    for i in range(64):  # a small pool of renders, reused (val/heldout scenes are never used here)
+        s = render(5_000_000 + i, *size, supersample=1)
+        d = normalize_depth(s.depth, s.valid)
+        pool.append(torch.from_numpy(s.rgb.transpose(2, 0, 1) * 2 - 1))
+        pool.append(torch.from_numpy(np.repeat(d[None], 3, 0)))
+    data = torch.stack(pool).float()  # [128,3,H,W] in -1..1
+    vae.train().requires_grad_(True)
+    opt = torch.optim.Adam(vae.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    gen = torch.Generator().manual_seed(seed)
+    loss = torch.tensor(0.0)
+    for step in range(steps):
+        x = data[torch.randint(0, data.shape[0], (batch,), generator=gen)]
+        if crop and crop < min(size):
+            oy, ox = (int(torch.randint(0, n - crop + 1, (1,), generator=gen)) for n in size)
+            oy, ox = oy // 8 * 8, ox // 8 * 8
+            x = x[..., oy:oy + crop, ox:ox + crop]
+        if torch.rand(1, generator=gen) < 0.5:
+            x = x.flip(-1)
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.mode()).sample
+        kl = post.kl().mean() / x[0].numel()
+        loss = torch.nn.functional.mse_loss(rec, x) + 1e-3 * kl
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if log and (step % 50 == 0 or step == steps - 1):
+            log(f"vae step {step}: loss {float(loss):.4f}")
+    vae.eval().requires_grad_(False)
+    return float(loss.detach())
+
+
+def make_tiny_sd2(out: str | Path, marigold_tiny: str | Path, vae_steps: int = 0, seed: int = 0, log=None) -> Path:
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+
+    out, src = Path(out), Path(marigold_tiny)
+    out.mkdir(parents=True, exist_ok=False)
+    cfg = json.loads((src / "unet" / "config.json").read_text())
+    cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    cfg.update(in_channels=4, out_channels=4)
+    torch.manual_seed(seed)
+    UNet2DConditionModel(**cfg).save_pretrained(str(out / "unet"), safe_serialization=True)
+    vae = AutoencoderKL.from_pretrained(str(src / "vae"), use_safetensors=True)
+    if vae_steps:
+        fit_vae(vae, vae_steps, seed=seed, log=log)
+    vae.save_pretrained(str(out / "vae"), safe_serialization=True)
+    for part in ("text_encoder", "tokenizer"):
+        shutil.copytree(src / part, out / part)
+    # SD2's own scheduler config (stabilityai/stable-diffusion-2: DDIM, v-prediction, scaled-linear betas)
+    DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                  clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+                  prediction_type="v_prediction").save_pretrained(str(out / "scheduler"))
+    import diffusers
+
+    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
+             "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+             "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+             "tokenizer": ["transformers", "CLIPTokenizer"], "safety_checker": [None, None],
+             "feature_extractor": [None, None], "requires_safety_checker": False}
+    (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    return out
+
+
+def main(argv=None) -> int:
+    torch.set_flush_denormal(True)  # before any op starts torch's thread pool, so every thread inherits it
+    ap = argparse.ArgumentParser(prog="python -m train.tiny", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out")
+    ap.add_argument("--from", dest="src", required=True, help="a tiny Marigold checkpoint folder")
+    ap.add_argument("--vae-steps", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    make_tiny_sd2(a.out, a.src, a.vae_steps, a.seed, log=print)
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
