@@ -349,7 +349,6 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
         optimize: apply the inference speed-ups of :mod:`marigold.fast` (channels-last, sub-pixel upsampling, …;
             same answer). Turn off to get diffusers' modules exactly as they are, e.g. for training.
     """
-    from diffusers import AutoencoderKL, UNet2DConditionModel
 
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
@@ -359,18 +358,8 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
     info = inspect(folder)
     index = info["index"]
 
-    parts = {}
-    for name, cls in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL)):
-        file, used = _weight_file(folder, name, variant)
-        try:
-            parts[name] = _load_direct(cls, folder / name, file, dt, channels_last=optimize)
-        except _NotDirect:  # sharded files or an older key layout: diffusers knows how to convert them
-            try:
-                parts[name] = cls.from_pretrained(str(folder / name), use_safetensors=True, variant=used,
-                                                  **{_DTYPE_KW: dt})
-            except Exception as e:
-                raise CheckpointError(f"{folder}/{name} cannot be loaded: {type(e).__name__}: {e}") from None
-        parts[name].eval().requires_grad_(False)
+    parts = {name: load_component(folder, name, dt, variant, channels_last=optimize).eval().requires_grad_(False)
+             for name in ("unet", "vae")}
     embedding = empty_text_embedding(folder, cache_dir)
 
     model = MarigoldModel(
@@ -395,6 +384,27 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
 
         fast.apply(model)
     return model
+
+
+def load_component(folder: str | os.PathLike, name: str, dtype: torch.dtype = torch.float32,
+                   variant: str | None = None, channels_last: bool = False) -> torch.nn.Module:
+    """One of a checkpoint's models ("unet" or "vae") as diffusers' class, on the CPU, in ``dtype``.
+
+    The one way this project reads weights (inference and training alike): safetensors only, read straight into
+    a module built on the meta device; sharded files or older key layouts go through diffusers' from_pretrained.
+    """
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    cls = {"unet": UNet2DConditionModel, "vae": AutoencoderKL}[name]
+    folder = Path(folder)
+    file, used = _weight_file(folder, name, variant)
+    try:
+        return _load_direct(cls, folder / name, file, dtype, channels_last=channels_last)
+    except _NotDirect:  # sharded files or an older key layout: diffusers knows how to convert them
+        try:
+            return cls.from_pretrained(str(folder / name), use_safetensors=True, variant=used, **{_DTYPE_KW: dtype})
+        except Exception as e:
+            raise CheckpointError(f"{folder}/{name} cannot be loaded: {type(e).__name__}: {e}") from None
 
 
 class _NotDirect(Exception):

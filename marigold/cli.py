@@ -1,7 +1,7 @@
 """``python -m marigold IMAGE_OR_FOLDER... -o OUT_DIR``: depth (or normals, intrinsics) for files and folders.
 
 Per input ``<stem>``, a depth checkpoint writes ``<stem>_depth.png`` (colour) and ``<stem>_depth_16bit.png``
-(uint16, depth × 65535); ``--npy`` adds ``<stem>_depth.npy``, ``--uncertainty`` ``<stem>_uncertainty.png``.
+(uint16, depth × 65535); ``--npy`` adds ``<stem>_depth.npy``, ``--exr`` ``<stem>_depth.exr`` (float32), ``--uncertainty`` ``<stem>_uncertainty.png``.
 A normals checkpoint writes ``<stem>_normals.png``; an intrinsics one ``<stem>_<target>.png`` per target.
 """
 
@@ -31,6 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps (default: CUDA if present)")
     ap.add_argument("--colormap", default="Spectral", help="matplotlib colormap for the colour depth PNG")
     ap.add_argument("--npy", action="store_true", help="also write the float depth as .npy")
+    ap.add_argument("--exr", action="store_true", help="also write the float depth as an OpenEXR file (channel Z)")
     ap.add_argument("--uncertainty", action="store_true", help="also write the ensemble's uncertainty map")
     ap.add_argument("--cache-dir", default=None, help="where a repo id is downloaded to")
     return ap.parse_args(argv)
@@ -97,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
             io.save_depth_16bit(p, out_dir / f"{stem}_depth_16bit.png")
             if args.npy:
                 io.save_npy(p, out_dir / f"{stem}_depth.npy")
+            if args.exr:
+                io.save_exr(p, out_dir / f"{stem}_depth.exr")
         elif model.task == "normals":
             io.save_rgb(colorize.normals_to_rgb(p[None])[0], out_dir / f"{stem}_normals.png")
             if args.npy:

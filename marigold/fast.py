@@ -98,7 +98,9 @@ _PHASE = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]],
 
 def _subpixel_weight(conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor | None]:
     w = conv.weight
-    key = (w.data_ptr(), w.dtype, w.device, w._version)
+    # inference tensors (a model loaded under torch.inference_mode, as ComfyUI runs nodes) have no version
+    # counter; they cannot be changed in place outside inference mode, so their storage identifies them
+    key = (w.data_ptr(), w.dtype, w.device, None if w.is_inference() else w._version)
     cached = getattr(conv, "_marigold_subpixel", None)
     if cached is not None and cached[0] == key:
         return cached[1], cached[2]

@@ -65,6 +65,42 @@ def save_npy(array: torch.Tensor | np.ndarray, path: str | os.PathLike) -> Path:
     return _atomic_save(Path(path), lambda p: np.save(p, np.squeeze(a)))
 
 
+def _openexr():
+    try:
+        import OpenEXR
+    except ImportError:
+        raise InputError("EXR files need the OpenEXR package: pip install OpenEXR") from None
+    return OpenEXR
+
+
+def save_exr(depth: torch.Tensor | np.ndarray, path: str | os.PathLike) -> Path:
+    """Write a depth map as a float32 single-channel (``Z``) ZIP-compressed OpenEXR file, values as they are."""
+    OpenEXR = _openexr()
+    d = np.ascontiguousarray(_depth_2d(depth), dtype=np.float32)
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+
+    def write(p: Path) -> None:
+        with OpenEXR.File(header, {"Z": d}) as f:
+            f.write(str(p))
+
+    return _atomic_save(Path(path), write)
+
+
+def read_exr(path: str | os.PathLike) -> np.ndarray:
+    """A depth EXR (channel Z, Y, R, depth, or else the first one) → ``[H,W]`` float32."""
+    OpenEXR = _openexr()
+    try:
+        with OpenEXR.File(str(path)) as f:
+            ch = f.channels()
+            for name in ("Z", "Y", "R", "depth", "Depth"):
+                if name in ch:
+                    return np.asarray(ch[name].pixels, dtype=np.float32)
+            first = next(iter(ch.values())).pixels
+    except (OSError, RuntimeError) as e:
+        raise InputError(f"{path}: not a readable OpenEXR file ({e}).") from None
+    return np.asarray(first[..., 0] if first.ndim == 3 else first, dtype=np.float32)
+
+
 def save_rgb(rgb: torch.Tensor | np.ndarray, path: str | os.PathLike) -> Path:
     """RGB in 0..1, ``[3,H,W]``, ``[1,3,H,W]`` or ``[H,W,3]`` → 8-bit PNG/JPEG (by suffix)."""
     a = rgb.detach().float().cpu().numpy() if isinstance(rgb, torch.Tensor) else np.asarray(rgb, np.float32)

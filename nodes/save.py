@@ -1,4 +1,4 @@
-"""SaveDepth16: depth IMAGEs as 16-bit PNG or float32 NPY into ComfyUI's output folder."""
+"""SaveDepth16: depth IMAGEs as 16-bit PNG, float32 EXR or float32 NPY into ComfyUI's output folder."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ._core import io as core_io
 from .wires import CATEGORY, PREFIX
 from .visual import depth_from_image
 
-FORMATS = {"png16": ".png", "npy": ".npy"}
+FORMATS = {"png16": ".png", "exr": ".exr", "npy": ".npy"}
 
 
 class SaveDepth16(io.ComfyNode):
@@ -21,8 +21,9 @@ class SaveDepth16(io.ComfyNode):
             node_id=PREFIX + "SaveDepth16",
             display_name="SaveDepth16",
             category=CATEGORY,
-            description="Saves depth without 8-bit banding: 16-bit greyscale PNG (depth × 65535) or a "
-                        "float32 NumPy array (.npy), one file per frame, into the output folder.",
+            description="Saves depth without 8-bit banding: 16-bit greyscale PNG (depth × 65535), a float32 "
+                        "OpenEXR (channel Z) or a float32 NumPy array (.npy), one file per frame, into the "
+                        "output folder.",
             inputs=[
                 io.Image.Input("depth"),
                 io.String.Input("filename_prefix", default="marigold/depth"),
@@ -44,6 +45,8 @@ class SaveDepth16(io.ComfyNode):
             path = os.path.join(folder, file)
             if format == "png16":
                 core_io.save_depth_16bit(d[i], path)
+            elif format == "exr":
+                core_io.save_exr(d[i], path)
             else:
                 core_io.save_npy(d[i], path)
             results.append(ui.SavedResult(file, subfolder, io.FolderType.output))

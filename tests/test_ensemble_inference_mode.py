@@ -13,3 +13,20 @@ def test_ensemble_depth_aligns_inference_tensors_under_inference_mode():
     plain, _ = ensemble_depth(members.clone(), output_uncertainty=True)
     assert depth.shape == (1, 1, 16, 16) and unc.shape == (1, 1, 16, 16)
     assert torch.allclose(depth, plain)
+
+
+def test_model_loaded_and_run_under_inference_mode_gives_the_same_depth(depth_checkpoint):
+    """ComfyUI loads and runs nodes under inference mode: weights become inference tensors (no version counter),
+    which the fast sub-pixel upsampling's weight cache must handle."""
+    import marigold
+
+    image = torch.rand(1, 3, 40, 56)
+    ref = marigold.predict(marigold.load(depth_checkpoint, device="cpu", dtype="fp32", progress=False), image,
+                           num_inference_steps=2, processing_resolution=64, seed=3).prediction
+    with torch.inference_mode():
+        model = marigold.load(depth_checkpoint, device="cpu", dtype="fp32", progress=False)
+        assert next(model.unet.parameters()).is_inference()
+        first = marigold.predict(model, image, num_inference_steps=2, processing_resolution=64, seed=3).prediction
+        again = marigold.predict(model, image, num_inference_steps=2, processing_resolution=64, seed=3).prediction
+    torch.testing.assert_close(first, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(again, first, atol=0, rtol=0)

@@ -191,6 +191,23 @@ def test_depth_workflow_runs(server):
     assert Image.open(png16).mode.startswith("I")  # 16-bit
 
 
+def test_save_depth16_writes_float_exr_matching_the_16bit_png(server):
+    from marigold.io import read_exr
+
+    g = depth_graph(LOAD, ["i", 0])
+    g["s"]["inputs"]["format"] = "exr"
+    g["p"] = {"class_type": P + "SaveDepth16", "inputs": {"depth": ["d", 1], "filename_prefix": "t/same",
+                                                          "format": "png16"}}
+    entry = _run_ok(server, g)
+    (exr,) = outputs(server, entry, "s")
+    (png,) = outputs(server, entry, "p")
+    assert exr.suffix == ".exr"
+    depth = read_exr(exr)
+    assert depth.shape == (H, W) and depth.dtype == np.float32
+    assert 0.0 <= depth.min() < depth.max() <= 1.0
+    np.testing.assert_array_equal((depth * 65535).astype(np.uint16), np.asarray(Image.open(png)).astype(np.uint16))
+
+
 def test_normals_side_by_side_workflow_runs(server):
     api = tiny(to_api(server, ROOT / "workflows" / "marigold_normals_side_by_side.json"),
                **{"prs-eth/marigold-normals-v1-1": "marigold/tiny-normals",

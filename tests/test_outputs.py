@@ -101,7 +101,7 @@ def test_cli_writes_the_promised_files(depth_checkpoint, tmp_path):
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "marigold", str(tmp_path / "in"), "-o", str(out),
                         "--checkpoint", str(depth_checkpoint), "--processing-resolution", "64", "--ensemble", "3",
-                        "--seed", "1", "--dtype", "fp32", "--npy", "--uncertainty"],
+                        "--seed", "1", "--dtype", "fp32", "--npy", "--exr", "--uncertainty"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     for stem in ("astronaut", "coffee", "camera"):
@@ -111,6 +111,7 @@ def test_cli_writes_the_promised_files(depth_checkpoint, tmp_path):
             arr = np.asarray(d)
             assert arr.dtype == np.uint16 and arr.shape == (c.size[1], c.size[0])
         assert (out / f"{stem}_depth.npy").is_file() and (out / f"{stem}_uncertainty.png").is_file()
+        np.testing.assert_array_equal(io.read_exr(out / f"{stem}_depth.exr"), np.load(out / f"{stem}_depth.npy"))
     # the same seed through the library gives the same 16-bit file
     model = marigold.load(depth_checkpoint, device="cpu", dtype="fp32", progress=False)
     pred = marigold.predict(model, marigold.load_image(tmp_path / "in" / "astronaut.png"),
@@ -144,3 +145,19 @@ def test_cli_normals_and_intrinsics(make_checkpoint, tmp_path):
         assert r.returncode == 0, r.stderr
         for s in suffixes:
             assert (tmp_path / name / f"coffee_{s}.png").is_file()
+
+
+def test_exr_round_trip_keeps_float_depth_exactly(tmp_path):
+    depth = torch.rand(1, 1, 37, 53) * 80.0  # metric-like values well above 1: EXR keeps them as they are
+    path = io.save_exr(depth, tmp_path / "d.exr")
+    back = io.read_exr(path)
+    assert back.shape == (37, 53) and back.dtype == np.float32
+    np.testing.assert_array_equal(back, depth[0, 0].numpy())
+    assert not list(tmp_path.glob(".*tmp*"))  # written atomically: no temp file left behind
+
+
+def test_exr_reader_refuses_a_non_exr_file_clearly(tmp_path):
+    bad = tmp_path / "x.exr"
+    bad.write_bytes(b"not an exr")
+    with pytest.raises(marigold.MarigoldError, match="not a readable OpenEXR"):
+        io.read_exr(bad)

@@ -59,18 +59,7 @@ def _read(path: Path) -> dict:
         return json.load(f)
 
 
-def _from_pretrained(cls, folder: Path, component: str):
-    _, variant = ckpt._weight_file(folder, component, None)  # checks safetensors presence and integrity
-    try:
-        return cls.from_pretrained(str(folder / component), torch_dtype=torch.float32, use_safetensors=True,
-                                   variant=variant)
-    except Exception as e:
-        raise CheckpointError(f"{folder}/{component} cannot be loaded: {type(e).__name__}: {e}") from None
-
-
 def load_base(source: str | os.PathLike, task: str = "depth", cache_dir: str | os.PathLike | None = None) -> Base:
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-
     folder = ckpt.resolve(source, cache_dir)
     index = _read(folder / "model_index.json")
     unet_cfg = _read(folder / "unet" / "config.json")
@@ -87,8 +76,8 @@ def load_base(source: str | os.PathLike, task: str = "depth", cache_dir: str | o
     else:
         raise CheckpointError(f"{folder}/unet has {channels} input channels; the trainer starts from a Stable "
                               f"Diffusion 2 UNet (4) or a Marigold depth/normals UNet (8).")
-    unet = _from_pretrained(UNet2DConditionModel, folder, "unet")
-    vae = _from_pretrained(AutoencoderKL, folder, "vae")
+    unet = ckpt.load_component(folder, "unet", torch.float32)  # the core's one weight reader
+    vae = ckpt.load_component(folder, "vae", torch.float32)
     if kind == "sd2":
         widen_conv_in(unet)
     vae.requires_grad_(False).eval()

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from marigold.io import read_exr, save_exr  # noqa: F401  (one EXR codec: the core's)
+
 
 def read_rgb(path: str | Path) -> np.ndarray:
     """8-bit RGB image → ``[H,W,3]`` float32 in 0..1."""
@@ -27,34 +29,9 @@ def write_png16(path: str | Path, values: np.ndarray) -> None:
     Image.fromarray(np.asarray(values).astype(np.uint16)).save(path, format="PNG")
 
 
-def _openexr():
-    try:
-        import OpenEXR
-    except ImportError:
-        raise ImportError("reading .exr depth needs the OpenEXR package: pip install OpenEXR "
-                          "(or pip install marigold-suite[train])") from None
-    return OpenEXR
-
-
-def read_exr(path: str | Path) -> np.ndarray:
-    """A depth EXR (channel Z, Y, R, or the first one) → ``[H,W]`` float32."""
-    OpenEXR = _openexr()
-
-    with OpenEXR.File(str(path)) as f:
-        ch = f.channels()
-        for name in ("Z", "Y", "R", "depth", "Depth"):
-            if name in ch:
-                return np.asarray(ch[name].pixels, dtype=np.float32)
-        first = next(iter(ch.values())).pixels
-        return np.asarray(first[..., 0] if first.ndim == 3 else first, dtype=np.float32)
-
-
 def write_exr(path: str | Path, depth: np.ndarray) -> None:
-    OpenEXR = _openexr()
-
-    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    with OpenEXR.File(header, {"Z": np.ascontiguousarray(depth, dtype=np.float32)}) as f:
-        f.write(str(path))
+    """``[H,W]`` float depth → EXR (channel Z), as data-set files are written (path first)."""
+    save_exr(depth, path)
 
 
 def read_hdf5(path: str | Path, key: str = "dataset") -> np.ndarray:
