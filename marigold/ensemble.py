@@ -14,6 +14,8 @@ vectorised median, gradients are exact (autograd), and everything stays on the m
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -24,13 +26,87 @@ REDUCTIONS_NORMALS = ("closest", "mean")
 ITERATIONS_PER_STEP = 5
 
 
-def _reduce(x: torch.Tensor, reduction: str, uncertainty: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """[E,...] → ([1,...], [1,...] | None): median with median absolute deviation, or mean with std."""
+MEDIAN_CHUNK = 1 << 15  # pixels per chunk of the selection network: E rows of it stay in the L2 cache
+
+
+@functools.lru_cache(maxsize=None)
+def median_network(n: int) -> tuple[tuple[int, int], ...]:
+    """Compare-exchange pairs (a, b), a < b, that put the lower median of n values at index (n-1)//2.
+
+    Batcher's odd-even merge sort on the next power of two, without the comparators that touch padding (pads
+    are +inf and stay at the end, so those comparators never swap), then without the comparators the median
+    position does not depend on. n = 10: 27 pairs.
+    """
+    size = 1 << max(0, (n - 1).bit_length())
+    pairs = []
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p) and i + j + k < n:
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    need, kept = {(n - 1) // 2}, []
+    for a, b in reversed(pairs):
+        if a in need or b in need:
+            kept.append((a, b))
+            need |= {a, b}
+    return tuple(reversed(kept))
+
+
+def _select(rows: list[torch.Tensor], net: tuple[tuple[int, int], ...], k: int) -> torch.Tensor:
+    rows = list(rows)
+    for a, b in net:
+        rows[a], rows[b] = torch.minimum(rows[a], rows[b]), torch.maximum(rows[a], rows[b])
+    return rows[k]
+
+
+def median_rows(x: torch.Tensor, scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
+                deviation: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``median(x·scale + shift, dim=0)`` (the lower median: the element torch.median picks), and with
+    ``deviation`` the median absolute deviation from it; no autograd.
+
+    A selection network of elementwise min/max over the E rows, a cache-sized chunk of pixels at a time, the
+    per-row scale and shift applied to the chunk only (the aligned members are never written out whole): on
+    the CPU 10–16× faster than ``torch.median`` over a short first dimension, which sorts every column.
+    """
+    e = x.shape[0]
+    flat = x.reshape(e, -1)  # [E,P]
+    net, k = median_network(e), (e - 1) // 2
+    med = torch.empty(flat.shape[1], dtype=x.dtype, device=x.device)  # [P]
+    dev = torch.empty_like(med) if deviation else None
+    sc = scale.to(x.dtype).view(e, 1) if scale is not None else None  # [E,1]
+    sh = shift.to(x.dtype).view(e, 1) if shift is not None else None
+    step = MEDIAN_CHUNK if x.device.type == "cpu" else flat.shape[1]  # a GPU does it in one pass
+    for s in range(0, flat.shape[1], step):
+        chunk = flat[:, s:s + step]  # [E,c]
+        if sc is not None:
+            chunk = chunk * sc
+        if sh is not None:
+            chunk = chunk + sh
+        m = _select(chunk.unbind(0), net, k)  # [c]
+        med[s:s + step] = m
+        if dev is not None:
+            dev[s:s + step] = _select((chunk - m).abs_().unbind(0), net, k)
+    shape = x.shape[1:]
+    return med.view(shape), (dev.view(shape) if dev is not None else None)
+
+
+def _reduce(x: torch.Tensor, reduction: str, uncertainty: bool, scale: torch.Tensor | None = None,
+            shift: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """[E,...] → ([1,...], [1,...] | None): median with median absolute deviation, or mean with std, of
+    ``x·scale + shift`` (per member, [E])."""
     if reduction == "mean":
+        if scale is not None:
+            x = x * scale.to(x.dtype).view(-1, *([1] * (x.dim() - 1))) + shift.to(x.dtype).view(
+                -1, *([1] * (x.dim() - 1)))
         pred = x.mean(dim=0, keepdim=True)
         return pred, (x.std(dim=0, keepdim=True) if uncertainty else None)
-    pred = x.median(dim=0, keepdim=True).values
-    return pred, ((x - pred).abs().median(dim=0, keepdim=True).values if uncertainty else None)
+    pred, dev = median_rows(x, scale, shift, deviation=uncertainty)
+    return pred[None], (dev[None] if dev is not None else None)
 
 
 def _downsample(depth: torch.Tensor, max_res: int | None) -> torch.Tensor:
@@ -49,16 +125,17 @@ class AlignmentObjective:
     max over pixels of the reduced prediction ``m = median_i(s_i d_i + t_i)``; a median over all P pixels per
     evaluation would dominate the solve, so :meth:`extremes` evaluates it on a few pixels only, exactly:
 
-    At a centre (s⁰, t⁰) the full prediction m⁰ is computed once and the pixels sorted by it. Moving to
-    (s, t) changes every pixel's median (or mean) by at most ``B = max_i |s_i - s⁰_i|·max|d_i| + |t_i - t⁰_i|``.
-    If U is the smallest new value among the first n sorted pixels, no pixel with ``m⁰ > U + B`` can be the
-    new minimum: evaluating the prefix of pixels with ``m⁰ ≤ U + B`` gives the exact minimum (and its exact
-    gradient); the maximum likewise from the other end. When that prefix grows past half of the pixels,
-    the point becomes the new centre (one full evaluation).
+    At a centre (s⁰, t⁰) the full prediction m⁰ is computed once (a median selection network, no autograd).
+    Moving to (s, t) changes every pixel's median (or mean) by at most
+    ``B = max_i |s_i - s⁰_i|·max|d_i| + |t_i - t⁰_i|``. If U is the smallest new value among the n pixels of
+    lowest m⁰ (found by a partial sort), no pixel with ``m⁰ > U + B`` can be the new minimum: once the window
+    holds a pixel beyond U + B, the window's minimum is exact (its gradient comes from re-evaluating that one
+    pixel with autograd); the maximum likewise from the other end. When the window would grow past 6 % of
+    the pixels, the point becomes the new centre (one full evaluation).
     """
 
     PREFIX = 0.01  # share of pixels tried first at each end
-    RECENTRE = 0.5  # a prefix larger than this share of pixels triggers a full evaluation and a new centre
+    RECENTRE = 0.06  # a window larger than this share of pixels triggers a full evaluation and a new centre
 
     def __init__(self, members: torch.Tensor, regularizer_strength: float, reduction: str):
         d = members.reshape(members.shape[0], -1).float()  # [E,P]
@@ -68,10 +145,14 @@ class AlignmentObjective:
         d64 = d.double()
         self.second = (d64 @ d64.T) / d.shape[1]  # [E,E]  mean(d_i d_j)
         self.first = d64.mean(dim=1)  # [E]  mean(d_i)
-        self.dmax = d.abs().amax(dim=1).double()  # [E]  max |d_i|, for the bound B
+        lo, hi = d.aminmax(dim=1)  # [E] each
+        self.dmin, self.dmax_signed = lo.double(), hi.double()
+        self.dmax = torch.maximum(lo.abs(), hi.abs()).double()  # [E]  max |d_i|, for the bound B
         e = d.shape[0]
         self.iu = torch.triu_indices(e, e, offset=1, device=d.device)  # [2,E(E-1)/2]
-        self._centre = None  # (s⁰, t⁰, m⁰ sorted [P], members in that order [E,P])
+        self._centre = None  # (s⁰, t⁰, m⁰ [P], max |m⁰|)
+        self._windows = {}
+        self._sufficed = {}
         self.full_evaluations = 0
 
     def pairs(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -83,7 +164,10 @@ class AlignmentObjective:
         return msd.clamp(min=1e-20).sqrt().sum()
 
     def _reduce(self, d: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.reduction == "median" and not (torch.is_grad_enabled() and (s.requires_grad or t.requires_grad)):
+            return median_rows(d, s.float(), t.float())[0]  # [K], aligned chunk by chunk
         aligned = d * s.float()[:, None] + t.float()[:, None]  # [E,K]
+        # with autograd this is a pixel or two (the extremes), for their gradient
         return aligned.mean(dim=0) if self.reduction == "mean" else aligned.median(dim=0).values  # [K]
 
     def prediction(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -92,42 +176,62 @@ class AlignmentObjective:
         return self._reduce(self.d, s, t)
 
     def _recentre(self, s: torch.Tensor, t: torch.Tensor, pred: torch.Tensor) -> None:
-        values, order = pred.detach().sort()  # [P]
-        self._centre = (s.detach().clone(), t.detach().clone(), values, self.d[:, order])
+        pred = pred.detach()
+        scale = pred.abs().max()
+        self._centre = (s.detach().clone(), t.detach().clone(), pred, scale)
+        self._windows: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._sufficed: dict[bool, int] = {}
 
-    def _end(self, s, t, values, dsorted, bound, lowest: bool):
-        """Exact min (lowest) or max over all pixels, from the sorted centre; None when too many are needed."""
-        p = values.numel()
-        n = max(1, int(p * self.PREFIX))
-        for _ in range(4):
-            part = dsorted[:, :n] if lowest else dsorted[:, p - n:]
-            pred = self._reduce(part, s, t)
-            ext = pred.min() if lowest else pred.max()
-            if lowest:  # pixels with m⁰ ≤ min + B may still be lower
-                need = int(torch.searchsorted(values, ext.detach() + bound, right=True))
-            else:  # pixels with m⁰ ≥ max - B may still be higher
-                need = p - int(torch.searchsorted(values, ext.detach() - bound, right=False))
-            if need <= n:
-                return ext
-            if need > p * self.RECENTRE:
+    def _window(self, lowest: bool, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The n pixels with the lowest (highest) centre prediction m⁰: m⁰ sorted from that end ``[n]`` and the
+        members there ``[E,n]``. A partial sort (top-k) of a few percent of the pixels, grown when asked."""
+        w = self._windows.get(lowest)
+        if w is None or w[0].numel() < n:
+            p = self.d.shape[1]
+            k = max(n, min(4 * n, int(p * self.RECENTRE)))  # fetch ahead: a window that grows once costs one top-k
+            values, idx = self._centre[2].topk(k, largest=not lowest, sorted=True)  # [k]
+            w = (values, self.d.index_select(1, idx))  # index_select: ~4× faster than d[:, idx] on the CPU
+            self._windows[lowest] = w
+        return w[0][:n], w[1][:, :n]
+
+    def _end(self, s, t, bound, lowest: bool):
+        """Exact min (lowest) or max over all pixels, from the centre's end windows; None when too many pixels
+        would be needed."""
+        p = self.d.shape[1]
+        n = self._sufficed.get(lowest, max(1, int(p * self.PREFIX)))  # start where the last evaluation ended
+        while True:
+            values, part = self._window(lowest, n)
+            with torch.no_grad():
+                pred = self._reduce(part, s, t)  # [n]
+            k = pred.argmin() if lowest else pred.argmax()
+            ext = pred[k]
+            # a pixel outside the window has m⁰ beyond the window's last value; it can beat ext only if that
+            # m⁰ is within B of ext. The window suffices when some of its own pixels are already out of reach.
+            inside = int((values <= ext + bound).sum() if lowest else (values >= ext - bound).sum())
+            if inside < n or n == p:
+                self._sufficed[lowest] = n
+                return self._reduce(part[:, k:k + 1], s, t)[0]  # the same value, differentiable
+            n = min(p, 4 * n)
+            if n > p * self.RECENTRE:
                 return None
-            n = need
-        return None
 
     def extremes(self, s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(min, max) over all pixels of the reduced prediction, differentiable, usually from a few pixels."""
         c = self._centre
         if c is not None:
-            s0, t0, values, dsorted = c
+            s0, t0, _, scale = c
             bound = ((s.detach() - s0).abs() * self.dmax + (t.detach() - t0).abs()).max().float()
-            bound = bound + 1e-5 * (values[0].abs() + values[-1].abs() + 1.0)  # float32 rounding of the medians
-            lo = self._end(s, t, values, dsorted, bound, True)
-            hi = self._end(s, t, values, dsorted, bound, False) if lo is not None else None
+            bound = bound + 1e-5 * (2 * scale + 1.0)  # float32 rounding of the medians
+            lo = self._end(s, t, bound, True)
+            hi = self._end(s, t, bound, False) if lo is not None else None
             if lo is not None and hi is not None:
                 return lo, hi
-        pred = self.prediction(s, t)
+        with torch.no_grad():
+            pred = self.prediction(s, t)  # [P]
         self._recentre(s, t, pred)
-        return pred.min(), pred.max()
+        # the same values, differentiable: the two extreme pixels evaluated again with autograd
+        ends = self._reduce(self.d[:, torch.stack([pred.argmin(), pred.argmax()])], s, t)  # [2]
+        return ends[0], ends[1]
 
     def __call__(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The objective as diffusers defines it."""
@@ -179,10 +283,10 @@ class AlignmentObjective:
         return s * c, (t - lo) * c
 
 
-def _initial(d: torch.Tensor, scale_invariant: bool, shift_invariant: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _initial(obj: AlignmentObjective, scale_invariant: bool, shift_invariant: bool
+             ) -> tuple[torch.Tensor, torch.Tensor]:
     """Min-max normalisation of each member, diffusers' starting point."""
-    lo = d.amin(dim=1).double()
-    hi = d.amax(dim=1).double()
+    lo, hi = obj.dmin, obj.dmax_signed
     if shift_invariant:
         s = 1.0 / (hi - lo).clamp(min=1e-6)
         return s, -s * lo
@@ -208,19 +312,21 @@ def solve_alignment(members: torch.Tensor, scale_invariant: bool = True, shift_i
         if threads > 1:
             torch.set_num_threads(1)
         with torch.inference_mode(False):  # the solver needs autograd, even when called under inference mode
-            return _solve(members.float().clone(), scale_invariant, shift_invariant, reduction,
+            small = _downsample(members.float(), max_res)  # [E,1,h,w]
+            if small.is_inference():  # autograd cannot record inference tensors
+                small = small.clone()
+            return _solve(small, scale_invariant, shift_invariant, reduction,
                           regularizer_strength, max_iter, tol, max_res)
     finally:
         if threads > 1:
             torch.set_num_threads(threads)
 
 
-def _solve(members, scale_invariant, shift_invariant, reduction, regularizer_strength, max_iter, tol, max_res):
-    small = _downsample(members, max_res)  # [E,1,h,w]
+def _solve(small, scale_invariant, shift_invariant, reduction, regularizer_strength, max_iter, tol, max_res):
     obj = AlignmentObjective(small, regularizer_strength, reduction)
-    s0, t0 = _initial(obj.d, scale_invariant, shift_invariant)
+    s0, t0 = _initial(obj, scale_invariant, shift_invariant)
     x = torch.cat([s0, t0]) if shift_invariant else s0.clone()
-    e = members.shape[0]
+    e = small.shape[0]
 
     def split(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return (v[:e], v[e:]) if shift_invariant else (v, torch.zeros_like(v))
@@ -259,18 +365,19 @@ def ensemble_depth(depth: torch.Tensor, scale_invariant: bool = True, shift_inva
         raise InputError(f"`reduction` must be one of {REDUCTIONS_DEPTH}; got {reduction!r}.")
     if not scale_invariant and shift_invariant:
         raise InputError("Pure shift-invariant ensembling is not supported.")
-    if not torch.isfinite(depth).all():
-        raise InputError("Depth members contain NaN or infinite values.")
     depth = depth.float()
+    if not torch.isfinite(torch.stack(depth.aminmax())).all():  # NaN propagates into min/max: one pass
+        raise InputError("Depth members contain NaN or infinite values.")
     aligning = scale_invariant or shift_invariant
+    s = t = None
     if aligning and depth.shape[0] > 1:
         s, t, _ = solve_alignment(depth, scale_invariant, shift_invariant, reduction, regularizer_strength,
-                                  max_iter, tol, max_res)
-        depth = depth * s.float().view(-1, 1, 1, 1) + t.float().view(-1, 1, 1, 1)  # [E,1,H,W]
-    pred, unc = _reduce(depth, reduction, output_uncertainty)  # [1,1,H,W]
+                                  max_iter, tol, max_res)  # [E], [E]
+    pred, unc = _reduce(depth, reduction, output_uncertainty, s, t)  # [1,1,H,W]
     if aligning:
-        lo = pred.min() if shift_invariant else pred.new_zeros(())
-        rng = (pred.max() - lo).clamp(min=1e-6)
+        pmin, pmax = pred.aminmax()
+        lo = pmin if shift_invariant else pred.new_zeros(())
+        rng = (pmax - lo).clamp(min=1e-6)
         pred = (pred - lo) / rng
         if unc is not None:
             unc = unc / rng

@@ -144,3 +144,44 @@ def test_normals_and_intrinsics_match_diffusers():
 def test_bad_ensemble_input_is_a_clear_error(call):
     with pytest.raises(marigold.InputError):
         call()
+
+
+@pytest.mark.parametrize("e", [1, 2, 3, 5, 10, 11, 16, 17])
+def test_median_network_picks_the_element_torch_median_picks(e):
+    from marigold.ensemble import median_rows
+
+    x = torch.randn(e, 3, 70001)  # more pixels than one chunk
+    x[:, :, :100] = 0.25  # ties
+    x[: e // 2, :, 100:200] = -x[: e // 2, :, 100:200].abs()
+    assert torch.equal(median_rows(x)[0], x.median(dim=0).values)
+    s, t = torch.rand(e) + 0.5, torch.randn(e)
+    aligned = x * s.view(-1, 1, 1) + t.view(-1, 1, 1)
+    med, dev = median_rows(x, s, t, deviation=True)
+    assert torch.equal(med, aligned.median(dim=0).values)
+    assert torch.equal(dev, (aligned - med).abs().median(dim=0).values)
+
+
+@pytest.mark.parametrize("reduction", ["median", "mean"])
+def test_windowed_extremes_equal_a_full_evaluation_with_the_same_gradient(reduction):
+    _, members = synthetic_members(5, e=7, h=64, w=80)
+    obj = AlignmentObjective(members, 0.02, reduction)
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.ones(7, dtype=torch.float64), torch.zeros(7, dtype=torch.float64)
+    windowed = 0
+    for step in range(30):  # a random walk: small steps stay on one centre, large ones force new centres
+        size = 0.002 if step % 7 else 0.2
+        s = s + size * torch.randn(7, generator=g, dtype=torch.float64)
+        t = t + size * torch.randn(7, generator=g, dtype=torch.float64)
+        x = torch.cat([s, t]).requires_grad_(True)
+        before = obj.full_evaluations
+        lo, hi = obj.extremes(x[:7], x[7:])
+        windowed += obj.full_evaluations == before
+        (lo + 2 * hi).backward()
+        y = torch.cat([s, t]).requires_grad_(True)
+        a = members.reshape(7, -1) * y[:7, None].float() + y[7:, None].float()
+        full = a.mean(0) if reduction == "mean" else a.median(0).values
+        (full.min() + 2 * full.max()).backward()
+        tol = 0 if reduction == "median" else 1e-6  # a mean over fewer columns may round differently
+        assert abs(lo.item() - full.min().item()) <= tol and abs(hi.item() - full.max().item()) <= tol
+        torch.testing.assert_close(x.grad, y.grad, atol=1e-6, rtol=1e-5)
+    assert windowed >= 20  # most evaluations used the windows, not the full median
