@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import struct
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,15 @@ WEIGHTS = "diffusion_pytorch_model"
 # what a download needs: never pickles, never the fp32 copies when the fp16 variant is asked for
 _CONFIG_PATTERNS = ["model_index.json", "*/config.json", "scheduler/*.json", "tokenizer/*"]
 
-# diffusers renamed `torch_dtype` to `dtype` (0.36); accept both generations
-_DTYPE_KW = "dtype" if tuple(int(x) for x in __import__("diffusers").__version__.split(".")[:2]) >= (0, 36) \
-    else "torch_dtype"
+
+
+def _dtype_kw() -> str:
+    """diffusers renamed ``torch_dtype`` to ``dtype`` (0.36); accept both generations. Read from the installed
+    package's metadata: importing diffusers takes 1–3 s, which :func:`load` overlaps with reading the weights."""
+    from importlib.metadata import version
+
+    major, minor = (int(x) for x in version("diffusers").split(".")[:2])
+    return "dtype" if (major, minor) >= (0, 36) else "torch_dtype"
 
 _TASKS = {  # model_index _class_name → task
     "MarigoldDepthPipeline": "depth",
@@ -358,8 +365,15 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
     info = inspect(folder)
     index = info["index"]
 
-    parts = {name: load_component(folder, name, dt, variant, channels_last=optimize).eval().requires_grad_(False)
-             for name in ("unet", "vae")}
+    from concurrent.futures import ThreadPoolExecutor
+
+    # the weights are read and cast on a worker thread (torch releases the GIL while it casts) while this one
+    # imports diffusers (1-3 s) and builds the modules: the two overlap instead of adding up
+    with ThreadPoolExecutor(1, thread_name_prefix="marigold-load") as pool:
+        states = {name: pool.submit(_read_state, _weight_file(folder, name, variant)[0], dt, optimize)
+                  for name in ("unet", "vae")}
+        parts = {name: load_component(folder, name, dt, variant, channels_last=optimize, state=states[name])
+                 .eval().requires_grad_(False) for name in ("unet", "vae")}
     embedding = empty_text_embedding(folder, cache_dir)
 
     model = MarigoldModel(
@@ -387,11 +401,13 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
 
 
 def load_component(folder: str | os.PathLike, name: str, dtype: torch.dtype = torch.float32,
-                   variant: str | None = None, channels_last: bool = False) -> torch.nn.Module:
+                   variant: str | None = None, channels_last: bool = False, state: Future | None = None
+                   ) -> torch.nn.Module:
     """One of a checkpoint's models ("unet" or "vae") as diffusers' class, on the CPU, in ``dtype``.
 
     The one way this project reads weights (inference and training alike): safetensors only, read straight into
     a module built on the meta device; sharded files or older key layouts go through diffusers' from_pretrained.
+    ``state``: the weights already being read (a future of :func:`_read_state` for this component's file).
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
@@ -399,10 +415,10 @@ def load_component(folder: str | os.PathLike, name: str, dtype: torch.dtype = to
     folder = Path(folder)
     file, used = _weight_file(folder, name, variant)
     try:
-        return _load_direct(cls, folder / name, file, dtype, channels_last=channels_last)
+        return _load_direct(cls, folder / name, file, dtype, channels_last=channels_last, state=state)
     except _NotDirect:  # sharded files or an older key layout: diffusers knows how to convert them
         try:
-            return cls.from_pretrained(str(folder / name), use_safetensors=True, variant=used, **{_DTYPE_KW: dtype})
+            return cls.from_pretrained(str(folder / name), use_safetensors=True, variant=used, **{_dtype_kw(): dtype})
         except Exception as e:
             raise CheckpointError(f"{folder}/{name} cannot be loaded: {type(e).__name__}: {e}") from None
 
@@ -482,14 +498,21 @@ def read_safetensors(path: Path, dtype: torch.dtype | None = None, channels_last
     return out
 
 
-def _load_direct(cls, folder: Path, file: Path, dtype: torch.dtype, channels_last: bool = False) -> torch.nn.Module:
+def _read_state(file: Path, dtype: torch.dtype, channels_last: bool) -> dict[str, torch.Tensor]:
+    if not file.name.endswith(".safetensors"):
+        raise _NotDirect("sharded")
+    return read_safetensors(file, dtype, channels_last)
+
+
+def _load_direct(cls, folder: Path, file: Path, dtype: torch.dtype, channels_last: bool = False,
+                 state: Future | None = None) -> torch.nn.Module:
     """Build the module on the meta device and assign the weights read from ``file`` (no init, no copies)."""
     if not file.name.endswith(".safetensors"):
         raise _NotDirect("sharded")
     config = _read_json(folder / "config.json")
     with torch.device("meta"):
         module = cls.from_config(config)
-    state = read_safetensors(file, dtype, channels_last)
+    state = state.result() if state is not None else _read_state(file, dtype, channels_last)
     expected = module.state_dict()
     if set(state) != set(expected) or any(tuple(state[k].shape) != tuple(v.shape) for k, v in expected.items()):
         raise _NotDirect("key layout")

@@ -8,6 +8,7 @@ A normals checkpoint writes ``<stem>_normals.png``; an intrinsics one ``<stem>_<
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -113,6 +114,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(failed)} of {len(files)} images failed: {', '.join(map(str, failed))}", file=sys.stderr)
         return 1
     return 0
+
+
+def entry() -> None:
+    """``python -m marigold`` / the ``marigold`` script: run, then leave without tearing the interpreter down.
+
+    Every output is written and closed by then (atomically); what is left is freeing a 2 GB model tensor by
+    tensor and unloading torch, about 1 s of a 16 s run (measured), which a command-line run does not need.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
 """Ensembling works under torch.inference_mode(), as ComfyUI runs every node, with inference tensors as input."""
 
+import pytest
 import torch
 
 from marigold import ensemble_depth
@@ -25,7 +26,18 @@ def test_model_loaded_and_run_under_inference_mode_gives_the_same_depth(depth_ch
                            num_inference_steps=2, processing_resolution=64, seed=3).prediction
     with torch.inference_mode():
         model = marigold.load(depth_checkpoint, device="cpu", dtype="fp32", progress=False)
-        assert next(model.unet.parameters()).is_inference()
+        # parameters created under inference mode (as a loader running on ComfyUI's thread makes them): new
+        # Parameter objects around inference tensors, which have no version counter
+        torch.__future__.set_overwrite_module_params_on_conversion(True)
+        try:
+            for part in (model.unet, model.vae):
+                part._apply(lambda t: t.clone(memory_format=torch.preserve_format))
+        finally:
+            torch.__future__.set_overwrite_module_params_on_conversion(False)
+        weight = next(model.vae.parameters())
+        assert weight.is_inference()
+        with pytest.raises(RuntimeError, match="version counter"):
+            weight._version
         first = marigold.predict(model, image, num_inference_steps=2, processing_resolution=64, seed=3).prediction
         again = marigold.predict(model, image, num_inference_steps=2, processing_resolution=64, seed=3).prediction
     torch.testing.assert_close(first, ref, atol=1e-5, rtol=0)
