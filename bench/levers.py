@@ -1,7 +1,7 @@
 """Each lever of ours measured alone, in one process (``python -m bench.levers SPEC_JSON``).
 
 The model is loaded with ``optimize=False`` (diffusers' modules exactly as they are), then the levers are
-switched on and off between calls, in the order A B C C B A, so that slow drift (other work on the machine)
+switched on and off between calls, in the order A B C D D C B A, so that slow drift (other work on the machine)
 hits every configuration alike. Memory per call is the peak RSS above the RSS before the call, sampled every
 10 ms from /proc/self/statm by a thread.
 """
@@ -60,23 +60,24 @@ def main(argv=None):
         for p in parts:
             p.to(memory_format=torch.channels_last if on else torch.contiguous_format)
 
-    def set_fast(on):
-        if on:
-            for p in parts:
-                fast.patch_module(p)
-            return
+    def set_fast(blocks, attention):
         for p in parts:
             for mod in p.modules():
                 if getattr(mod, "_marigold_fast", False):
                     mod.__dict__.pop("forward", None)
-                    if isinstance(getattr(mod, "processor", None), fast.MatmulAttnProcessor):
+                    if isinstance(getattr(mod, "processor", None), fast.ChunkedAttnProcessor):
                         mod.set_processor(mod.processor.fallback)
                     mod._marigold_fast = False
+        if blocks or attention:
+            for p in parts:
+                # as marigold.fast.apply: sub-pixel upsampling in the VAE only; blocks off = attention alone
+                fast.patch_module(p, subpixel=blocks and p is model.vae, attention=attention, blocks=blocks)
 
-    configs = {
-        "diffusers' modules as they are (optimize=False)": (False, False),
-        "+ channels-last": (True, False),
-        "+ in-place ResNet blocks, sub-pixel upsampling, matmul VAE attention (optimize=True)": (True, True),
+    configs = {  # (channels-last, fast blocks, chunked attention)
+        "diffusers' modules as they are (optimize=False)": (False, False, False),
+        "+ channels-last": (True, False, False),
+        "+ in-place ResNet blocks, sub-pixel VAE upsampling": (True, True, False),
+        "+ chunked attention, bf16 scores shifted by row maxima (optimize=True)": (True, True, True),
     }
 
     def call(ens=1, batch=1, steps=1):
@@ -91,9 +92,9 @@ def main(argv=None):
     results = {k: [] for k in configs}
     names = list(configs)
     for name in names + names[::-1]:
-        cl, fa = configs[name]
+        cl, blocks, attention = configs[name]
         set_channels_last(cl)
-        set_fast(fa)
+        set_fast(blocks, attention)
         results[name].append(call())
     out = {"levers": [{"config": k, "time_s": [r[0] for r in v], "peak_delta_gb": [r[1] for r in v]}
                       for k, v in results.items()]}

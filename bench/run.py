@@ -335,7 +335,7 @@ def markdown(report: dict) -> str:
         lines.append("")
     lv = report.get("levers")
     if lv:
-        lines += [f"| lever (ours, bf16, {lv['resolution']} px, 1 step, one process, order A B C C B A) | time s "
+        lines += [f"| lever (ours, bf16, {lv['resolution']} px, 1 step, one process, order A B C D D C B A) | time s "
                   f"(median) | runs | call peak RSS above baseline, GB |", "|---|---|---|---|"]
         for x in lv["levers"]:
             lines.append(f"| {x['config']} | {median(x['time_s']):.2f} | "
