@@ -170,7 +170,7 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: 
     the same fp32-accumulating matmul (an extra column: q's is the negated maximum, k's is 1). Softmax is
     shift-invariant, and the scores that carry the weight now sit near 0, where the rounding is fine: on
     random q, k, v with maxima of 10–20 the mean error is 1.5× flash attention's (without the shift, 8×), at
-    two thirds of its time on this CPU (two K=d matmuls cost less than the flash kernel's blocked loop).
+    about three quarters of its time on this CPU (two K=d matmuls cost less than the flash kernel's blocked loop).
     """
     n, heads, length, d = q.shape
     # heads split off a linear layer's output are strided views; matmul would copy k and v once per block
