@@ -203,6 +203,9 @@ def test_tiny_rollingdepth_predict_video(rolling):
     assert torch.equal(pred.depth, again.depth)  # same seed, same video
     other = video.predict_video(rolling, clip, dilations=[1, 2], processing_resolution=RES, seed=4)
     assert not torch.equal(pred.depth, other.depth)
+    # three snippets per UNet call: the same snippets (attention never crosses a snippet's boundary)
+    batched = video.predict_video(rolling, clip, dilations=[1, 2], processing_resolution=RES, seed=3, batch_size=3)
+    assert (batched.depth - pred.depth).abs().max().item() < 1e-4
 
 
 def test_tiny_marigold_predict_video(depth_model):
