@@ -480,8 +480,6 @@ class VideoStream:
         text = model.empty_text_embedding.to(device=dev, dtype=dt)  # [1,2,D]
         scheduler = model.make_scheduler()
         steps = self.num_inference_steps or model.default_denoising_steps or 1
-        scheduler.set_timesteps(steps, device=dev)
-        timesteps = scheduler.timesteps
 
         latents: dict[int, torch.Tensor] = {}
         padding = (0, 0)
@@ -493,8 +491,9 @@ class VideoStream:
                 self.check_cancel()
             cond = torch.cat([latents[f] for s in batch for f in s])  # [S·n,4,h,w]
             x = noise.expand(cond.shape[0], -1, -1, -1)  # [S·n,4,h,w]
+            scheduler.set_timesteps(steps, device=dev)  # reset per call, as the reference does per snippet
             with snippet_frames(model.unet, len(batch[0])):
-                for ts in timesteps:
+                for ts in scheduler.timesteps:
                     out = model.unet(torch.cat([cond, x], dim=1), ts, encoder_hidden_states=text.expand(
                         cond.shape[0], -1, -1), return_dict=False)[0]  # [S·n,4,h,w]
                     x = scheduler.step(out, ts, x).prev_sample  # [S·n,4,h,w]
