@@ -12,9 +12,10 @@ snippets are averaged per frame, and the clip is normalised once.
 image path (:func:`marigold.predict.iter_members`), then one scale and shift per *frame*, fitted so that
 consecutive frames agree, which removes the per-frame scale/shift jumps (flicker) of independent predictions.
 
-Refinement (the reference's ``refine``: re-encode the co-aligned clip, noise it to mid-schedule with the same
-noise, denoise with dilations shrinking to 1, averaging overlapping latents after each step) is not implemented:
-``refine_steps > 0`` (the "full" and "paper" presets) returns the co-aligned prediction and says so in the notes.
+Optional refinement (``refine_steps > 0``; the "full" and "paper" presets run 10): the reference's ``refine``
+(re-encode the co-aligned clip normalised to [-1, 1], noise it to mid-schedule with the same noise, denoise with
+dilations shrinking to 1, averaging overlapping latents after every step), streamed as a wavefront
+(:class:`_Refiner`); the output is then the decoded refinement, as in the reference.
 
 **Memory model** (the reference encodes all frames and keeps all snippets; ours streams). Frames are read one
 at a time and dropped once encoded. With snippet length n, largest dilation g and ``window`` W frames:
@@ -24,16 +25,19 @@ at a time and dropped once encoded. With snippet length n, largest dilation g an
   frame (|D| dilations) in the decoder's dtype (bf16 on most CPUs: 0.9 MB per map at 768×576), plus each one's
   10× downsampled copy for the solver (1/100 of that);
 * co-alignment: one solve at a time over the rows of those frames; snippets that covered an already emitted
-  frame take part with their (scale, shift) fixed, as anchors, so the new ones join the same affine frame.
+  frame take part with their (scale, shift) fixed, as anchors, so the new ones join the same affine frame;
+* refinement (if on): per refinement step the latents of the frames its next snippets read (at most
+  ``(n-1)·g_k + 1`` per step, g_k ≤ 6), and the frames' image latents until the last step has read them.
 
 What grows with the number of frames is only the per-snippet (scale, shift) list: |D| snippets per frame,
 two Python floats each (~64 bytes per snippet), kept in :attr:`VideoStream.snippet_scales` for inspection.
 A clip no longer than the window is held whole and solved once, which is exactly the reference's global solve.
 
-Deviations from the reference, each for streaming: the reference subtracts the clip's minimum before fitting
-(``DepthAligner.run``), which needs the whole clip; we read the decoder's output ``x ∈ [-1, 1]`` as
-``(x + 1) / 2`` (unclipped, like the reference), so the lower bound is known up front. Dilations that the cap
-makes equal are run once (the reference runs them twice on identical inputs: identical snippets).
+Deviations from the reference, each for streaming: the co-alignment's origin (the reference subtracts the
+minimum of all snippets before fitting, ``DepthAligner.run``) and the refinement's [-1, 1] normalisation use
+the first emitted window's values, and are the reference's exactly when the clip fits the window. The decoder's
+output ``x`` is read as ``(x + 1) / 2``, unclipped like the reference. Dilations that the cap makes equal are
+run once (the reference runs them twice on identical inputs: identical snippets).
 """
 
 from __future__ import annotations
@@ -425,10 +429,7 @@ class VideoStream:
         self.notes: list[str] = []
         self.aligner = StreamingAligner(coalign_options)
         self.max_held_maps = 0
-        if model.video_model and self.refine_steps:
-            self._note(f"refinement ({self.refine_steps} steps) is not implemented in this streaming version; "
-                       f"the co-aligned prediction is returned unrefined.")
-        elif not model.video_model and (dilations is not None or snippet_length is not None or refine_steps):
+        if not model.video_model and (dilations is not None or snippet_length is not None or refine_steps):
             self._note("dilations, snippet length and refinement are RollingDepth's; a Marigold checkpoint predicts "
                        "every frame and co-aligns consecutive frames.")
         if p.dtype == "fp32" and model.dtype != torch.float32:
@@ -482,8 +483,11 @@ class VideoStream:
         steps = self.num_inference_steps or model.default_denoising_steps or 1
 
         latents: dict[int, torch.Tensor] = {}
+        rgb: dict[int, torch.Tensor] = {}  # the frames' latents as the refinement still needs them
         padding = (0, 0)
         aligner = self.aligner
+        refine = self.refine_steps > 0
+        refiner = None
         from .snippet import snippet_frames
 
         def run(batch: list[list[int]]) -> None:
@@ -515,6 +519,8 @@ class VideoStream:
         # The dilation cap needs the clip length (reference: ``cap_max_dilation(seq_len, …)``). It only bites
         # below n·(g_max+1) frames, so that many frames are encoded (latents are small) before any snippet runs.
         read_ahead = n_want * (max(self.dilations) + 1)
+        if refine:
+            read_ahead = max(read_ahead, self.preset.refine_snippet_length * (self.preset.refine_start_dilation + 1))
         plan = None  # (n, dilations, span, window)
         pending: list[list[int]] = []  # snippets ready to run
         emitted = 0  # frames before this one are emitted
@@ -532,6 +538,17 @@ class VideoStream:
             count = n_frames if known else self.frame_count
             if count:
                 self._total = sum(max(0, count - (n - 1) * g) for g in dilations)
+            if refine:
+                nonlocal refiner
+                n_r = min(self.preset.refine_snippet_length, n_frames)
+                start = self.preset.refine_start_dilation
+                # the reference caps refine_start_dilation with the same rule; without the cap (paper preset) a
+                # start dilation that leaves frames uncovered would fail its coverage assertion, so cap it then too
+                if self.preset.cap_dilation or (n_r - 1) * start >= n_frames:
+                    start = cap_dilation(n_frames, n_r, start)
+                refiner = _Refiner(self, n_r, start, noise, text, rgb, sf, lambda: padding)
+                if count:
+                    self._total += sum(max(0, count - (n_r - 1) * g) for g in refiner.dilations)
             return n, dilations, span, window
 
         def advance(t: int) -> Iterator[VideoFrame]:
@@ -557,14 +574,21 @@ class VideoStream:
                 pending.clear()
             for f in range(emitted, upto):
                 aligner.complete(f)
-            for f, value in aligner.flush(range(emitted, upto)):
-                yield self._finish(f, value, size)
+            out = aligner.flush(range(emitted, upto))
             emitted = upto
+            if refiner is not None:
+                for f, value in refiner.push(out):
+                    yield self._finish(f, value, size)
+            else:
+                for f, value in out:
+                    yield self._finish(f, value, size)
 
         t = -1
         for t, frame in enumerate(itertools.chain([first], source)):
             x, padding = img.preprocess(frame, self.processing_resolution, "bilinear")  # [1,3,PPH,PPW] -1..1
             latents[t] = model.vae.encode(x.to(device=dev, dtype=dt)).latent_dist.mode() * sf  # [1,4,h,w]
+            if refine:
+                rgb[t] = latents[t]
             del frame, x
             if plan is None and t + 1 >= read_ahead:
                 plan = make_plan(read_ahead, known=False)  # at least this long: no cap bites
@@ -577,6 +601,9 @@ class VideoStream:
             for u in range(t + 1):
                 yield from advance(u)
         yield from emit(t + 1)
+        if refiner is not None:
+            for f, value in refiner.finish(t + 1):
+                yield self._finish(f, value, size)
 
     # ---- Marigold depth checkpoints ----
 
@@ -625,6 +652,105 @@ class VideoStream:
                 emitted = t + 1 - keep
         for f, v in aligner.flush(range(emitted, t + 1)):
             yield self._finish(f, v, size)
+
+
+class _Refiner:
+    """RollingDepth's refinement (rollingdepth_pipeline.py, ``refine``), streamed as a wavefront.
+
+    The reference normalises the co-aligned clip to [-1, 1], encodes it, noises it to mid-schedule with the
+    shared noise (``skip_t_ratio=0.5``: ``int(K/0.5)`` scheduler steps, the second half run), then for each step k
+    runs every snippet of dilation ``int((1 - k/K)·(start-1)) + 1`` on the previous step's latents and averages
+    the frames' new latents over the snippets covering them; finally decodes (channel mean, not renormalised).
+    Step k of frame f needs step k-1 of frames up to f + (n-1)·g_k only, so each step runs as soon as its
+    inputs exist, and only those latents are held. The [-1, 1] normalisation takes the range of the first
+    frames emitted by the co-alignment (the whole clip when it fits the window, as in the reference).
+    """
+
+    def __init__(self, stream: "VideoStream", n: int, start: int, noise, text, rgb, sf, padding) -> None:
+        self.s, self.n, self.noise, self.text, self.rgb, self.sf, self.padding = stream, n, noise, text, rgb, sf, padding
+        model = stream.model
+        self.model = model
+        k_steps = stream.refine_steps
+        self.scheduler = model.make_scheduler()
+        total = int(k_steps / 0.5)
+        if total > int(self.scheduler.config.get("num_train_timesteps", 1000)):
+            raise InputError(f"`refine_steps` {k_steps} is too many for this scheduler.")
+        self.scheduler.set_timesteps(total, device=model.device)
+        self.timesteps = self.scheduler.timesteps[int(total * 0.5):]  # [K]
+        self.K = len(self.timesteps)
+        gap_start = start - 1
+        self.dilations = [int((1 - k / self.K) * gap_start) + 1 for k in range(self.K)]  # get_snippet_indice
+        self.lat = [dict() for _ in range(self.K + 1)]  # step → frame → latent [1,4,h,w]
+        self.acc: list[dict] = [dict() for _ in range(self.K + 1)]  # step → frame → [sum, count]
+        self.final = [0] * (self.K + 1)  # frames below this are final at that step
+        self.last = [-1] * self.K  # last frame whose snippets ran at that step
+        self.lo = self.hi = None
+
+    def push(self, frames: list[tuple[int, torch.Tensor]]) -> Iterator[tuple[int, torch.Tensor]]:
+        if not frames:
+            return
+        model, dev, dt = self.model, self.model.device, self.model.dtype
+        if self.lo is None:
+            self.lo = min(float(v.min()) for _, v in frames)
+            self.hi = max(float(v.max()) for _, v in frames)
+        span = max(self.hi - self.lo, 1e-12)
+        for f, value in frames:
+            x = ((value - self.lo) / span * 2.0 - 1.0)[None, None].expand(1, 3, -1, -1)  # [1,3,PH,PW]
+            ph, pw = self.padding()
+            if ph or pw:
+                x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")  # [1,3,PPH,PPW]
+            z = model.vae.encode(x.to(device=dev, dtype=dt)).latent_dist.mode() * self.sf  # [1,4,h,w]
+            self.lat[0][f] = self.scheduler.add_noise(z, self.noise, self.timesteps[:1])  # [1,4,h,w]
+            yield from self._arrived(0, f)
+
+    def _arrived(self, k: int, m: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """Frame m's latent at step k exists: run the step-k snippet ending at m, pass on what is final."""
+        model = self.model
+        if k == self.K:
+            dec = model.vae.decode(self.lat[k].pop(m) / self.sf, return_dict=False)[0]  # [1,3,PPH,PPW]
+            yield m, img.unpad(dec.mean(dim=1)[0], self.padding()).float().cpu()  # [PH,PW]
+            return
+        g, n = self.dilations[k], self.n
+        first = m - (n - 1) * g
+        if first >= 0:
+            idx = list(range(first, m + 1, g))
+            if self.s.check_cancel is not None:
+                self.s.check_cancel()
+            from .snippet import snippet_frames
+
+            cond = torch.cat([self.rgb[f] for f in idx])  # [n,4,h,w]
+            x = torch.cat([self.lat[k][f] for f in idx])  # [n,4,h,w]
+            t = self.timesteps[k]
+            with snippet_frames(model.unet, n):
+                out = model.unet(torch.cat([cond, x], dim=1), t, encoder_hidden_states=self.text.expand(n, -1, -1),
+                                 return_dict=False)[0]  # [n,4,h,w]
+            new = self.scheduler.step(out, t, x).prev_sample  # [n,4,h,w]
+            for j, f in enumerate(idx):
+                a = self.acc[k + 1].setdefault(f, [0.0, 0])
+                a[0] = new[j:j + 1] + a[0]
+                a[1] += 1
+            self.s._done += 1
+            if self.s.progress is not None:
+                self.s.progress(self.s._done, self.s._total)
+        self.last[k] = m
+        yield from self._finalize(k, first + 1)
+
+    def _finalize(self, k: int, upto: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """Frames below ``upto`` have all their step-k snippets run: their step k+1 latents are final."""
+        for f in range(self.final[k + 1], upto):
+            total, count = self.acc[k + 1].pop(f)
+            assert count > 0  # every frame is covered (the reference asserts the same)
+            self.lat[k + 1][f] = total / count
+            self.final[k + 1] = f + 1
+            self.lat[k].pop(f, None)
+            yield from self._arrived(k + 1, f)
+        low = min(self.last[j] + 1 - (self.n - 1) * self.dilations[j] for j in range(self.K))
+        for f in [f for f in self.rgb if f < low]:
+            del self.rgb[f]
+
+    def finish(self, n_frames: int) -> Iterator[tuple[int, torch.Tensor]]:
+        for k in range(self.K):
+            yield from self._finalize(k, n_frames)
 
 
 def iter_video_depth(model: MarigoldModel, frames, *, preset: str = "fast", dilations: list[int] | None = None,

@@ -346,3 +346,49 @@ def test_clip_normalizer():
     norm.update(torch.tensor([5.0]))
     assert norm.value_range == (2.0, 5.0)
     assert torch.allclose(norm(torch.tensor([2.0, 3.5, 5.0, 6.0])), torch.tensor([0.0, 0.5, 1.0, 1.0]))
+
+
+def test_refinement_streams_the_reference_refine_loop(rolling):
+    """refine_steps > 0: the streamed wavefront equals the reference's refine() (rollingdepth_pipeline.py) written
+    out plainly here: normalise the co-aligned clip to [-1, 1], encode, noise to mid-schedule with the shared
+    noise, each step run every snippet of the shrinking dilation on the previous latents and average per frame,
+    decode (channel mean)."""
+    from marigold import image as img
+    from marigold.snippet import snippet_frames
+
+    clip, seed, k_steps = _clip(12), 2, 2
+    # the clip held whole (window ≥ 12 frames): the refinement normalises with the clip's own range, as the reference
+    kw = dict(dilations=[1, 2], processing_resolution=RES, seed=seed, match_input_resolution=False, window=12)
+    aligned = torch.stack([f.value for f in video.iter_video_depth(rolling, clip, refine_steps=0, **kw)])  # [N,1,h,w]
+    stream = video.iter_video_depth(rolling, clip, refine_steps=k_steps, **kw)
+    refined = torch.stack([f.value for f in stream])  # [N,1,48,64]
+    m, n_frames, sf = rolling, clip.shape[0], rolling.vae_scaling_factor
+    with torch.inference_mode():
+        depth = (aligned - aligned.min()) / (aligned.max() - aligned.min()) * 2 - 1  # [N,1,48,64]
+        z = m.vae.encode(depth.expand(-1, 3, -1, -1)).latent_dist.mode() * sf  # [N,4,6,8]
+        rgb = m.vae.encode(img.preprocess(clip, RES, "bilinear")[0]).latent_dist.mode() * sf  # [N,4,6,8]
+        sched = m.make_scheduler()
+        sched.set_timesteps(int(k_steps / 0.5))
+        ts = sched.timesteps[int(len(sched.timesteps) * 0.5):]
+        noise = torch.randn((1, 4, 6, 8), generator=torch.Generator().manual_seed(seed))
+        lat = sched.add_noise(z, noise.expand(n_frames, -1, -1, -1), ts[0])
+        start = video.cap_dilation(n_frames, 3, 6)  # refine_start_dilation 6, capped for 12 frames: 3
+        text = m.empty_text_embedding.expand(3, -1, -1)
+        for i, t in enumerate(ts):
+            gap = int((1 - i / len(ts)) * (start - 1))
+            old, new, count = lat.clone(), torch.zeros_like(lat), torch.zeros(n_frames, 1, 1, 1)
+            for idx in video.snippet_indices(n_frames, 3, gap + 1):
+                with snippet_frames(m.unet, 3):
+                    out = m.unet(torch.cat([rgb[idx], old[idx]], 1), t, encoder_hidden_states=text).sample
+                new[idx] += sched.step(out, t, old[idx]).prev_sample
+                count[idx] += 1
+            assert (count > 0).all()
+            lat = new / count
+        expected = torch.cat([m.vae.decode(lat[i:i + 1] / sf).sample.mean(1, keepdim=True) for i in range(n_frames)])
+    assert refined.shape == expected.shape == (12, 1, 48, 64)
+    assert (refined - expected).abs().max().item() < 1e-4
+    assert (refined - depth).abs().max().item() > 1e-2  # the refinement changed the prediction
+    # streamed from a generator through a small window: every frame, in order
+    small = video.iter_video_depth(rolling, (f for f in clip), refine_steps=k_steps,
+                                   **{**kw, "window": 6})
+    assert [f.index for f in small] == list(range(12))
