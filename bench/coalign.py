@@ -2,7 +2,7 @@
 
 ``python -m bench.coalign`` times both on a realistic clip (250 frames at 768×432, dilations [1, 10, 25],
 snippets of 3 frames: ~700 snippets; maps cropped by 2 pixels and subsampled 10× as the reference does), in one
-process, alternating (ours, reference, reference, ours, …), and scores both answers with the reference's own
+process, alternating (ours, reference, ours, reference, ours: medians), and scores both answers with the reference's own
 objective (:func:`reference_objective`). ``--quick`` runs a small clip.
 
 The reference here is our own code, written from reading ``reference/depth_aligner.py`` (``DepthAligner.run``
@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import statistics
 import time
 
 import torch
@@ -39,11 +41,15 @@ def snippet_indices(T: int, dilation: int, length: int) -> torch.Tensor:
     return start[:, None] + dilation * torch.arange(length)[None, :]
 
 
-def disparity_video(T: int, H: int, W: int, seed: int = 0, blobs: int = 6) -> torch.Tensor:
-    """[T,H,W] smooth random disparity, 0.2..1.2 or so: moving Gaussian blobs over a vertical ramp."""
+def disparity_video(T: int, H: int, W: int, seed: int = 0, blobs: int = 6, keep=None) -> torch.Tensor:
+    """[T,H,W] smooth random disparity, 0.2..1.2 or so: moving Gaussian blobs over a vertical ramp. ``keep``
+    (row slice, column slice) evaluates it on those pixels only (the ones the aligner keeps)."""
     g = torch.Generator().manual_seed(seed)
-    yy = torch.linspace(0, 1, H).view(1, H, 1)
-    xx = torch.linspace(0, 1, W).view(1, 1, W)
+    yy, xx = torch.linspace(0, 1, H), torch.linspace(0, 1, W)
+    if keep is not None:
+        yy, xx = yy[keep[0]], xx[keep[1]]
+    H, W = yy.numel(), xx.numel()
+    yy, xx = yy.view(1, H, 1), xx.view(1, 1, W)
     tt = torch.linspace(0, 1, T).view(T, 1, 1)
     d = 0.2 + 0.5 * yy.expand(T, H, W).clone()
     for _ in range(blobs):
@@ -55,14 +61,15 @@ def disparity_video(T: int, H: int, W: int, seed: int = 0, blobs: int = 6) -> to
 
 
 def synthetic_snippets(T: int, H: int, W: int, dilations: list[int], length: int = 3, noise: float = 0.0,
-                       seed: int = 0, model: str = "normalised"):
+                       seed: int = 0, model: str = "normalised", keep=None):
     """Per dilation: snippets [N, length, 1, H, W] (the reference's layout), indices [N, length], and the true
     per-snippet affine maps (alpha [N], beta [N]: snippet = alpha · truth + beta + noise · alpha · N(0, 1)).
 
     ``model="normalised"``: each snippet is its frames' truth mapped onto [-1, 1] by the snippet's own range,
     as an affine-invariant snippet model's output is; ``"affine"``: alpha 0.5..2, beta −0.5..0.5 at random.
+    ``keep``: only those pixels (see :func:`disparity_video`), for clips too large to hold at full resolution.
     """
-    truth = disparity_video(T, H, W, seed)
+    truth = disparity_video(T, H, W, seed, keep=keep)
     g = torch.Generator().manual_seed(seed + 1)
     snippets, indices, affine = [], [], []
     for dil in dilations:
@@ -84,13 +91,17 @@ def synthetic_snippets(T: int, H: int, W: int, dilations: list[int], length: int
     return snippets, indices, affine, truth
 
 
-def preprocess(snippets: list[torch.Tensor]) -> tuple[list[torch.Tensor], float]:
+KEEP = (slice(BORDER, -BORDER, FACTOR), slice(BORDER, -BORDER, FACTOR))  # the pixels the reference keeps
+
+
+def preprocess(snippets: list[torch.Tensor], keep=KEEP) -> tuple[list[torch.Tensor], float]:
     """The reference's preprocessing (``DepthAligner.run``): subtract the global minimum, crop the border,
-    subsample by striding. Returns [N, length, h·w] per dilation, and the minimum."""
+    subsample by striding (``keep=None``: the snippets hold only the kept pixels already). Returns
+    [N, length, h·w] per dilation, and the minimum."""
     mn = float(min(float(x.min()) for x in snippets))
     out = []
     for x in snippets:
-        y = (x - mn)[:, :, 0, BORDER:-BORDER, BORDER:-BORDER][:, :, ::FACTOR, ::FACTOR]
+        y = (x - mn)[:, :, 0] if keep is None else (x - mn)[:, :, 0, keep[0], keep[1]]
         out.append(y.reshape(y.shape[0], y.shape[1], -1).contiguous())
     return out, mn
 
@@ -149,15 +160,19 @@ def reference_objective(small, indices, T, scales, shifts) -> float:
         return float(_loss(small, indices, T, [s.double() for s in scales], [t.double() for t in shifts],))
 
 
-def reference_adam(small, indices, T, steps: int = 2000):
-    """The reference's optimisation: Adam(lr 1e-3, betas (0.5, 0.9)) on ``_loss`` from s=1, t=0."""
+def reference_adam(small, indices, T, steps: int = 2000, history: list | None = None):
+    """The reference's optimisation: Adam(lr 1e-3, betas (0.5, 0.9)) on ``_loss`` from s=1, t=0. ``history``
+    receives (step, loss) every 100 steps (the loss before that step, as the reference logs it)."""
     scales = [torch.ones(y.shape[0], requires_grad=True) for y in small]
     shifts = [torch.zeros(y.shape[0], requires_grad=True) for y in small]
     opt = torch.optim.Adam(scales + shifts, lr=1e-3, betas=(0.5, 0.9))
-    for _ in range(steps):
+    for i in range(steps):
         opt.zero_grad()
-        _loss(small, indices, T, scales, shifts).backward()
+        loss = _loss(small, indices, T, scales, shifts)
+        loss.backward()
         opt.step()
+        if history is not None and i % 100 == 0:
+            history.append((i, loss.item()))
     return [s.detach() for s in scales], [t.detach() for t in shifts]
 
 
@@ -180,36 +195,50 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=250)
     ap.add_argument("--size", default="768x432", help="W×H of the full-resolution snippets")
     ap.add_argument("--dilations", default="1,10,25")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=2, help="reference runs (ours runs one more time)")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--noise", type=float, default=0.03)
     ap.add_argument("--quick", action="store_true", help="40 frames at 192×128, 1 round")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads for both sides (1: on a busy shared CPU, every op of a 2-thread run waits "
+                         "for a descheduled thread)")
     ap.add_argument("--out", help="write the result JSON here")
     a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
     if a.quick:
         a.frames, a.size, a.dilations, a.rounds = 40, "192x128", "1,2,5", 1
     W, H = (int(v) for v in a.size.split("x"))
     dil = [int(v) for v in a.dilations.split(",")]
-    snippets, indices, _, _ = synthetic_snippets(a.frames, H, W, dil, 3, a.noise)
-    small, mn = preprocess(snippets)
+    # only the pixels the reference keeps are made (a 250-frame clip at full resolution would need ~3 GB), so
+    # the minimum subtracted is theirs rather than the full-resolution one
+    snippets, indices, _, _ = synthetic_snippets(a.frames, H, W, dil, 3, a.noise, keep=KEEP)
+    small, mn = preprocess(snippets, keep=None)
     n_snip = sum(y.shape[0] for y in small)
     print(f"{a.frames} frames {W}x{H}, dilations {dil}: {n_snip} snippets, maps {small[0].shape[-1]} px, "
           f"torch threads {torch.get_num_threads()}", flush=True)
     times = {"ours": [], "reference": []}
     values = {}
-    for r in range(a.rounds):
-        for side in (("ours", "reference") if r % 2 == 0 else ("reference", "ours")):
-            t0 = time.perf_counter()
-            s, t = ours(small, indices, mn) if side == "ours" else reference_adam(small, indices, a.frames, a.steps)
-            times[side].append(time.perf_counter() - t0)
-            values[side] = reference_objective(small, indices, a.frames, s, t)
-            print(f"  {side}: {times[side][-1]:.2f} s, reference objective {values[side]:.6f}", flush=True)
+    load = [os.getloadavg()[0]]
+    # ours, then (reference, ours) × rounds: every reference run sits between two of ours
+    history = []
+    for side in ["ours"] + ["reference", "ours"] * a.rounds:
+        t0 = time.perf_counter()
+        if side == "ours":
+            s, t = ours(small, indices, mn)
+        else:
+            history = []
+            s, t = reference_adam(small, indices, a.frames, a.steps, history=history)
+        times[side].append(time.perf_counter() - t0)
+        values[side] = reference_objective(small, indices, a.frames, s, t)
+        print(f"  {side}: {times[side][-1]:.2f} s, reference objective {values[side]:.6f}", flush=True)
     init = reference_objective(small, indices, a.frames, [torch.ones(y.shape[0]) for y in small],
                                [torch.zeros(y.shape[0]) for y in small])
-    best = {k: min(v) for k, v in times.items()}
+    load.append(os.getloadavg()[0])
+    best = {k: statistics.median(v) for k, v in times.items()}
     res = {"frames": a.frames, "size": [W, H], "dilations": dil, "snippets": n_snip, "pixels": small[0].shape[-1],
-           "noise": a.noise, "adam_steps": a.steps, "times_s": times, "best_s": best,
+           "noise": a.noise, "adam_steps": a.steps, "times_s": times, "median_s": best, "load_average": load,
            "speedup": best["reference"] / best["ours"], "objective": values, "objective_at_init": init,
+           "adam_history": history,
            "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
                       f"torch {torch.__version__}"}
     print(f"speed-up {res['speedup']:.1f}x; objective ours {values['ours']:.6f} vs reference "

@@ -106,58 +106,76 @@ class _Rows:
         """a [G,n,K] for origin-shifted (s, t) [U] (float64)."""
         su = s.to(self.x.dtype)[self.u].unsqueeze(-1)  # [G,n,1]
         tu = t.to(self.x.dtype)[self.u].unsqueeze(-1)
-        return (su * self.x + tu) * self.m
+        return (su * self.x).add_(tu).mul_(self.m)
 
     def centred(self, a):
-        """(residual to the group's mean, the mean, its normaliser 1/mean|mean|)."""
-        mean = (a * self.m).sum(1) * self.inv_cnt  # [G,K]
-        nu = (mean.abs() * self.seen).sum(1) / self.npix  # [G]
+        """(residual to the group's mean, the mean, its normaliser 1/mean|mean|) of masked values a [G,n,K]."""
+        mean = a.sum(1) * self.inv_cnt  # [G,K] (0 where no row is valid)
+        nu = mean.abs().sum(1) / self.npix  # [G]
         inv_nu = torch.where(nu > 0, 1.0 / nu.clamp(min=1e-30), torch.zeros_like(nu))
-        return (a - mean.unsqueeze(1)) * self.m, mean, inv_nu
+        return (a - mean.unsqueeze(1)).mul_(self.m), mean, inv_nu
 
     def recip(self, a):
-        return torch.where(self.m > 0, 1.0 / a.clamp(min=CLIP), torch.zeros_like(a))
+        """The reference's depth 1/clip(a, 1e-3), masked."""
+        return a.clamp(min=CLIP).reciprocal_().mul_(self.m)
 
 
 def _penalty(s, t, pw, ls, lt):
     return (pw * (ls * torch.relu(1 - s) ** 2 + lt * t ** 2)).sum()
 
 
-def _value(R: _Rows, s, t, pw, ls, lt, depth_weight) -> float:
-    a = R.aligned(s, t)
+def _evaluate(R: _Rows, s, t, pw, ls, lt, depth_weight):
+    """The exact objective at origin-shifted (s, t), and what the normal equations reuse: per data term
+    (derivative factor [G,n,K], residual e [G,n,K], 1/normaliser [G], weight)."""
+    a = R.aligned(s, t)  # [G,n,K]
     e, _, inv_nu = R.centred(a)
-    val = float((e.abs().sum((1, 2)) * inv_nu.to(e.dtype)).double().sum()) * R.norm
+    val = float((e.abs().sum((1, 2)) * inv_nu).double().sum()) * R.norm
+    terms = [(R.m, e, inv_nu, 1.0)]
     if depth_weight:
-        ed, _, inv_nud = R.centred(R.recip(a))
-        val += depth_weight * float((ed.abs().sum((1, 2)) * inv_nud.to(e.dtype)).double().sum()) * R.norm
-    return val + float(_penalty(s, t, pw, ls, lt))
+        d = R.recip(a)
+        ed, _, inv_nud = R.centred(d)
+        val += depth_weight * float((ed.abs().sum((1, 2)) * inv_nud).double().sum()) * R.norm
+        dd = torch.where(a > CLIP, -d * d, torch.zeros_like(d))  # ∂d/∂a, 0 where clipped (and where masked)
+        terms.append((dd, ed, inv_nud, float(depth_weight)))
+    return val + float(_penalty(s, t, pw, ls, lt)), terms
 
 
-def _assemble(R: _Rows, phi, e, w, H, g):
+def _value(R: _Rows, s, t, pw, ls, lt, depth_weight) -> float:
+    return _evaluate(R, s, t, pw, ls, lt, depth_weight)[0]
+
+
+def _assemble(R: _Rows, cm, e, w, H, g):
     """Add one IRLS/Gauss–Newton term to the normal equations H [2U,2U], g [2U].
 
-    Per group pixel, the residual is e = P·a with P = I − 1·mᵀ/n (centring on the mean of the valid rows), its
-    linearisation in the slot unknowns is P·Φ·Δ with Φ = diag(φ_r) (φ_r [2] per row); the surrogate is
-    ½ Σ w_r e_r², so H += Φᵀ Pᵀ W P Φ and g += Φᵀ Pᵀ W e, with Pᵀ W P = W − (w mᵀ + m wᵀ)/n + S m mᵀ/n².
+    Per group pixel, the residual is e = P·v with P = I − 1·mᵀ/n (centring on the mean of the valid rows); its
+    linearisation in the slots' unknowns is P·Φ·Δ with Φ = diag(φ_r), φ_r = c_r·(x_r, 1) (c = ∂v/∂a, masked);
+    the surrogate is ½ Σ w_r e_r², so H += Φᵀ Pᵀ W P Φ and g += Φᵀ Pᵀ W e. With Pᵀ W P = W − (w mᵀ + m wᵀ)/n +
+    S m mᵀ/n² (S = Σ w), the off-diagonal part is D Vᵀ + V Dᵀ with V_r = c_r/n·(x_r, 1) and
+    D_r = c_r (S/(2n) − w_r)·(x_r, 1): one batched matmul per term over [G, 2n, K].
     """
     G, n, K = R.x.shape
-    m, ic = R.m, R.inv_cnt.unsqueeze(1)  # [G,n,K], [G,1,K]
+    x, ic = R.x, R.inv_cnt.unsqueeze(1)  # [G,n,K], [G,1,K]
     S = w.sum(1, keepdim=True)  # [G,1,K]
-    wp = (w.unsqueeze(2) * phi).reshape(G, 2 * n, K)  # [G,2n,K]
-    mp = (m.unsqueeze(2) * phi * ic.unsqueeze(2)).reshape(G, 2 * n, K)  # [G,2n,K]
-    sp = (m.unsqueeze(2) * phi * (ic * S.sqrt()).unsqueeze(2)).reshape(G, 2 * n, K)
-    cross = wp @ mp.transpose(1, 2)  # [G,2n,2n]
-    blocks = sp @ sp.transpose(1, 2) - cross - cross.transpose(1, 2)
-    diag = torch.einsum("gnak,gnbk->gnab", phi * w.unsqueeze(2), phi)  # [G,n,2,2]
-    idx = torch.arange(n, device=phi.device)
-    b5 = blocks.reshape(G, n, 2, n, 2)
-    b5[:, idx, :, idx, :] += diag.permute(1, 0, 2, 3)
+    z = cm * ic  # [G,n,K]
+    y = cm * (S * ic * 0.5 - w)
+    V = torch.cat([z * x, z], 1)  # [G,2n,K]
+    D = torch.cat([y * x, y], 1)
+    X = torch.bmm(D, V.transpose(1, 2))  # [G,2n,2n]
+    blocks = X + X.transpose(1, 2)
+    wc2 = w * cm * cm
+    wc2x = wc2 * x
+    dxx, dx1, d11 = (wc2x * x).sum(-1), wc2x.sum(-1), wc2.sum(-1)  # [G,n]
+    i = torch.arange(n, device=x.device)
+    blocks[:, i, i] += dxx
+    blocks[:, i, n + i] += dx1
+    blocks[:, n + i, i] += dx1
+    blocks[:, n + i, n + i] += d11
     we = w * e  # [G,n,K]
-    pwe = we - m * (we.sum(1, keepdim=True) * ic)  # Pᵀ W e
-    grad = (phi * pwe.unsqueeze(2)).sum(-1).reshape(G, 2 * n)  # [G,2n]
-    pidx = (2 * R.u.unsqueeze(-1) + torch.arange(2, device=phi.device)).reshape(G, 2 * n)  # [G,2n]
+    cp = cm * (we - R.m * (we.sum(1, keepdim=True) * ic))  # c · Pᵀ W e
+    grad = torch.cat([(cp * x).sum(-1), cp.sum(-1)], 1)  # [G,2n]
+    pidx = torch.cat([2 * R.u, 2 * R.u + 1], 1)  # [G,2n]
     H.index_put_((pidx.unsqueeze(2).expand(G, 2 * n, 2 * n), pidx.unsqueeze(1).expand(G, 2 * n, 2 * n)),
-                 b5.reshape(G, 2 * n, 2 * n).to(H.dtype), accumulate=True)
+                 blocks.to(H.dtype), accumulate=True)
     g.index_add_(0, pidx.reshape(-1), grad.reshape(-1).to(g.dtype))
 
 
@@ -199,15 +217,16 @@ def solve(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_units: 
           mask: torch.Tensor | None = None, fixed: torch.Tensor | None = None,
           init: tuple[torch.Tensor, torch.Tensor] | None = None, depth_weight: float = 1.0,
           scale_penalty: float = 0.1, shift_penalty: float = 10.0, penalty_weight: torch.Tensor | None = None,
-          origin: float | None = None, layers: int | None = None, max_iter: int = 60, tol: float = 1e-7,
+          origin: float | None = None, layers: int | None = None, max_iter: int = 60, tol: float = 3e-6,
           eps: float = 1e-6, damping: float = 1e-3, info: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-unit (scale [U], shift [U]) minimising RollingDepth's co-alignment objective (module docstring).
 
     ``depth_weight`` weighs the reciprocal (depth) term (the reference's ``depth_loss_weight``, 1); 0 leaves the
     L1 term in the maps' own space alone. ``scale_penalty``/``shift_penalty`` are the reference's ``lmda2``
     (0.1) and ``lmda3`` (10); ``penalty_weight [U]`` weighs each unit's penalty (default 1/U). ``eps`` floors
-    the IRLS residuals, relative to the group normaliser. ``info`` (a dict) receives ``iterations`` and
-    ``objective`` (the exact objective at the answer). Returns float32 tensors on the maps' device.
+    the IRLS residuals, relative to the group normaliser. ``info`` (a dict) receives ``iterations``,
+    ``objective`` (the exact objective at the answer) and ``history`` (its value after each iteration).
+    Returns float32 tensors on the maps' device.
     """
     U = int(n_units)
     _check(maps, unit, group, U, mask, fixed, init)
@@ -252,26 +271,15 @@ def solve(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_units: 
     Cw = (torch.stack([torch.stack([k, 0 * k], 1).reshape(-1), torch.stack([0 * k, k], 1).reshape(-1)], 1)[fidx]
           if not anchored and bool(informed.any()) else None)
 
-    def value(s_, t_):
-        return _value(R, s_, t_, pw, ls, lt, depth_weight)
-
-    def normal_equations(s, t, least_squares):
+    def normal_equations(s, t, terms, least_squares):
         """H, g of the IRLS / Gauss–Newton surrogate at (s, t), restricted to the free unknowns."""
-        a = R.aligned(s, t)  # [G,n,K]
         H = torch.zeros(2 * U, 2 * U, dtype=torch.float64, device=dev)
         g = torch.zeros(2 * U, dtype=torch.float64, device=dev)
-        terms = [(a, R.x, torch.ones_like(R.x), 1.0)]
-        if depth_weight and not least_squares:
-            d = R.recip(a)
-            dd = torch.where(a > CLIP, -d * d, torch.zeros_like(d)) * R.m  # ∂d/∂a
-            terms.append((d, R.x * dd, dd, float(depth_weight)))
-        for val, dphi_s, dphi_t, wt in terms:
-            e, _, inv_nu = R.centred(val)
-            phi = torch.stack([dphi_s, dphi_t], 2)  # [G,n,2,K]
-            w = R.m * (wt * R.norm * inv_nu.view(-1, 1, 1))
+        for cm, e, inv_nu, wt in terms[:1] if least_squares else terms:
+            w = R.m * (wt * R.norm * inv_nu).view(-1, 1, 1)
             if not least_squares:  # |e| ≈ e²/(2|e0|) + |e0|/2
                 w = w / torch.maximum(e.abs(), (eps / inv_nu.clamp(min=1e-30)).view(-1, 1, 1))
-            _assemble(R, phi, e, w, H, g)
+            _assemble(R, cm, e, w, H, g)
         # penalties: lt·π·t'² and ls·π·relu(1 − s)² (its curvature where active)
         ar = torch.arange(U, device=dev)
         H.view(U, 2, U, 2)[ar, 1, ar, 1] += 2 * lt * pw
@@ -281,7 +289,8 @@ def solve(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_units: 
         return H[fidx][:, fidx], g[fidx]
 
     def trial(s, t, Hf, gf, mu, C=C):
-        """The damped (and gauge-constrained) step from (s, t), and the exact objective there."""
+        """The damped (and gauge-constrained) step from (s, t), the exact objective there and the decrease the
+        surrogate predicted."""
         dg = Hf.diagonal().abs()
         A, b = Hf + torch.diag(dg * mu + 1e-9 * float(dg.mean().clamp(min=1e-30))), -gf
         if C is not None:  # KKT: [[A, C], [Cᵀ, 0]]
@@ -292,34 +301,38 @@ def solve(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_units: 
             step = torch.linalg.solve(A, b)
         except RuntimeError:
             step = torch.linalg.lstsq(A, b.unsqueeze(1)).solution.squeeze(1)
+        step = torch.nan_to_num(step[: gf.shape[0]])
+        predicted = -float(gf @ step + 0.5 * step @ (Hf @ step))
         full = torch.zeros(2 * U, dtype=torch.float64, device=dev)
-        full[fidx] = torch.nan_to_num(step[: gf.shape[0]])
+        full[fidx] = step
         s1, t1 = s + full[0::2], t + full[1::2]
         if rescale:
             c = _best_common_scale(s1, t1, pw, ls, lt)
             s1, t1 = s1 * c, t1 * c
-        return s1, t1, value(s1, t1)
+        return s1, t1, *_evaluate(R, s1, t1, pw, ls, lt, depth_weight), predicted
 
-    f = value(s, t)
+    f, terms = _evaluate(R, s, t, pw, ls, lt, depth_weight)
     # warm start: the closed-form least-squares solution of the term in the maps' own space (uniform weights)
-    s1, t1, f1 = trial(s, t, *normal_equations(s, t, True), 0.0, Cw)
+    s1, t1, f1, terms1, _ = trial(s, t, *normal_equations(s, t, terms, True), 0.0, Cw)
     if math.isfinite(f1) and f1 < f:
-        s, t, f = s1, t1, f1
-    it, mu, calm = 0, float(damping), 0
+        s, t, f, terms = s1, t1, f1, terms1
+    it, mu, calm, history = 0, float(damping), 0, [f]
     for it in range(1, max_iter + 1):
-        Hf, gf = normal_equations(s, t, False)
+        Hf, gf = normal_equations(s, t, terms, False)
         accepted = False
         for _ in range(12):  # Levenberg–Marquardt: damp more until the exact objective decreases
-            s1, t1, f1 = trial(s, t, Hf, gf, mu)
+            s1, t1, f1, terms1, predicted = trial(s, t, Hf, gf, mu)
             if math.isfinite(f1) and f1 <= f:
                 accepted = True
-                mu = max(mu / 3, 1e-9)
+                gain = (f - f1) / predicted if predicted > 0 else 0.0
+                mu = max(mu / 3, 1e-9) if gain > 0.5 else mu * 2 if gain < 0.1 else mu
                 break
             mu *= 4
         if not accepted:
             break
         small = f - f1 <= tol * abs(f)
-        s, t, f = s1, t1, f1
+        s, t, f, terms = s1, t1, f1, terms1
+        history.append(f)
         calm = calm + 1 if small else 0
         if calm >= 2:
             break
@@ -329,6 +342,7 @@ def solve(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_units: 
     if info is not None:
         info["iterations"] = it
         info["objective"] = f
+        info["history"] = history  # the exact objective after the warm start and after each iteration
     return s.float(), shift.float()
 
 
