@@ -420,7 +420,8 @@ class VideoStream:
         if window is not None:
             _check_int("window", window)
         self.window = window
-        self.num_inference_steps = num_inference_steps
+        self.num_inference_steps = (None if num_inference_steps is None
+                                    else _check_int("num_inference_steps", num_inference_steps))
         self.frames = frames
         _, count = _frame_source(frames) if frame_count is None else (None, frame_count)
         self.frame_count = count
@@ -650,6 +651,8 @@ class VideoStream:
                 for f, v in aligner.flush(range(emitted, t + 1 - keep)):
                     yield self._finish(f, v, size)
                 emitted = t + 1 - keep
+        if t == 0:
+            self._note("1 frame: predicted as a single image.")
         for f, v in aligner.flush(range(emitted, t + 1)):
             yield self._finish(f, v, size)
 
