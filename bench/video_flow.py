@@ -10,7 +10,8 @@ range, for the raw frames, same-pixel pairs and flow-warped pairs, and the time 
 
     python -m bench.video_flow [--frames 24] [--speed 3] [--size 240x320]
 
-Synthetic data only; real predictions differ from frame to frame in more than an affine map.
+Synthetic data only; real predictions differ from frame to frame in more than an affine map. Needs OpenCV
+(opencv-python-headless, in the dev venv; not a dependency of the package, which does not use flow).
 """
 
 from __future__ import annotations

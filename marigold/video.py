@@ -212,7 +212,6 @@ class StreamingAligner:
         self.scales: list[float] = []  # per unit, for the whole clip: the state that grows
         self.shifts: list[float] = []
         self._fixed: list[bool] = []
-        self._solved: list[bool] = []
         self._contrib: dict[int, list[tuple[int, torch.Tensor]]] = {}  # frame → [(unit, map [PH,PW])]
         self._rows: dict[int, list[tuple[int, torch.Tensor, torch.Tensor | None]]] = {}  # group → [(unit, obs, mask)]
         self._complete: set[int] = set()
@@ -226,7 +225,6 @@ class StreamingAligner:
         self.scales.append(1.0)
         self.shifts.append(0.0)
         self._fixed.append(False)
-        self._solved.append(False)
         return len(self.scales) - 1
 
     def contribute(self, unit: int, frame: int, value: torch.Tensor) -> None:
@@ -255,8 +253,6 @@ class StreamingAligner:
             return
         shared = [g for g in groups if len({u for u, _, _ in self._rows[g]}) > 1]
         if not shared:  # nothing to compare (one frame, one snippet): the units keep scale 1, shift 0
-            for u in free:
-                self._solved[u] = True
             return
         local = {u: k for k, u in enumerate(units)}
         maps, unit, group, masks = [], [], [], []
@@ -286,7 +282,6 @@ class StreamingAligner:
         self.solves += 1
         for u in free:
             self.scales[u], self.shifts[u] = float(scale[local[u]]), float(shift[local[u]])
-            self._solved[u] = True
 
     def flush(self, frames: Iterable[int]) -> list[tuple[int, torch.Tensor]]:
         """Solve, then return ``(frame, aligned [PH,PW] float32)`` for ``frames`` (each the mean of its units'
