@@ -10,14 +10,16 @@ dropped once made, as a writer of a long video would):
   prediction, frame co-alignment);
 * ``rolling-fast``: :func:`marigold.iter_video_depth` with a RollingDepth checkpoint, the fast preset's
   dilations [1, 25] at the bench resolution (``--res``; the preset itself runs 768 px);
-* ``rolling-fast-long``: the same on 4× as many frames: its peak RSS should stay within 10 % of ``rolling-fast``'s
+* ``rolling-full``: the full preset's dilations [1, 10, 25] and 10 refinement steps at the bench resolution;
+* ``rolling-fast-long``: the fast row on 4× as many frames: its peak RSS should stay within 10 % of ``rolling-fast``'s
   (the streaming memory model, README "Video").
 
 All on checkpoints with the real architecture and random weights (``bench/ckpt.py``; the RollingDepth layout
 from the same tool with ``--task rollingdepth``), so the numbers say nothing about depth quality.
 
     python -m bench.video                # full: 512 px, 100 frames (and 400); hours on a 2-core CPU
-    python -m bench.video --quick        # tiny checkpoints, 64 px, 12 and 48 frames, dilations [1, 4]: a smoke run
+    python -m bench.video --quick        # tiny checkpoints, 64 px, 12 and 48 frames, dilations [1, 4] (full:
+                                         # [1, 2, 4], 2 refinement steps): a smoke run
 
 The CPU this was written on is shared by several jobs; only ``--quick`` was run there.
 """
@@ -73,7 +75,7 @@ def _frames(n: int, h: int, w: int):
 
 
 def worker(row: str, ckpt_depth: str, ckpt_rolling: str, frames: int, res: int, dilations: list[int],
-           dtype: str) -> dict:
+           dtype: str, full_dilations: list[int], refine_steps: int) -> dict:
     import torch
 
     import marigold
@@ -99,7 +101,9 @@ def worker(row: str, ckpt_depth: str, ckpt_rolling: str, frames: int, res: int, 
                 marigold.predict(model, f, num_inference_steps=1, processing_resolution=res, seed=0)
         else:
             kw = dict(processing_resolution=res, seed=0, frame_count=frames)
-            if row.startswith("rolling"):
+            if row == "rolling-full":
+                kw.update(dilations=full_dilations, refine_steps=refine_steps)
+            elif row.startswith("rolling"):
                 kw["dilations"] = dilations
             for _ in marigold.iter_video_depth(model, _frames(frames, h, w), **kw):
                 pass
@@ -114,13 +118,14 @@ def main(argv=None) -> None:
     ap.add_argument("--frames", type=int, default=None)
     ap.add_argument("--res", type=int, default=None)
     ap.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
-    ap.add_argument("--rows", default="diffusers-frames,frames,video,rolling-fast,rolling-fast-long")
+    ap.add_argument("--rows", default="diffusers-frames,frames,video,rolling-fast,rolling-full,rolling-fast-long")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     size = "tiny" if a.quick else "full"
     frames = a.frames or (12 if a.quick else 100)
     res = a.res or (64 if a.quick else 512)
     dilations = [1, 4] if a.quick else [1, 25]
+    full_dilations, refine_steps = ([1, 2, 4], 2) if a.quick else ([1, 10, 25], 10)
     if a.worker:
         spec = json.loads(a.worker)
         print(json.dumps(worker(**spec)))
@@ -130,7 +135,7 @@ def main(argv=None) -> None:
     for row in a.rows.split(","):
         n = frames * 4 if row == "rolling-fast-long" else frames
         spec = dict(row=row, ckpt_depth=str(depth), ckpt_rolling=str(rolling), frames=n, res=res,
-                    dilations=dilations, dtype=a.dtype)
+                    dilations=dilations, dtype=a.dtype, full_dilations=full_dilations, refine_steps=refine_steps)
         out = subprocess.run([sys.executable, "-m", "bench.video", "--worker", json.dumps(spec)], cwd=ROOT,
                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
         if out.returncode:
