@@ -36,14 +36,23 @@ values (``origin=``; the reference uses the full-resolution minimum), the per-un
 snippets). The mean per group pixel is over the rows valid there; the normalisers are over the group's pixels
 that any row sees. With ``x' = x − origin``, ``a = s·x' + t'`` and the returned shift is ``t' − s·origin``.
 
-How: iteratively reweighted least squares (the L1 terms as weighted squares, weights ``1/|residual|``) with a
-Gauss–Newton linearisation of the reciprocal term, the target's dependence on ``(s, t)`` kept exactly (the
-residual of a row is ``P·a`` with ``P`` the group's centring operator), and the normalisers held at the current
-iterate. Each step solves the 2U×2U normal equations, assembled per group with batched matmuls and scattered with
-``index_put_``; a step is kept only if the exact objective decreases (else halved). The first step with uniform
-weights is the closed-form least-squares solution. Because holding the normalisers makes the surrogate prefer
-smaller scales, every step is followed by the exact minimisation over a common scale ``c`` (the data terms are
-invariant to it, the penalties are convex in it); with ``fixed`` units there is no such freedom and no such step.
+Start: the reference's, ``s = 1``, ``t' = 0`` (shift ``−origin``), or ``init``. Warm start: the closed-form
+least-squares solution of the term in the maps' own space (uniform weights; mean scale and mean ``t'`` held, or
+least squares would shrink every scale), kept if it lowers the exact objective.
+
+Then Levenberg–Marquardt on an iteratively reweighted least-squares surrogate: the L1 terms as weighted squares
+(weights ``1/max(|residual|, eps·normaliser)``), the reciprocal (depth) term linearised (Gauss–Newton, its
+derivative ``−1/a²``, 0 where clipped), the target's dependence on ``(s, t)`` kept exactly (a row's residual is
+``P·a`` with ``P`` the group's centring operator) and the normalisers held at the current iterate. Each step
+solves the 2U×2U normal equations, assembled per group by one batched matmul per term over [G, 2n, K] and
+scattered with ``index_put_``; a step is kept only if the exact objective does not increase, else the damping
+grows (so the exact objective decreases monotonically, from the reference's own starting point). Holding the
+normalisers makes the surrogate prefer smaller scales, so without anchors every step is followed by the exact
+minimisation over a common scale ``c`` (the data terms are invariant to it, the penalties are convex in it).
+Stops when two successive iterations lower the objective by less than ``tol`` (relative).
+
+Measured (``bench/coalign.py``, synthetic snippets, both answers scored by the reference's own loss): ours is
+lower than 2000 Adam steps; see bench/RESULTS.md, "Co-alignment", for the realistic case and the speed-up.
 
 Gauge: as in the reference, fixed by its penalties (``scale_penalty``, ``shift_penalty``), or by ``fixed``
 units. Without anchors, a penalty set to 0 is replaced by a hard constraint, because the data terms alone are
@@ -64,7 +73,7 @@ import torch
 
 from .errors import InputError
 
-__all__ = ["solve", "objective", "merge"]
+__all__ = ["solve", "objective", "merge", "snippet_rows"]
 
 CLIP = 1e-3  # the reference's clip before the reciprocal (depth_aligner.py, ``optimize``)
 
@@ -360,6 +369,36 @@ def objective(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_uni
     s = scale.to(maps.device, torch.float64)
     t = shift.to(maps.device, torch.float64) + s * R.origin
     return _value(R, s, t, pw, float(scale_penalty), float(shift_penalty), depth_weight)
+
+
+def snippet_rows(snippets: list[torch.Tensor], indices: list[torch.Tensor], *, border: int = 2,
+                 factor: int = 10) -> dict:
+    """RollingDepth's rows: per dilation, ``snippets[d] [N_d, n, H, W]`` (a snippet's n frames) and
+    ``indices[d] [N_d, n]`` (their frame numbers). As ``DepthAligner.run`` does: ``border`` pixels cropped,
+    subsampled ``factor``× by striding, origin = the minimum of all snippet values; penalty weight ``1/N_d`` and
+    ``layers = Σ n`` as ``DepthAligner.optimize``. Units are numbered through the dilations in order. Returns
+    the keyword arguments of :func:`solve`: ``solve(**snippet_rows(...))``."""
+    if len(snippets) != len(indices) or not snippets:
+        raise InputError("snippets, indices: expected one [N,n,H,W] tensor and one [N,n] tensor per dilation")
+    maps, unit, group, pw = [], [], [], []
+    base, origin = 0, float("inf")
+    for x, idx in zip(snippets, indices):
+        if x.ndim != 4 or idx.shape != x.shape[:2]:
+            raise InputError(f"snippets, indices: expected [N,n,H,W] and [N,n], got {tuple(x.shape)} and "
+                             f"{tuple(idx.shape)}")
+        N, n = idx.shape
+        finite = x[torch.isfinite(x)]
+        if finite.numel():
+            origin = min(origin, float(finite.min()))
+        y = x[:, :, border:x.shape[2] - border, border:x.shape[3] - border][:, :, ::factor, ::factor]  # [N,n,h,w]
+        maps.append(y.reshape(N * n, -1))
+        unit.append((base + torch.arange(N, device=x.device)).repeat_interleave(n))
+        group.append(idx.reshape(-1).to(x.device, torch.long))
+        pw.append(torch.full((N,), 1.0 / N, device=x.device))
+        base += N
+    return {"maps": torch.cat(maps), "unit": torch.cat(unit), "group": torch.cat(group), "n_units": base,
+            "penalty_weight": torch.cat(pw), "origin": origin if origin < float("inf") else 0.0,
+            "layers": sum(int(i.shape[1]) for i in indices)}
 
 
 def merge(values: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_groups: int, scale: torch.Tensor,
