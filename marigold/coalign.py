@@ -112,7 +112,7 @@ class _Rows:
         self.n_units = n_units
 
     def aligned(self, s, t):
-        """a [G,n,K] for origin-shifted (s, t) [U] (float64)."""
+        """a [G,n,K] for origin-shifted (s, t) [U]."""
         su = s.to(self.x.dtype)[self.u].unsqueeze(-1)  # [G,n,1]
         tu = t.to(self.x.dtype)[self.u].unsqueeze(-1)
         return (su * self.x).add_(tu).mul_(self.m)
@@ -129,6 +129,11 @@ class _Rows:
         return a.clamp(min=CLIP).reciprocal_().mul_(self.m)
 
 
+def _wide(device: torch.device) -> torch.dtype:
+    """The unknowns and the 2U×2U system are float64 (MPS has none: float32 there)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def _penalty(s, t, pw, ls, lt):
     return (pw * (ls * torch.relu(1 - s) ** 2 + lt * t ** 2)).sum()
 
@@ -138,12 +143,13 @@ def _evaluate(R: _Rows, s, t, pw, ls, lt, depth_weight):
     (derivative factor [G,n,K], residual e [G,n,K], 1/normaliser [G], weight)."""
     a = R.aligned(s, t)  # [G,n,K]
     e, _, inv_nu = R.centred(a)
-    val = float((e.abs().sum((1, 2)) * inv_nu).double().sum()) * R.norm
+    wide = _wide(a.device)
+    val = float((e.abs().sum((1, 2)).to(wide) * inv_nu.to(wide)).sum()) * R.norm
     terms = [(R.m, e, inv_nu, 1.0)]
     if depth_weight:
         d = R.recip(a)
         ed, _, inv_nud = R.centred(d)
-        val += depth_weight * float((ed.abs().sum((1, 2)) * inv_nud).double().sum()) * R.norm
+        val += depth_weight * float((ed.abs().sum((1, 2)).to(wide) * inv_nud.to(wide)).sum()) * R.norm
         dd = torch.where(a > CLIP, -d * d, torch.zeros_like(d))  # ∂d/∂a, 0 where clipped (and where masked)
         terms.append((dd, ed, inv_nud, float(depth_weight)))
     return val + float(_penalty(s, t, pw, ls, lt)), terms
@@ -240,17 +246,18 @@ def solve(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_units: 
     U = int(n_units)
     _check(maps, unit, group, U, mask, fixed, init)
     dev = maps.device
-    s0 = torch.ones(U, dtype=torch.float64, device=dev)
-    t0 = torch.zeros(U, dtype=torch.float64, device=dev)
+    f64 = _wide(dev)
+    s0 = torch.ones(U, dtype=f64, device=dev)
+    t0 = torch.zeros(U, dtype=f64, device=dev)
     if init is not None:
-        s0 = torch.nan_to_num(init[0].to(dev, torch.float64), nan=1.0, posinf=1.0, neginf=1.0)
-        t0 = torch.nan_to_num(init[1].to(dev, torch.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        s0 = torch.nan_to_num(init[0].to(dev, f64), nan=1.0, posinf=1.0, neginf=1.0)
+        t0 = torch.nan_to_num(init[1].to(dev, f64), nan=0.0, posinf=0.0, neginf=0.0)
     fixed_ = torch.zeros(U, dtype=torch.bool, device=dev) if fixed is None else fixed.to(dev, torch.bool)
     if maps.shape[0] == 0 or U == 0:
         return s0.float(), t0.float()
     R = _Rows(maps, unit.to(dev), group.to(dev), None if mask is None else mask.to(dev), origin, layers, U)
-    pw = (torch.full((U,), 1.0 / U, dtype=torch.float64, device=dev) if penalty_weight is None
-          else penalty_weight.to(dev, torch.float64))
+    pw = (torch.full((U,), 1.0 / U, dtype=f64, device=dev) if penalty_weight is None
+          else penalty_weight.to(dev, f64))
     ls, lt = float(scale_penalty), float(shift_penalty)
     # origin-shifted unknowns: s·x + t = s·(x − origin) + (t + s·origin)
     if init is None:  # the reference's start: s = 1, t' = 0 (shift −origin in the caller's coordinates)
@@ -266,7 +273,7 @@ def solve(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_units: 
     informed[R.u[((R.m > 0) & (R.cnt.unsqueeze(1) >= 2)).any(-1)]] = True
     cons = []
     if not anchored and bool(informed.any()):
-        k = informed.double()
+        k = informed.to(f64)
         if ls == 0:
             s = torch.where(informed, s / float(s[informed].mean()), s)
             t = torch.where(informed, t / float(s0[informed].mean()), t)
@@ -276,14 +283,14 @@ def solve(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_units: 
             cons.append(torch.stack([torch.zeros_like(k), k], 1).reshape(-1))
     C = torch.stack(cons, 1)[fidx] if cons else None  # [F,c] the gauge constraints on the steps
     # the warm start always holds mean scale and mean shift' (least squares alone would shrink every scale)
-    k = informed.double()
+    k = informed.to(f64)
     Cw = (torch.stack([torch.stack([k, 0 * k], 1).reshape(-1), torch.stack([0 * k, k], 1).reshape(-1)], 1)[fidx]
           if not anchored and bool(informed.any()) else None)
 
     def normal_equations(s, t, terms, least_squares):
         """H, g of the IRLS / Gauss–Newton surrogate at (s, t), restricted to the free unknowns."""
-        H = torch.zeros(2 * U, 2 * U, dtype=torch.float64, device=dev)
-        g = torch.zeros(2 * U, dtype=torch.float64, device=dev)
+        H = torch.zeros(2 * U, 2 * U, dtype=f64, device=dev)
+        g = torch.zeros(2 * U, dtype=f64, device=dev)
         for cm, e, inv_nu, wt in terms[:1] if least_squares else terms:
             w = R.m * (wt * R.norm * inv_nu).view(-1, 1, 1)
             if not least_squares:  # |e| ≈ e²/(2|e0|) + |e0|/2
@@ -293,7 +300,7 @@ def solve(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_units: 
         ar = torch.arange(U, device=dev)
         H.view(U, 2, U, 2)[ar, 1, ar, 1] += 2 * lt * pw
         g[1::2] += 2 * lt * pw * t
-        H.view(U, 2, U, 2)[ar, 0, ar, 0] += 2 * ls * pw * (s < 1).double()
+        H.view(U, 2, U, 2)[ar, 0, ar, 0] += 2 * ls * pw * (s < 1).to(f64)
         g[0::2] += -2 * ls * pw * torch.relu(1 - s)
         return H[fidx][:, fidx], g[fidx]
 
@@ -312,7 +319,7 @@ def solve(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_units: 
             step = torch.linalg.lstsq(A, b.unsqueeze(1)).solution.squeeze(1)
         step = torch.nan_to_num(step[: gf.shape[0]])
         predicted = -float(gf @ step + 0.5 * step @ (Hf @ step))
-        full = torch.zeros(2 * U, dtype=torch.float64, device=dev)
+        full = torch.zeros(2 * U, dtype=f64, device=dev)
         full[fidx] = step
         s1, t1 = s + full[0::2], t + full[1::2]
         if rescale:
@@ -363,11 +370,12 @@ def objective(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_uni
     """The exact objective :func:`solve` minimises, at (scale, shift) in the caller's coordinates."""
     U = int(n_units)
     _check(maps, unit, group, U, mask, None, None)
+    f64 = _wide(maps.device)
     R = _Rows(maps, unit, group, mask, origin, layers, U)
-    pw = (torch.full((U,), 1.0 / U, dtype=torch.float64, device=maps.device) if penalty_weight is None
-          else penalty_weight.to(maps.device, torch.float64))
-    s = scale.to(maps.device, torch.float64)
-    t = shift.to(maps.device, torch.float64) + s * R.origin
+    pw = (torch.full((U,), 1.0 / U, dtype=f64, device=maps.device) if penalty_weight is None
+          else penalty_weight.to(maps.device, f64))
+    s = scale.to(maps.device, f64)
+    t = shift.to(maps.device, f64) + s * R.origin
     return _value(R, s, t, pw, float(scale_penalty), float(shift_penalty), depth_weight)
 
 
