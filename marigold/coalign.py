@@ -245,6 +245,8 @@ def solve(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_units: 
     """
     U = int(n_units)
     _check(maps, unit, group, U, mask, fixed, init)
+    if penalty_weight is not None and (not torch.is_tensor(penalty_weight) or penalty_weight.shape != (U,)):
+        raise InputError(f"penalty_weight: expected a float tensor [{U}]")
     dev = maps.device
     f64 = _wide(dev)
     s0 = torch.ones(U, dtype=f64, device=dev)

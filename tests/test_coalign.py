@@ -134,6 +134,8 @@ def test_bad_arguments_are_named():
         coalign.solve(maps, unit, group, 2, mask=torch.ones(4, 5, dtype=torch.bool))
     with pytest.raises(InputError, match="init"):
         coalign.solve(maps, unit, group, 2, fixed=torch.tensor([True, False]))
+    with pytest.raises(InputError, match="penalty_weight"):
+        coalign.solve(maps, unit, group, 2, penalty_weight=torch.ones(3))
 
 
 def test_merge_is_the_mean_of_aligned_rows():
