@@ -246,6 +246,7 @@ def main(argv=None) -> int:
     if a.out:
         with open(a.out, "w") as fh:
             json.dump(res, fh, indent=1)
+    print("RESULT " + json.dumps(res))  # for bench/run.py's run_child
     return 0
 
 

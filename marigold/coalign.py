@@ -36,14 +36,23 @@ values (``origin=``; the reference uses the full-resolution minimum), the per-un
 snippets). The mean per group pixel is over the rows valid there; the normalisers are over the group's pixels
 that any row sees. With ``x' = x − origin``, ``a = s·x' + t'`` and the returned shift is ``t' − s·origin``.
 
-How: iteratively reweighted least squares (the L1 terms as weighted squares, weights ``1/|residual|``) with a
-Gauss–Newton linearisation of the reciprocal term, the target's dependence on ``(s, t)`` kept exactly (the
-residual of a row is ``P·a`` with ``P`` the group's centring operator), and the normalisers held at the current
-iterate. Each step solves the 2U×2U normal equations, assembled per group with batched matmuls and scattered with
-``index_put_``; a step is kept only if the exact objective decreases (else halved). The first step with uniform
-weights is the closed-form least-squares solution. Because holding the normalisers makes the surrogate prefer
-smaller scales, every step is followed by the exact minimisation over a common scale ``c`` (the data terms are
-invariant to it, the penalties are convex in it); with ``fixed`` units there is no such freedom and no such step.
+Start: the reference's, ``s = 1``, ``t' = 0`` (shift ``−origin``), or ``init``. Warm start: the closed-form
+least-squares solution of the term in the maps' own space (uniform weights; mean scale and mean ``t'`` held, or
+least squares would shrink every scale), kept if it lowers the exact objective.
+
+Then Levenberg–Marquardt on an iteratively reweighted least-squares surrogate: the L1 terms as weighted squares
+(weights ``1/max(|residual|, eps·normaliser)``), the reciprocal (depth) term linearised (Gauss–Newton, its
+derivative ``−1/a²``, 0 where clipped), the target's dependence on ``(s, t)`` kept exactly (a row's residual is
+``P·a`` with ``P`` the group's centring operator) and the normalisers held at the current iterate. Each step
+solves the 2U×2U normal equations, assembled per group by one batched matmul per term over [G, 2n, K] and
+scattered with ``index_put_``; a step is kept only if the exact objective does not increase, else the damping
+grows (so the exact objective decreases monotonically, from the reference's own starting point). Holding the
+normalisers makes the surrogate prefer smaller scales, so without anchors every step is followed by the exact
+minimisation over a common scale ``c`` (the data terms are invariant to it, the penalties are convex in it).
+Stops when two successive iterations lower the objective by less than ``tol`` (relative).
+
+Measured (``bench/coalign.py``, synthetic snippets, both answers scored by the reference's own loss): ours is
+lower than 2000 Adam steps; see bench/RESULTS.md, "Co-alignment", for the realistic case and the speed-up.
 
 Gauge: as in the reference, fixed by its penalties (``scale_penalty``, ``shift_penalty``), or by ``fixed``
 units. Without anchors, a penalty set to 0 is replaced by a hard constraint, because the data terms alone are
@@ -64,7 +73,7 @@ import torch
 
 from .errors import InputError
 
-__all__ = ["solve", "objective", "merge"]
+__all__ = ["solve", "objective", "merge", "snippet_rows"]
 
 CLIP = 1e-3  # the reference's clip before the reciprocal (depth_aligner.py, ``optimize``)
 
@@ -103,7 +112,7 @@ class _Rows:
         self.n_units = n_units
 
     def aligned(self, s, t):
-        """a [G,n,K] for origin-shifted (s, t) [U] (float64)."""
+        """a [G,n,K] for origin-shifted (s, t) [U]."""
         su = s.to(self.x.dtype)[self.u].unsqueeze(-1)  # [G,n,1]
         tu = t.to(self.x.dtype)[self.u].unsqueeze(-1)
         return (su * self.x).add_(tu).mul_(self.m)
@@ -120,6 +129,11 @@ class _Rows:
         return a.clamp(min=CLIP).reciprocal_().mul_(self.m)
 
 
+def _wide(device: torch.device) -> torch.dtype:
+    """The unknowns and the 2U×2U system are float64 (MPS has none: float32 there)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def _penalty(s, t, pw, ls, lt):
     return (pw * (ls * torch.relu(1 - s) ** 2 + lt * t ** 2)).sum()
 
@@ -129,12 +143,13 @@ def _evaluate(R: _Rows, s, t, pw, ls, lt, depth_weight):
     (derivative factor [G,n,K], residual e [G,n,K], 1/normaliser [G], weight)."""
     a = R.aligned(s, t)  # [G,n,K]
     e, _, inv_nu = R.centred(a)
-    val = float((e.abs().sum((1, 2)) * inv_nu).double().sum()) * R.norm
+    wide = _wide(a.device)
+    val = float((e.abs().sum((1, 2)).to(wide) * inv_nu.to(wide)).sum()) * R.norm
     terms = [(R.m, e, inv_nu, 1.0)]
     if depth_weight:
         d = R.recip(a)
         ed, _, inv_nud = R.centred(d)
-        val += depth_weight * float((ed.abs().sum((1, 2)) * inv_nud).double().sum()) * R.norm
+        val += depth_weight * float((ed.abs().sum((1, 2)).to(wide) * inv_nud.to(wide)).sum()) * R.norm
         dd = torch.where(a > CLIP, -d * d, torch.zeros_like(d))  # ∂d/∂a, 0 where clipped (and where masked)
         terms.append((dd, ed, inv_nud, float(depth_weight)))
     return val + float(_penalty(s, t, pw, ls, lt)), terms
@@ -230,18 +245,21 @@ def solve(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_units: 
     """
     U = int(n_units)
     _check(maps, unit, group, U, mask, fixed, init)
+    if penalty_weight is not None and (not torch.is_tensor(penalty_weight) or penalty_weight.shape != (U,)):
+        raise InputError(f"penalty_weight: expected a float tensor [{U}]")
     dev = maps.device
-    s0 = torch.ones(U, dtype=torch.float64, device=dev)
-    t0 = torch.zeros(U, dtype=torch.float64, device=dev)
+    f64 = _wide(dev)
+    s0 = torch.ones(U, dtype=f64, device=dev)
+    t0 = torch.zeros(U, dtype=f64, device=dev)
     if init is not None:
-        s0 = torch.nan_to_num(init[0].to(dev, torch.float64), nan=1.0, posinf=1.0, neginf=1.0)
-        t0 = torch.nan_to_num(init[1].to(dev, torch.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        s0 = torch.nan_to_num(init[0].to(dev, f64), nan=1.0, posinf=1.0, neginf=1.0)
+        t0 = torch.nan_to_num(init[1].to(dev, f64), nan=0.0, posinf=0.0, neginf=0.0)
     fixed_ = torch.zeros(U, dtype=torch.bool, device=dev) if fixed is None else fixed.to(dev, torch.bool)
     if maps.shape[0] == 0 or U == 0:
         return s0.float(), t0.float()
     R = _Rows(maps, unit.to(dev), group.to(dev), None if mask is None else mask.to(dev), origin, layers, U)
-    pw = (torch.full((U,), 1.0 / U, dtype=torch.float64, device=dev) if penalty_weight is None
-          else penalty_weight.to(dev, torch.float64))
+    pw = (torch.full((U,), 1.0 / U, dtype=f64, device=dev) if penalty_weight is None
+          else penalty_weight.to(dev, f64))
     ls, lt = float(scale_penalty), float(shift_penalty)
     # origin-shifted unknowns: s·x + t = s·(x − origin) + (t + s·origin)
     if init is None:  # the reference's start: s = 1, t' = 0 (shift −origin in the caller's coordinates)
@@ -257,7 +275,7 @@ def solve(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_units: 
     informed[R.u[((R.m > 0) & (R.cnt.unsqueeze(1) >= 2)).any(-1)]] = True
     cons = []
     if not anchored and bool(informed.any()):
-        k = informed.double()
+        k = informed.to(f64)
         if ls == 0:
             s = torch.where(informed, s / float(s[informed].mean()), s)
             t = torch.where(informed, t / float(s0[informed].mean()), t)
@@ -267,14 +285,14 @@ def solve(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_units: 
             cons.append(torch.stack([torch.zeros_like(k), k], 1).reshape(-1))
     C = torch.stack(cons, 1)[fidx] if cons else None  # [F,c] the gauge constraints on the steps
     # the warm start always holds mean scale and mean shift' (least squares alone would shrink every scale)
-    k = informed.double()
+    k = informed.to(f64)
     Cw = (torch.stack([torch.stack([k, 0 * k], 1).reshape(-1), torch.stack([0 * k, k], 1).reshape(-1)], 1)[fidx]
           if not anchored and bool(informed.any()) else None)
 
     def normal_equations(s, t, terms, least_squares):
         """H, g of the IRLS / Gauss–Newton surrogate at (s, t), restricted to the free unknowns."""
-        H = torch.zeros(2 * U, 2 * U, dtype=torch.float64, device=dev)
-        g = torch.zeros(2 * U, dtype=torch.float64, device=dev)
+        H = torch.zeros(2 * U, 2 * U, dtype=f64, device=dev)
+        g = torch.zeros(2 * U, dtype=f64, device=dev)
         for cm, e, inv_nu, wt in terms[:1] if least_squares else terms:
             w = R.m * (wt * R.norm * inv_nu).view(-1, 1, 1)
             if not least_squares:  # |e| ≈ e²/(2|e0|) + |e0|/2
@@ -284,7 +302,7 @@ def solve(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_units: 
         ar = torch.arange(U, device=dev)
         H.view(U, 2, U, 2)[ar, 1, ar, 1] += 2 * lt * pw
         g[1::2] += 2 * lt * pw * t
-        H.view(U, 2, U, 2)[ar, 0, ar, 0] += 2 * ls * pw * (s < 1).double()
+        H.view(U, 2, U, 2)[ar, 0, ar, 0] += 2 * ls * pw * (s < 1).to(f64)
         g[0::2] += -2 * ls * pw * torch.relu(1 - s)
         return H[fidx][:, fidx], g[fidx]
 
@@ -303,7 +321,7 @@ def solve(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_units: 
             step = torch.linalg.lstsq(A, b.unsqueeze(1)).solution.squeeze(1)
         step = torch.nan_to_num(step[: gf.shape[0]])
         predicted = -float(gf @ step + 0.5 * step @ (Hf @ step))
-        full = torch.zeros(2 * U, dtype=torch.float64, device=dev)
+        full = torch.zeros(2 * U, dtype=f64, device=dev)
         full[fidx] = step
         s1, t1 = s + full[0::2], t + full[1::2]
         if rescale:
@@ -354,12 +372,43 @@ def objective(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_uni
     """The exact objective :func:`solve` minimises, at (scale, shift) in the caller's coordinates."""
     U = int(n_units)
     _check(maps, unit, group, U, mask, None, None)
+    f64 = _wide(maps.device)
     R = _Rows(maps, unit, group, mask, origin, layers, U)
-    pw = (torch.full((U,), 1.0 / U, dtype=torch.float64, device=maps.device) if penalty_weight is None
-          else penalty_weight.to(maps.device, torch.float64))
-    s = scale.to(maps.device, torch.float64)
-    t = shift.to(maps.device, torch.float64) + s * R.origin
+    pw = (torch.full((U,), 1.0 / U, dtype=f64, device=maps.device) if penalty_weight is None
+          else penalty_weight.to(maps.device, f64))
+    s = scale.to(maps.device, f64)
+    t = shift.to(maps.device, f64) + s * R.origin
     return _value(R, s, t, pw, float(scale_penalty), float(shift_penalty), depth_weight)
+
+
+def snippet_rows(snippets: list[torch.Tensor], indices: list[torch.Tensor], *, border: int = 2,
+                 factor: int = 10) -> dict:
+    """RollingDepth's rows: per dilation, ``snippets[d] [N_d, n, H, W]`` (a snippet's n frames) and
+    ``indices[d] [N_d, n]`` (their frame numbers). As ``DepthAligner.run`` does: ``border`` pixels cropped,
+    subsampled ``factor``× by striding, origin = the minimum of all snippet values; penalty weight ``1/N_d`` and
+    ``layers = Σ n`` as ``DepthAligner.optimize``. Units are numbered through the dilations in order. Returns
+    the keyword arguments of :func:`solve`: ``solve(**snippet_rows(...))``."""
+    if len(snippets) != len(indices) or not snippets:
+        raise InputError("snippets, indices: expected one [N,n,H,W] tensor and one [N,n] tensor per dilation")
+    maps, unit, group, pw = [], [], [], []
+    base, origin = 0, float("inf")
+    for x, idx in zip(snippets, indices):
+        if x.ndim != 4 or idx.shape != x.shape[:2]:
+            raise InputError(f"snippets, indices: expected [N,n,H,W] and [N,n], got {tuple(x.shape)} and "
+                             f"{tuple(idx.shape)}")
+        N, n = idx.shape
+        finite = x[torch.isfinite(x)]
+        if finite.numel():
+            origin = min(origin, float(finite.min()))
+        y = x[:, :, border:x.shape[2] - border, border:x.shape[3] - border][:, :, ::factor, ::factor]  # [N,n,h,w]
+        maps.append(y.reshape(N * n, -1))
+        unit.append((base + torch.arange(N, device=x.device)).repeat_interleave(n))
+        group.append(idx.reshape(-1).to(x.device, torch.long))
+        pw.append(torch.full((N,), 1.0 / N, device=x.device))
+        base += N
+    return {"maps": torch.cat(maps), "unit": torch.cat(unit), "group": torch.cat(group), "n_units": base,
+            "penalty_weight": torch.cat(pw), "origin": origin if origin < float("inf") else 0.0,
+            "layers": sum(int(i.shape[1]) for i in indices)}
 
 
 def merge(values: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_groups: int, scale: torch.Tensor,

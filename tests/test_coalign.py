@@ -134,6 +134,8 @@ def test_bad_arguments_are_named():
         coalign.solve(maps, unit, group, 2, mask=torch.ones(4, 5, dtype=torch.bool))
     with pytest.raises(InputError, match="init"):
         coalign.solve(maps, unit, group, 2, fixed=torch.tensor([True, False]))
+    with pytest.raises(InputError, match="penalty_weight"):
+        coalign.solve(maps, unit, group, 2, penalty_weight=torch.ones(3))
 
 
 def test_merge_is_the_mean_of_aligned_rows():
@@ -142,3 +144,16 @@ def test_merge_is_the_mean_of_aligned_rows():
     out = coalign.merge(values, torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), 2, torch.tensor([2.0, 1.0]),
                         torch.tensor([0.0, 1.0]), mask=mask)
     assert torch.equal(out, torch.tensor([[3.0, 4.0], [6.0, 7.0]]))
+
+
+def test_snippet_rows_are_the_references_preprocessing():
+    snippets, indices, _, _ = synthetic_snippets(T, H, W, DIL, 3, 0.02)
+    small, mn = preprocess(snippets)
+    maps, unit, group, U, pw, opts = to_rows(small, indices, mn)
+    rows = coalign.snippet_rows([x[:, :, 0] for x in snippets], indices)
+    assert rows["n_units"] == U and rows["layers"] == opts["layers"] and rows["origin"] == pytest.approx(mn)
+    assert torch.allclose(rows["maps"], maps, atol=1e-6)
+    assert torch.equal(rows["unit"], unit) and torch.equal(rows["group"], group)
+    assert torch.allclose(rows["penalty_weight"], pw)
+    s, t = coalign.solve(**rows, max_iter=2)
+    assert s.shape == (U,) and torch.isfinite(t).all()

@@ -1,0 +1,96 @@
+"""Optical flow between consecutive frames (OpenCV's DIS) and the co-alignment rows it gives Marigold's video mode.
+
+In video mode the units are frames: frame i's prediction and frame i+1's prediction warped back into frame i by
+the flow are two rows of one comparison group, valid where the forward and backward flows agree (Sundaram et al.
+2010's forward–backward check) and the warped point lies inside the frame. :func:`flow_rows` returns exactly the
+``(maps, unit, group, mask)`` that :func:`marigold.coalign.solve` takes.
+
+Flow convention: ``flow [2,H,W]`` (dx, dy) from ``a`` to ``b``: ``a(p) ≈ b(p + flow(p))``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .errors import InputError
+
+__all__ = ["dis_flow", "warp", "consistent", "flow_rows"]
+
+
+def _gray_u8(img: torch.Tensor):
+    """[3,H,W] or [H,W] 0..1 → uint8 HxW numpy (what DIS reads)."""
+    if img.ndim == 3:
+        img = (0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]) if img.shape[0] == 3 else img[0]
+    return (img.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().contiguous().numpy()
+
+
+def dis_flow(a: torch.Tensor, b: torch.Tensor, preset: str = "medium") -> torch.Tensor:
+    """Dense flow [2,H,W] (float32, pixels) from image ``a`` to image ``b`` ([3,H,W] RGB or [H,W], 0..1) by
+    OpenCV's DIS optical flow (``cv2.DISOpticalFlow_create``)."""
+    import cv2
+
+    presets = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+    if preset not in presets:
+        raise InputError(f"preset: expected one of {sorted(presets)}, got {preset!r}")
+    if a.shape != b.shape:
+        raise InputError(f"a, b: the two frames differ in shape ({tuple(a.shape)} vs {tuple(b.shape)})")
+    dis = cv2.DISOpticalFlow_create(presets[preset])
+    flow = dis.calc(_gray_u8(a), _gray_u8(b), None)  # HxWx2
+    return torch.from_numpy(flow).permute(2, 0, 1).contiguous()  # [2,H,W]
+
+
+def _grid(flow: torch.Tensor) -> torch.Tensor:
+    """Sampling grid [1,H,W,2] in grid_sample's [-1, 1] coordinates (align_corners=True) for p + flow(p)."""
+    _, H, W = flow.shape
+    yy, xx = torch.meshgrid(torch.arange(H, dtype=flow.dtype), torch.arange(W, dtype=flow.dtype), indexing="ij")
+    x = (xx + flow[0]) / max(W - 1, 1) * 2 - 1
+    y = (yy + flow[1]) / max(H - 1, 1) * 2 - 1
+    return torch.stack([x, y], -1).unsqueeze(0)
+
+
+def warp(img: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``img`` [C,H,W] sampled at p + flow(p) (bilinear): the frame ``b`` seen from frame ``a``. Returns the warped
+    image and a bool [H,W] mask of points that land inside the frame."""
+    g = _grid(flow.to(img.dtype))
+    out = F.grid_sample(img.unsqueeze(0), g, mode="bilinear", padding_mode="border", align_corners=True)[0]
+    inside = (g[0].abs() <= 1).all(-1)  # [H,W]
+    return out, inside
+
+
+def consistent(fwd: torch.Tensor, bwd: torch.Tensor, alpha: float = 0.01, beta: float = 0.5) -> torch.Tensor:
+    """Forward–backward check (Sundaram, Brox, Keutzer 2010): p is kept where |f(p) + b(p + f(p))|² <
+    alpha·(|f|² + |b(p + f(p))|²) + beta, and p + f(p) lies inside the frame. Returns bool [H,W]."""
+    bw, inside = warp(bwd, fwd)  # [2,H,W]
+    err = (fwd + bw).pow(2).sum(0)
+    return inside & (err < alpha * (fwd.pow(2).sum(0) + bw.pow(2).sum(0)) + beta)
+
+
+def flow_rows(frames: torch.Tensor, maps: torch.Tensor, *, preset: str = "medium", alpha: float = 0.01,
+              beta: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Co-alignment rows for consecutive frames: ``frames [T,3,H,W]`` (0..1, any size) and per-frame predictions
+    ``maps [T,h,w]`` (the flow is computed at the maps' size). Group i (i = 0..T−2) holds frame i's map (unit i)
+    and frame i+1's map warped into frame i (unit i+1), both masked by the forward–backward check.
+    Returns ``maps [2(T−1), h·w]``, ``unit``, ``group``, ``mask`` for :func:`marigold.coalign.solve` with
+    ``n_units=T``."""
+    if frames.ndim != 4 or frames.shape[1] != 3:
+        raise InputError(f"frames: expected [T,3,H,W], got {tuple(frames.shape)}")
+    if maps.ndim != 3 or maps.shape[0] != frames.shape[0]:
+        raise InputError(f"maps: expected [T,h,w] with T={frames.shape[0]}, got {tuple(maps.shape)}")
+    T, h, w = maps.shape
+    small = F.interpolate(frames.float(), size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+    rows, masks, unit, group = [], [], [], []
+    for i in range(T - 1):
+        fwd = dis_flow(small[i], small[i + 1], preset)  # [2,h,w] frame i → i+1
+        bwd = dis_flow(small[i + 1], small[i], preset)
+        ok = consistent(fwd, bwd, alpha, beta)  # [h,w]
+        warped, _ = warp(maps[i + 1].float().unsqueeze(0), fwd)  # [1,h,w]
+        rows += [maps[i].float().reshape(-1), warped.reshape(-1)]
+        masks += [ok.reshape(-1), ok.reshape(-1)]
+        unit += [i, i + 1]
+        group += [i, i]
+    if not rows:
+        empty = torch.zeros(0, h * w)
+        return empty, torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), empty.bool()
+    return torch.stack(rows), torch.tensor(unit), torch.tensor(group), torch.stack(masks)
