@@ -61,7 +61,8 @@ class VideoSource:
 
     def __repr__(self) -> str:
         n = "?" if self.frame_count is None else self.frame_count
-        return f"<{type(self).__name__} {self.path} {self.size[0]}×{self.size[1]} {n} frames at {float(self.fps):g} fps>"
+        w, h = self.size
+        return f"<{type(self).__name__} {self.path} {w}×{h} {n} frames at {float(self.fps):g} fps>"
 
 
 class VideoFile(VideoSource):
@@ -228,7 +229,8 @@ class VideoWriter:
         if self._container is None:
             self._open(w, h)
         elif (w, h) != self._size:
-            raise InputError(f"{self.path}: frame {self.frames} is {w}×{h}, the video {self._size[0]}×{self._size[1]}.")
+            vw, vh = self._size
+            raise InputError(f"{self.path}: frame {self.frames} is {w}×{h}, the video {vw}×{vh}.")
         if w % 2 or h % 2:
             a = np.pad(a, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")  # [H',W',3], even sides
         frame = av.VideoFrame.from_ndarray(a, format="rgb24")
