@@ -113,13 +113,16 @@ def run(args: argparse.Namespace) -> int:
 
     from .errors import MarigoldError
 
+    from .distributed import world
+
     items = collect_inputs(args.inputs, video=args.video)
-    named = list(zip(items, _stems(items)))
+    w = world()  # under accelerate launch / torchrun: this process's share, named as in a single run
+    named = w.shard(list(zip(items, _stems(items))))
     clips = [(f, stem) for f, stem in named if is_clip(f)]
     files = [(f, stem) for f, stem in named if not is_clip(f)]
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = load(args.checkpoint, device=args.device, dtype=args.dtype, cache_dir=args.cache_dir)
+    model = load(args.checkpoint, device=w.device(args.device), dtype=args.dtype, cache_dir=args.cache_dir)
     if clips and model.task != "depth":
         from .errors import InputError
 
@@ -127,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
                          f"{args.checkpoint} is a {model.task} checkpoint. Videos given: "
                          f"{', '.join(str(c) for c, _ in clips)}.")
     failed = []
-    for f, stem in tqdm(files, desc="Marigold", unit="image", disable=len(files) < 2):
+    desc = "Marigold" if w.size == 1 else f"Marigold [{w.rank + 1}/{w.size}]"
+    for f, stem in tqdm(files, desc=desc, unit="image", disable=len(files) < 2):
         try:
             out = predict(model, io.load_image(f), num_inference_steps=args.steps, ensemble_size=args.ensemble,
                           processing_resolution=args.processing_resolution, batch_size=args.batch_size,
@@ -163,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
             failed.append(f)
     if failed:
         what = "inputs" if clips and files else "videos" if clips else "images"
-        print(f"{len(failed)} of {len(named)} {what} failed: {', '.join(map(str, failed))}", file=sys.stderr)
+        where = "" if w.size == 1 else f" in process {w.rank + 1} of {w.size}"
+        print(f"{len(failed)} of {len(named)} {what} failed{where}: {', '.join(map(str, failed))}", file=sys.stderr)
         return 1
     return 0
 
