@@ -184,8 +184,7 @@ def run_clip(model, path: Path, name: str, out_dir: Path, args: argparse.Namespa
                               snippet_length=args.snippet_length, refine_steps=args.refine_steps,
                               processing_resolution=args.processing_resolution, seed=args.seed or 0,
                               batch_size=args.batch_size, frame_count=source.frame_count)
-    space = "disparity" if getattr(model, "prediction_type", "depth") == "disparity" else "depth"
-    export_clip(frames, out_dir, name, source.fps, space=space, cmap=args.colormap, keep_raw=args.npy,
+    export_clip(frames, out_dir, name, source.fps, space=frames.space, cmap=args.colormap, keep_raw=args.npy,
                 total=source.frame_count)
 
 

@@ -68,6 +68,22 @@ def colorize_frames(depth: torch.Tensor, space: str, cmap: str = "Spectral") -> 
     return colorize_depth(depth, cmap=cmap, invert=space == "disparity")
 
 
+def snippet_workload(size: tuple[int, int], preset: str, processing_resolution: int | None = None,
+                     snippet_length: int | None = None, batch_size: int = 1) -> tuple[int, int]:
+    """(padded pixels per frame, frames per UNet call) that ``iter_video_depth`` will use for frames of
+    ``size`` (H, W): what a host (ComfyUI's model management) must free memory for before the run."""
+    from .image import padded_size, processing_size
+    from .video import PRESETS
+
+    if preset not in PRESETS:
+        raise InputError(f"`preset` must be one of {', '.join(PRESETS)}; got {preset!r}.")
+    p = PRESETS[preset]
+    res = p.processing_resolution if processing_resolution is None else processing_resolution
+    ph, pw = padded_size(processing_size(size, res))
+    n = p.snippet_length if snippet_length is None else snippet_length
+    return ph * pw, max(1, n) * batch_size
+
+
 @dataclass
 class ClipFiles:
     """What :func:`export_clip` wrote."""

@@ -59,12 +59,11 @@ class MarigoldVideoDepth(io.ComfyNode):
                 f"LoadMarigold, or use Marigold{model.task.capitalize()} frame by frame.")
         clip = core_image.from_bhwc(frames)  # [T,3,H,W]
         res = None if processing_resolution < 0 else processing_resolution
-        m = comfy_glue.prepare(model, comfy_glue.sampling_memory(
-            model, video.processing_pixels(tuple(clip.shape[-2:]), preset, res), video.snippet_batch(
-                preset, None if snippet_length < 0 else snippet_length, batch_size)))
+        n = None if snippet_length < 0 else snippet_length
+        pixels, batch = video_output.snippet_workload(tuple(clip.shape[-2:]), preset, res, n, batch_size)
+        m = comfy_glue.prepare(model, comfy_glue.sampling_memory(model, pixels, batch))
         pred = video.predict_video(
-            m, clip, preset=preset, dilations=video_output.parse_dilations(dilations),
-            snippet_length=None if snippet_length < 0 else snippet_length,
+            m, clip, preset=preset, dilations=video_output.parse_dilations(dilations), snippet_length=n,
             refine_steps=None if refine_steps < 0 else refine_steps, processing_resolution=res, seed=seed,
             batch_size=batch_size, progress=comfy_glue.Progress(), check_cancel=comfy_glue.check_cancel)
         depth = video_output.near_zero(pred.depth, pred.space)  # [T,1,H,W]
