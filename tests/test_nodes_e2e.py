@@ -156,6 +156,7 @@ def test_nodes_register_with_their_display_names(server):
     assert {v["category"] for v in ours.values()} == {"Marigold"}
     ckpts = ours[P + "LoadMarigold"]["input"]["required"]["checkpoint"][1]["options"]
     assert "marigold/tiny-depth" in ckpts and "diffusers/sd15" in ckpts and "prs-eth/marigold-depth-v1-1" in ckpts
+    assert "prs-eth/rollingdepth-v1-0" in ckpts and "marigold/tiny-rollingdepth" in ckpts
     assert "Traceback" not in server.log_tail(100_000)
 
 
