@@ -104,5 +104,7 @@ def test_normals_checkpoint_with_a_video_is_refused(make_checkpoint, tmp_path):
     with VideoWriter(tmp_path / "c.mp4", FPS) as vw:
         vw.write(_clip(1)[0])
     r = _cli(tmp_path / "c.mp4", "-o", tmp_path / "out", "--checkpoint", make_checkpoint("normals"))
-    assert r.returncode == 2 and r.stderr.startswith("error: Videos need a depth checkpoint"), r.stderr[-2000:]
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 2 and len(errors) == 1, r.stderr[-2000:]
+    assert errors[0].startswith("error: Videos need a depth checkpoint"), errors
     assert "normals checkpoint" in r.stderr and "Traceback" not in r.stderr
