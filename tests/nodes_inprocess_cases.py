@@ -164,7 +164,7 @@ def test_published_model_downloads_into_models_marigold_with_the_progress_bar(mo
 
 # --- MarigoldVideoDepth ------------------------------------------------------------------------------------------
 
-CLIP = torch.rand(5, 40, 56, 3)  # five frames, IMAGE [T,H,W,C]
+CLIP = torch.rand(9, 40, 56, 3)  # nine frames, IMAGE [T,H,W,C]: enough for dilation 2 (capped below 3·(2+1))
 VIDEO = dict(preset="fast", dilations="1,2", snippet_length=-1, refine_steps=-1, processing_resolution=32, seed=0,
              batch_size=1)
 
@@ -176,11 +176,11 @@ def rolling():
 
 def test_video_node_gives_one_normalisation_for_the_clip_with_progress(rolling, progress_events):
     depth, lo, hi = N.video.MarigoldVideoDepth.execute(model=rolling, frames=CLIP, **VIDEO).args
-    assert depth.shape == (5, 40, 56, 3) and lo < hi
+    assert depth.shape == (9, 40, 56, 3) and lo < hi
     assert depth.min() == 0.0 and depth.max() == 1.0  # the clip spans 0..1 ...
     per_frame = [(d.min().item(), d.max().item()) for d in depth]
     assert not all(f == (0.0, 1.0) for f in per_frame)  # ... no frame is stretched on its own
-    total = (5 - 2) + (5 - 4)  # snippets of 3 at dilations 1 and 2
+    total = (9 - 2) + (9 - 4)  # snippets of 3 at dilations 1 and 2, stride 1
     assert progress_events[-1] == (total, total)
     # RollingDepth gives disparity; the node flips it after the one normalisation, so near = 0 as in MarigoldDepth
     (rgb,) = N.visual.Colorize.execute(depth=depth, preset="custom", colormap="gray", invert=False,
