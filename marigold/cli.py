@@ -109,11 +109,9 @@ def run(args: argparse.Namespace) -> int:
 
     from . import colorize, io
     from .checkpoint import load
-    from .predict import predict
-
-    from .errors import MarigoldError
-
     from .distributed import world
+    from .errors import InputError, MarigoldError
+    from .predict import predict
 
     items = collect_inputs(args.inputs, video=args.video)
     w = world()  # under accelerate launch / torchrun: this process's share, named as in a single run
@@ -124,8 +122,6 @@ def run(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     model = load(args.checkpoint, device=w.device(args.device), dtype=args.dtype, cache_dir=args.cache_dir)
     if clips and model.task != "depth":
-        from .errors import InputError
-
         raise InputError(f"Videos need a depth checkpoint (RollingDepth or a Marigold depth model); "
                          f"{args.checkpoint} is a {model.task} checkpoint. Videos given: "
                          f"{', '.join(str(c) for c, _ in clips)}.")
@@ -143,13 +139,15 @@ def run(args: argparse.Namespace) -> int:
             failed.append(f)
             continue
         p = out.prediction[0]  # [C,H,W]
-        if model.task == "depth":
-            io.save_rgb(colorize.colorize_depth(p[None], cmap=args.colormap)[0], out_dir / f"{stem}_depth.png")
-            io.save_depth_16bit(p, out_dir / f"{stem}_depth_16bit.png")
+        if model.task == "depth":  # inverse-depth models (RollingDepth) name their files disparity, near = high
+            space = "disparity" if model.prediction_type == "disparity" else "depth"
+            io.save_rgb(colorize.colorize_depth(p[None], cmap=args.colormap, invert=space == "disparity")[0],
+                        out_dir / f"{stem}_depth.png")
+            io.save_depth_16bit(p, out_dir / f"{stem}_{space}_16bit.png")
             if args.npy:
-                io.save_npy(p, out_dir / f"{stem}_depth.npy")
+                io.save_npy(p, out_dir / f"{stem}_{space}.npy")
             if args.exr:
-                io.save_exr(p, out_dir / f"{stem}_depth.exr")
+                io.save_exr(p, out_dir / f"{stem}_{space}.exr")
         elif model.task == "normals":
             io.save_rgb(colorize.normals_to_rgb(p[None])[0], out_dir / f"{stem}_normals.png")
             if args.npy:

@@ -78,7 +78,7 @@ def test_rollingdepth_video_and_bad_inputs_in_one_call(make_checkpoint, tmp_path
     per_frame = [(d.min(), d.max()) for d in disparity]
     assert not all(lo == 0 and hi == 65535 for lo, hi in per_frame)  # ...not every frame on its own
     assert not (out / "walk_depth_16bit").exists() and not (out / "walk_disparity_npy").exists()
-    assert (out / "photo_depth_16bit.png").is_file()  # the image among the videos is still an image
+    assert (out / "photo_disparity_16bit.png").is_file()  # the image among the videos is still an image
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # the parked frames are gone
 
 
