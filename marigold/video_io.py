@@ -316,10 +316,11 @@ class DepthFrameStore:
     def normalized(self) -> Iterator[tuple[int, torch.Tensor]]:
         """``(index, [1,H,W] float32 in 0..1)`` in frame order, all with the clip's one range."""
         lo, hi = self.value_range
-        scale = 1.0 / max(hi - lo, 1e-12)
+        span = max(hi - lo, 1e-12)
         for i in range(self.count):
             a = np.load(self.folder / f"{i:06d}.npy")  # [H,W]
-            yield i, ((torch.from_numpy(a) - lo) * scale).clamp(0.0, 1.0)[None]  # [1,H,W]
+            # a division, not a product with 1/span: the clip's maximum must map to exactly 1 (65535)
+            yield i, ((torch.from_numpy(a) - lo) / span).clamp(0.0, 1.0)[None]  # [1,H,W]
 
     def keep(self, folder: str | os.PathLike) -> Path:
         """Move the raw (aligned, not normalised) frames to ``folder`` instead of deleting them."""

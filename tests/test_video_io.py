@@ -147,3 +147,13 @@ def test_depth_frames_are_16bit(tmp_path):
     im = Image.open(tmp_path / "f" / "000003.png")
     a = np.asarray(im)
     assert im.mode.startswith("I") and a.max() == 65535 and a.min() == 0
+
+
+def test_store_maps_the_clip_maximum_to_exactly_one(tmp_path):
+    hits = []
+    for seed in range(50):  # values whose 1/(hi - lo) product would round just below 1
+        g = torch.Generator().manual_seed(seed)
+        with DepthFrameStore(tmp_path) as store:
+            store.add(0, torch.rand(1, 8, 8, generator=g) * 3.7 + 0.123)
+            hits.append(max(v.max().item() for _, v in store.normalized()))
+    assert set(hits) == {1.0}
