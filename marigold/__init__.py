@@ -14,6 +14,9 @@ from .geometry import depth_to_normals
 from .io import load_image, save_depth_16bit, save_exr, save_npy, save_rgb
 from .predict import Members, Prediction, ensemble_members, finish, iter_members, predict, predict_depth, \
     predict_intrinsics, predict_normals
+from .snippet import enable_snippet_attention, snippet_frames
+from .video import PRESETS, ClipNormalizer, VideoFrame, VideoPrediction, clip_normalizer, iter_video_depth, \
+    predict_video
 
 __version__ = "0.1.0"
 __all__ = [
@@ -24,4 +27,6 @@ __all__ = [
     "depth_to_normals", "load_image", "save_depth_16bit", "save_exr", "save_npy", "save_rgb",
     "Members", "Prediction", "ensemble_members", "finish", "iter_members", "predict", "predict_depth",
     "predict_intrinsics", "predict_normals",
+    "enable_snippet_attention", "snippet_frames",
+    "PRESETS", "ClipNormalizer", "VideoFrame", "VideoPrediction", "clip_normalizer", "iter_video_depth", "predict_video",
 ]

@@ -1,0 +1,154 @@
+"""Video depth: seconds per frame and peak memory, ours against the same frame loop over diffusers.
+
+Rows (each in a fresh process, so that the peak RSS is its own; frames are made on the fly and every output is
+dropped once made, as a writer of a long video would):
+
+* ``diffusers-frames``: diffusers' ``MarigoldDepthPipeline`` called frame by frame (1 step, no ensemble): the loop
+  a user writes today, with its per-frame flicker;
+* ``frames``: :func:`marigold.predict` frame by frame, the same settings;
+* ``video``: :func:`marigold.iter_video_depth` with the Marigold depth checkpoint (shared noise, per-frame
+  prediction, frame co-alignment);
+* ``rolling-fast``: :func:`marigold.iter_video_depth` with a RollingDepth checkpoint, the fast preset's
+  dilations [1, 25] at the bench resolution (``--res``; the preset itself runs 768 px);
+* ``rolling-fast-long``: the same on 4× as many frames: its peak RSS should stay within 10 % of ``rolling-fast``'s
+  (the streaming memory model, README "Video").
+
+All on checkpoints with the real architecture and random weights (``bench/ckpt.py``; the RollingDepth layout
+from the same tool with ``--task rollingdepth``), so the numbers say nothing about depth quality.
+
+    python -m bench.video                # full: 512 px, 100 frames (and 400); hours on a 2-core CPU
+    python -m bench.video --quick        # tiny checkpoints, 64 px, 12 and 48 frames, dilations [1, 4]: a smoke run
+
+The CPU this was written on is shared by several jobs; only ``--quick`` was run there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _ensure(task: str, size: str) -> Path:
+    from . import ckpt
+
+    if task == "depth" and size == "full":
+        return ckpt.ensure("full")
+    out = ckpt.CACHE / f"{task}-{size}"
+    if (out / ".complete").is_file():
+        return out
+    tmp = ckpt.CACHE / f"{task}-{size}.building"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, str(ckpt.TOOL), str(tmp), "--size", size, "--dtype", "fp32", "--task", task],
+                   check=True, capture_output=True)
+    if size == "full":
+        ckpt.add_fp16_variants(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    (out / ".complete").write_text("ok\n")
+    return out
+
+
+def _frames(n: int, h: int, w: int):
+    """A textured square moving over a gradient, made one frame at a time: ``[3,H,W]`` float32 0..1."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    texture = torch.rand(3, h, w, generator=g) * 0.2
+    base = torch.linspace(0.1, 0.8, w).expand(3, h, w)
+    for t in range(n):
+        f = (base + texture).clone()
+        x0 = (4 * t) % max(1, w - w // 4)
+        f[:, h // 3:h // 3 + h // 4, x0:x0 + w // 4] = 0.9
+        yield f
+
+
+def worker(row: str, ckpt_depth: str, ckpt_rolling: str, frames: int, res: int, dilations: list[int],
+           dtype: str) -> dict:
+    import torch
+
+    import marigold
+
+    h, w = res * 3 // 4, res
+    t0 = time.perf_counter()
+    if row == "diffusers-frames":
+        from diffusers import MarigoldDepthPipeline
+
+        dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+        pipe = MarigoldDepthPipeline.from_pretrained(ckpt_depth, dtype=dt)
+        pipe.set_progress_bar_config(disable=True)
+        loaded = time.perf_counter()
+        for f in _frames(frames, h, w):
+            pipe(f[None], num_inference_steps=1, ensemble_size=1, processing_resolution=res,
+                 generator=torch.Generator().manual_seed(0), output_type="pt")
+    else:
+        model = marigold.load(ckpt_rolling if row.startswith("rolling") else ckpt_depth, device="cpu", dtype=dtype,
+                              progress=False)
+        loaded = time.perf_counter()
+        if row == "frames":
+            for f in _frames(frames, h, w):
+                marigold.predict(model, f, num_inference_steps=1, processing_resolution=res, seed=0)
+        else:
+            kw = dict(processing_resolution=res, seed=0, frame_count=frames)
+            if row.startswith("rolling"):
+                kw["dilations"] = dilations
+            for _ in marigold.iter_video_depth(model, _frames(frames, h, w), **kw):
+                pass
+    end = time.perf_counter()
+    return {"row": row, "frames": frames, "s_per_frame": (end - loaded) / frames, "load_s": loaded - t0,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--frames", type=int, default=None)
+    ap.add_argument("--res", type=int, default=None)
+    ap.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
+    ap.add_argument("--rows", default="diffusers-frames,frames,video,rolling-fast,rolling-fast-long")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    size = "tiny" if a.quick else "full"
+    frames = a.frames or (12 if a.quick else 100)
+    res = a.res or (64 if a.quick else 512)
+    dilations = [1, 4] if a.quick else [1, 25]
+    if a.worker:
+        spec = json.loads(a.worker)
+        print(json.dumps(worker(**spec)))
+        return
+    depth, rolling = _ensure("depth", size), _ensure("rollingdepth", size)
+    results = []
+    for row in a.rows.split(","):
+        n = frames * 4 if row == "rolling-fast-long" else frames
+        spec = dict(row=row, ckpt_depth=str(depth), ckpt_rolling=str(rolling), frames=n, res=res,
+                    dilations=dilations, dtype=a.dtype)
+        out = subprocess.run([sys.executable, "-m", "bench.video", "--worker", json.dumps(spec)], cwd=ROOT,
+                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        if out.returncode:
+            print(f"{row}: failed\n{out.stderr[-2000:]}")
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        results.append(r)
+        print(f"{row:18s} {r['frames']:4d} frames  {r['s_per_frame']:8.3f} s/frame  peak RSS {r['peak_rss_mb']:8.0f} MB"
+              f"  (load {r['load_s']:.1f} s)", flush=True)
+    by = {r["row"]: r for r in results}
+    if "rolling-fast" in by and "rolling-fast-long" in by:
+        ratio = by["rolling-fast-long"]["peak_rss_mb"] / by["rolling-fast"]["peak_rss_mb"]
+        print(f"peak RSS {4 * frames} frames / {frames} frames: {ratio:.3f} (goal: within 1.10)")
+    if "diffusers-frames" in by:
+        base = by["diffusers-frames"]["s_per_frame"]
+        for r in results:
+            print(f"{r['row']:18s} time per frame / diffusers' frame loop: {r['s_per_frame'] / base:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,348 @@
+"""marigold.video: RollingDepth snippets and Marigold's video mode through the library, the reference's snippet
+rules, streaming co-alignment (recovering known per-snippet affine distortions), and refusals."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+import marigold
+from marigold import coalign, video
+from marigold.errors import Cancelled, InputError
+
+SIZE = (48, 64)  # H, W of the synthetic clips
+RES = 64  # processing resolution: 64×48, latents 8×6
+
+
+@pytest.fixture(scope="module")
+def rolling(make_checkpoint):
+    return marigold.load(make_checkpoint("rollingdepth"), device="cpu", dtype="fp32", progress=False)
+
+
+@pytest.fixture(scope="module")
+def depth_model(depth_checkpoint):
+    return marigold.load(depth_checkpoint, device="cpu", dtype="fp32", progress=False)
+
+
+def _clip(n: int = 8, seed: int = 0) -> torch.Tensor:
+    """A square moving over a gradient: [T,3,H,W] in 0..1."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = SIZE
+    base = torch.linspace(0.1, 0.9, w).expand(h, w)
+    texture = torch.rand(3, h, w, generator=g) * 0.2
+    frames = []
+    for t in range(n):
+        f = base.expand(3, h, w) * 0.8 + texture
+        f = f.clone()
+        f[:, 10:26, 4 + 4 * t:20 + 4 * t] = torch.tensor([0.9, 0.2, 0.1])[:, None, None]
+        frames.append(f.clamp(0, 1))
+    return torch.stack(frames)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The reference's rules
+
+
+def test_dilation_cap_follows_the_reference():
+    # rollingdepth_pipeline.py, cap_max_dilation: dilation = min(dilation, int(N / n) - 1)
+    for n_frames, n, g, expected in [(100, 3, 25, 25), (60, 3, 25, 19), (78, 3, 25, 25), (77, 3, 25, 24),
+                                     (10, 3, 10, 2), (10, 3, 1, 1), (8, 3, 3, 1), (7, 2, 25, 2)]:
+        assert video.cap_dilation(n_frames, n, g) == expected == min(g, int(n_frames / n) - 1)
+    # below 2n frames the reference's cap is < 1 and its get_snippet_indice asserts; ours stops at 1
+    assert video.cap_dilation(5, 3, 25) == 1 and video.cap_dilation(2, 3, 25) == 1
+    # two frames with dilation 25: one snippet of both frames
+    n, dilations, notes = video.plan_snippets(2, [1, 25], 3)
+    assert (n, dilations) == (2, [1]) and any("capped" in s for s in notes)
+    assert video.snippet_indices(2, n, 1) == [[0, 1]]
+    # without the cap (the paper preset) a dilation with no snippet that fits is left out
+    assert video.plan_snippets(30, [1, 10, 25], 3, cap=False)[1] == [1, 10]
+
+
+def test_snippet_indices_follow_the_reference():
+    # get_snippet_indice(i_step=0, stride=1) and depth_aligner.create_triplet_indices: [i, i+g, i+2g], i = 0..N-2g-1
+    assert video.snippet_indices(7, 3, 2) == [[0, 2, 4], [1, 3, 5], [2, 4, 6]]
+    assert video.snippet_indices(5, 3, 1) == [[0, 1, 2], [1, 2, 3], [2, 3, 4]]
+    assert video.snippet_indices(100, 3, 25) == [[i, i + 25, i + 50] for i in range(50)]
+    for n_frames in (6, 13, 40):  # every frame covered once the cap holds
+        for g in (1, 3, 25):
+            d = video.cap_dilation(n_frames, 3, g)
+            assert {f for s in video.snippet_indices(n_frames, 3, d) for f in s} == set(range(n_frames))
+
+
+def test_presets_are_the_issues():
+    assert video.PRESETS["fast"].processing_resolution == 768 and video.PRESETS["fast"].dilations == (1, 25)
+    assert video.PRESETS["fast"].refine_steps == 0
+    full, paper = video.PRESETS["full"], video.PRESETS["paper"]
+    assert (full.processing_resolution, full.dilations, full.refine_steps) == (1024, (1, 10, 25), 10)
+    assert (paper.processing_resolution, paper.dilations, paper.refine_steps, paper.dtype) == (768, (1, 10, 25), 10,
+                                                                                               "fp32")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Co-alignment through the streaming merge path, on synthetic snippets with known affine distortions
+
+
+def _truth(n_frames: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    y, x = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 80), indexing="ij")
+    maps = [0.3 + 0.5 * x + 0.2 * torch.sin(6 * y + t) * torch.rand(1, generator=g) + 0.05 * torch.rand(64, 80, generator=g)
+            for t in range(n_frames)]
+    return torch.stack(maps)  # [T,64,80] positive inverse depth
+
+
+def _feed_snippets(aligner, truth, snippets, scales, shifts, emit_every=None, span=0, units=None):
+    """Feed snippet k's frames as (truth - shift_k) / scale_k in the order the RollingDepth stream runs them
+    (by last frame), flushing as it does; ``units[k]`` receives snippet k's unit."""
+    out = {}
+    units = {} if units is None else units
+    emitted = 0
+    by_last = {}
+    for k, s in enumerate(snippets):
+        by_last.setdefault(s[-1], []).append(k)
+    for t in range(truth.shape[0]):
+        for k in by_last.get(t, []):
+            u = units[k] = aligner.new_unit(snippets[k][1] - snippets[k][0])
+            for f in snippets[k]:
+                m = (truth[f] - shifts[k]) / scales[k]
+                aligner.contribute(u, f, m)
+                aligner.observe(u, f, video._lowres(m))
+        if emit_every is not None and t - emitted + 1 > emit_every:
+            upto = t - span + 1
+            for f in range(emitted, upto):
+                aligner.complete(f)
+            out.update(dict(aligner.flush(range(emitted, upto))))
+            emitted = upto
+    for f in range(emitted, truth.shape[0]):
+        aligner.complete(f)
+    out.update(dict(aligner.flush(range(emitted, truth.shape[0]))))
+    return torch.stack([out[f] for f in range(truth.shape[0])])
+
+
+# (window, solver options, tolerance): one global solve or a sliding window with anchors; the reference's
+# objective (its soft penalties pull shifts to 0 and scales up to 1, so its optimum sits a little off the exactly
+# consistent answer), and the same without penalties (the gauge held by constraints or anchors): exact
+@pytest.mark.parametrize("window, options, tol", [(None, {}, 5e-3), (9, {}, 5e-3),
+                                                  (None, {"scale_penalty": 0.0, "shift_penalty": 0.0}, 1e-4),
+                                                  (9, {"scale_penalty": 0.0, "shift_penalty": 0.0}, 1e-4)])
+def test_coalignment_recovers_known_snippet_scales_and_shifts(window, options, tol):
+    n_frames = 20
+    truth = _truth(n_frames)  # [T,64,80] in 0.3..1
+    snippets = [s for g in (1, 4) for s in video.snippet_indices(n_frames, 3, g)]
+    gen = torch.Generator().manual_seed(1)
+    # each snippet distorted by its own affine map: scales ±30 %, shifts ±0.03 (RollingDepth's snippets each span
+    # about 0..1)
+    scales = 0.7 + 0.6 * torch.rand(len(snippets), generator=gen)
+    shifts = 0.06 * (torch.rand(len(snippets), generator=gen) - 0.5)
+    aligner = video.StreamingAligner(options)
+    units = {}
+    aligned = _feed_snippets(aligner, truth, snippets, scales, shifts, emit_every=window, span=8, units=units)
+    assert aligner.solves == 1 if window is None else aligner.solves > 2
+    # one affine map for the whole clip takes the aligned clip back to the truth
+    a = torch.stack([aligned.reshape(-1), torch.ones(aligned.numel())], 1).double()
+    coef = torch.linalg.lstsq(a, truth.reshape(-1, 1).double()).solution
+    back = (a @ coef).reshape(truth.shape).float()
+    assert (back - truth).abs().max().item() < tol
+    # and the recovered (scale, shift) of every snippet is its distortion undone, up to that one map:
+    # truth = c·(s'·m + t') + d with m = (truth - t)/s, so c·s' = s and c·t' + d = t
+    order = [units[k] for k in range(len(snippets))]
+    got_s, got_t = torch.tensor(aligner.scales)[order], torch.tensor(aligner.shifts)[order]
+    c, d = float(coef[0]), float(coef[1])
+    assert (c * got_s / scales - 1).abs().max().item() < 6 * tol
+    assert (c * got_t + d - shifts).abs().max().item() < 3 * tol
+    # without alignment the clip would not come back that way: the test can fail
+    raw = _feed_snippets(video.StreamingAligner({"max_iter": 0, "scale_penalty": 1e9, "shift_penalty": 1e9}),
+                         truth, snippets, scales, shifts)
+    ar = torch.stack([raw.reshape(-1), torch.ones(raw.numel())], 1).double()
+    resid = ar @ torch.linalg.lstsq(ar, truth.reshape(-1, 1).double()).solution - truth.reshape(-1, 1)
+    assert resid.abs().max().item() > 0.05
+
+
+def test_marigold_mode_removes_per_frame_affine_jumps(depth_model, monkeypatch):
+    """The Marigold video path (shared noise, per-frame prediction, frame co-alignment) on predictions with
+    known per-frame scale/shift jumps: the aligned clip is the truth up to one affine map."""
+    n_frames = 10
+    # a static scene: consecutive frames are compared at the same pixel, so only the affine jumps differ
+    truth = _truth(1, seed=3)[:, :48, :64].expand(n_frames, -1, -1)  # [T,48,64]
+    gen = torch.Generator().manual_seed(2)
+    s = 0.6 + 0.8 * torch.rand(n_frames, generator=gen)
+    t = 0.2 * (torch.rand(n_frames, generator=gen) - 0.5)
+    calls = []
+
+    def fake_members(model, frame, **kw):
+        i = len(calls)
+        calls.append(kw["seed"])
+        from marigold.predict import Members
+
+        yield Members(index=0, values=((truth[i] - t[i]) / s[i])[None, None], original_size=SIZE, task="depth")
+
+    monkeypatch.setattr(sys.modules["marigold.predict"], "iter_members", fake_members)
+    for window in (None, 4):
+        calls.clear()
+        stream = video.iter_video_depth(depth_model, torch.zeros(n_frames, 3, *SIZE), seed=7, window=window)
+        out = torch.stack([f.value[0] for f in stream])  # [T,48,64]
+        assert calls == [7] * n_frames  # every frame sampled from the same seed: the same noise
+        a = torch.stack([out.reshape(-1), torch.ones(out.numel())], 1).double()
+        back = (a @ torch.linalg.lstsq(a, truth.reshape(-1, 1).double()).solution).reshape(truth.shape)
+        assert (back.float() - truth).abs().max().item() < 2e-3, window
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tiny checkpoints through the library
+
+
+def test_tiny_rollingdepth_predict_video(rolling):
+    clip = _clip(8)
+    pred = video.predict_video(rolling, clip, dilations=[1, 2], processing_resolution=RES, seed=3)
+    assert pred.depth.shape == (8, 1, *SIZE) and pred.depth.dtype == torch.float32
+    assert pred.space == "disparity" and pred.depth.min() == 0 and pred.depth.max() == 1
+    lo, hi = pred.value_range
+    assert hi > lo
+    again = video.predict_video(rolling, clip, dilations=[1, 2], processing_resolution=RES, seed=3)
+    assert torch.equal(pred.depth, again.depth)  # same seed, same video
+    other = video.predict_video(rolling, clip, dilations=[1, 2], processing_resolution=RES, seed=4)
+    assert not torch.equal(pred.depth, other.depth)
+    # three snippets per UNet call: the same snippets (attention never crosses a snippet's boundary)
+    batched = video.predict_video(rolling, clip, dilations=[1, 2], processing_resolution=RES, seed=3, batch_size=3)
+    assert (batched.depth - pred.depth).abs().max().item() < 1e-4
+
+
+def test_tiny_marigold_predict_video(depth_model):
+    clip = _clip(6)
+    pred = video.predict_video(depth_model, list(clip), processing_resolution=RES, seed=1)
+    assert pred.depth.shape == (6, 1, *SIZE) and pred.space == "depth"
+    assert pred.depth.min() == 0 and pred.depth.max() == 1
+    assert torch.equal(pred.depth, video.predict_video(depth_model, list(clip), processing_resolution=RES,
+                                                       seed=1).depth)
+
+
+def _record_units(monkeypatch):
+    seen = []
+    orig = video.StreamingAligner.contribute
+
+    def contribute(self, unit, frame, value):
+        seen.append((unit, frame, value.clone()))
+        return orig(self, unit, frame, value)
+
+    monkeypatch.setattr(video.StreamingAligner, "contribute", contribute)
+    return seen
+
+
+def test_rollingdepth_runs_the_reference_snippets_and_short_clip_is_the_global_solve(rolling, monkeypatch):
+    seen = _record_units(monkeypatch)
+    clip = _clip(9)
+    stream = video.iter_video_depth(rolling, clip, dilations=[1, 2], processing_resolution=RES, seed=0)
+    frames = list(stream)
+    assert stream.aligner.solves == 1  # 9 frames < the default window (2·(2·2+1) = 10): held whole
+    units: dict[int, list[int]] = {}
+    for u, f, _ in seen:
+        units.setdefault(u, []).append(f)
+    expected = video.snippet_indices(9, 3, 1) + video.snippet_indices(9, 3, 2)
+    assert sorted(units.values()) == sorted(expected)
+    # the global solve, written out: every (snippet, frame) row at once, merged per frame
+    maps = torch.stack([video._lowres(v) for _, _, v in seen])
+    unit = torch.tensor([u for u, _, _ in seen])
+    group = torch.tensor([f for _, f, _ in seen])
+    kinds = {u: fs[1] - fs[0] for u, fs in units.items()}
+    weight = torch.tensor([1.0 / sum(1 for k in kinds.values() if k == kinds[u]) for u in sorted(units)],
+                          dtype=torch.float64)
+    origin = min(float(v.min()) for _, _, v in seen)
+    scale, shift = coalign.solve(maps, unit, group, len(units), origin=origin, penalty_weight=weight)
+    merged = coalign.merge(torch.stack([v for _, _, v in seen]), unit, group, 9, scale, shift)  # [9,PH,PW]
+    for f in frames:
+        expect = torch.nn.functional.interpolate(merged[f.index][None, None], size=SIZE, mode="bilinear")[0]
+        assert (f.value - expect).abs().max().item() < 1e-4  # fp32 sums in another order
+
+
+def test_streaming_generator_input_with_a_small_window(rolling):
+    clip = _clip(12)
+    full = list(video.iter_video_depth(rolling, clip, dilations=[1, 2], processing_resolution=RES, window=100))
+    gen = (frame for frame in clip)  # no length: the stream reads ahead only for the dilation cap
+    stream = video.iter_video_depth(rolling, gen, dilations=[1, 2], processing_resolution=RES, window=6)
+    got = []
+    for f in stream:
+        got.append(f)
+        assert stream.aligner.held_maps <= 6 * 3 * 2  # never more than the window's frames' snippet maps
+    assert [f.index for f in got] == list(range(12))
+    assert stream.aligner.solves > 1 and stream.max_held_maps < 12 * 3 * 2 * 0.75
+    assert len(stream.snippet_scales) == 10 + 8  # the per-snippet state: all that grows with the clip
+    # anchored windows agree with the global solve up to small differences (same affine frame)
+    err = max((a.value - b.value).abs().max().item() for a, b in zip(full, got))
+    scale = max(b.value.abs().max().item() for b in full)
+    assert err < 0.2 * scale
+    with pytest.raises(InputError, match="window"):
+        list(video.iter_video_depth(rolling, clip, dilations=[1, 2], processing_resolution=RES, window=4))
+
+
+def test_progress_and_cancel(rolling):
+    calls = []
+    list(video.iter_video_depth(rolling, _clip(6), dilations=[1], processing_resolution=RES,
+                                progress=lambda d, t: calls.append((d, t))))
+    assert calls == [(k, 4) for k in range(1, 5)]  # one call per snippet: 6 frames, snippets of 3 → 4
+    runs = []
+
+    def cancel():
+        runs.append(1)
+        if len(runs) > 1:
+            raise Cancelled("stop")
+
+    with pytest.raises(Cancelled):
+        list(video.iter_video_depth(rolling, _clip(6), dilations=[1], processing_resolution=RES, check_cancel=cancel,
+                                    progress=lambda d, t: calls.append((d, t))))
+    assert len(runs) == 2 and calls[-1] == (1, 4)  # stopped before the second snippet ran
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad input
+
+
+def test_one_frame_is_image_mode(rolling, depth_model):
+    frame = _clip(1)
+    for model in (rolling, depth_model):
+        stream = video.iter_video_depth(model, frame, processing_resolution=RES, seed=5)
+        (out,) = list(stream)
+        assert out.index == 0 and out.value.shape == (1, *SIZE)
+        image = marigold.predict(model, frame, processing_resolution=RES, seed=5).prediction[0]  # [1,H,W]
+        # the image path clips the decoded value to 0..1; the video path keeps it for the alignment
+        assert (out.value.clamp(0, 1) - image).abs().max().item() < 1e-5
+        if model.video_model:
+            assert any("single image" in n for n in stream.notes)
+        pred = video.predict_video(model, frame, processing_resolution=RES, seed=5)
+        assert pred.depth.shape == (1, 1, *SIZE)
+
+
+def test_two_frames_with_dilation_25_are_capped(rolling):
+    stream = video.iter_video_depth(rolling, _clip(2), dilations=[1, 25], processing_resolution=RES)
+    assert [f.index for f in stream] == [0, 1]
+    assert any("capped to 1" in n for n in stream.notes) and any("one snippet of 2 frames" in n for n in stream.notes)
+
+
+def test_frames_of_different_sizes_are_refused(rolling):
+    frames = [torch.rand(3, 48, 64), torch.rand(3, 48, 64), torch.rand(3, 40, 64)]
+    with pytest.raises(InputError, match=r"Frame 2 is 64×40, but frame 0 is 64×48"):
+        list(video.iter_video_depth(rolling, frames, processing_resolution=RES))
+
+
+def test_non_depth_checkpoints_and_bad_arguments_are_refused(make_checkpoint, rolling):
+    normals = marigold.load(make_checkpoint("normals"), device="cpu", dtype="fp32", progress=False)
+    with pytest.raises(InputError, match="normals checkpoint; video prediction needs a depth checkpoint"):
+        video.predict_video(normals, _clip(2))
+    with pytest.raises(InputError, match="empty"):
+        list(video.iter_video_depth(rolling, []))
+    with pytest.raises(InputError, match="preset"):
+        video.iter_video_depth(rolling, _clip(2), preset="slow")
+    with pytest.raises(InputError, match="include 1"):
+        video.iter_video_depth(rolling, _clip(2), dilations=[10, 25])
+    with pytest.raises(InputError, match="path"):
+        video.iter_video_depth(rolling, "clip.mp4")
+
+
+def test_clip_normalizer():
+    norm = video.clip_normalizer()
+    with pytest.raises(ValueError):
+        norm(torch.zeros(1))
+    norm.update(torch.tensor([2.0, 3.0]))
+    norm.update(torch.tensor([5.0]))
+    assert norm.value_range == (2.0, 5.0)
+    assert torch.allclose(norm(torch.tensor([2.0, 3.5, 5.0, 6.0])), torch.tensor([0.0, 0.5, 1.0, 1.0]))
