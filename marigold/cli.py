@@ -1,8 +1,15 @@
-"""``python -m marigold IMAGE_OR_FOLDER... -o OUT_DIR``: depth (or normals, intrinsics) for files and folders.
+"""``python -m marigold IMAGE_VIDEO_OR_FOLDER... -o OUT_DIR``: depth (or normals, intrinsics) for images, and
+depth for videos.
 
-Per input ``<stem>``, a depth checkpoint writes ``<stem>_depth.png`` (colour) and ``<stem>_depth_16bit.png``
+Per image ``<stem>``, a depth checkpoint writes ``<stem>_depth.png`` (colour) and ``<stem>_depth_16bit.png``
 (uint16, depth × 65535); ``--npy`` adds ``<stem>_depth.npy``, ``--exr`` ``<stem>_depth.exr`` (float32), ``--uncertainty`` ``<stem>_uncertainty.png``.
 A normals checkpoint writes ``<stem>_normals.png``; an intrinsics one ``<stem>_<target>.png`` per target.
+
+Per video (a video file, or with --video a folder of frames) ``<name>``: ``<name>_depth.mp4`` (colour, the
+input's frame rate) and ``<name>_depth_16bit/000000.png …`` with ONE normalisation for the whole clip
+(``<name>_disparity_16bit/`` for inverse-depth models such as RollingDepth); ``--npy`` keeps the aligned,
+not normalised frames in ``<name>_<depth|disparity>_npy/``. Video files given among images are processed as
+videos; --video only changes what a folder of images means (one clip instead of separate images).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ DEFAULT_CHECKPOINT = "prs-eth/marigold-depth-v1-1"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m marigold", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    ap.add_argument("inputs", nargs="+", metavar="IMAGE_VIDEO_OR_FOLDER")
     ap.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="folder for the results")
     ap.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, metavar="ID_OR_PATH",
                     help=f"Hugging Face repo id or checkpoint folder (default {DEFAULT_CHECKPOINT})")
@@ -35,21 +42,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--exr", action="store_true", help="also write the float depth as an OpenEXR file (channel Z)")
     ap.add_argument("--uncertainty", action="store_true", help="also write the ensemble's uncertainty map")
     ap.add_argument("--cache-dir", default=None, help="where a repo id is downloaded to")
+    v = ap.add_argument_group("video", "video files are always videos; --video makes each folder of images one clip")
+    v.add_argument("--video", action="store_true", help="a folder of images is one clip (frames in name order)")
+    v.add_argument("--preset", default="fast", choices=("fast", "full", "paper"),
+                   help="RollingDepth's settings (dilations, refinement, resolution); default fast")
+    v.add_argument("--dilations", default=None, metavar="1,25",
+                   help="frame spacings of the snippets, e.g. 1,10,25 (default: the preset's)")
+    v.add_argument("--snippet-length", type=int, default=None, metavar="N",
+                   help="frames per snippet (default: the preset's)")
+    v.add_argument("--refine-steps", type=int, default=None, metavar="N",
+                   help="refinement steps after co-alignment; 0 = none (default: the preset's)")
+    v.add_argument("--fps", type=float, default=None,
+                   help="frame rate of a folder of frames (default 30); video files keep their own")
     return ap.parse_args(argv)
 
 
-def collect_inputs(inputs: list[str]) -> list[Path]:
+def collect_inputs(inputs: list[str], video: bool = False) -> list[Path]:
+    """Files and folders → image files, video files and (with ``video``) frame folders, in the given order.
+
+    A folder gives its image files and its video files; with ``video`` a folder of images is itself one clip
+    (returned as the folder), and a folder with only video files still gives those files.
+    """
     from .errors import InputError
     from .io import IMAGE_SUFFIXES
+    from .video_io import VIDEO_SUFFIXES
 
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise InputError(f"{p}: no image files in this folder ({', '.join(sorted(IMAGE_SUFFIXES))}).")
-            files.extend(found)
+            images = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            videos = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES)
+            if not images and not videos:
+                raise InputError(f"{p}: no image or video files in this folder "
+                                 f"({', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))}).")
+            files.extend(([p] if images else []) if video else images)
+            files.extend(videos)
         elif p.is_file():
             files.append(p)
         else:
@@ -57,14 +85,22 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
     return files
 
 
+def is_clip(path: Path) -> bool:
+    """A video file, or a folder (only collected as a clip under --video)."""
+    from .video_io import is_video_file
+
+    return path.is_dir() or is_video_file(path)
+
+
 def _stems(files: list[Path]) -> list[str]:
     """Output stems; a stem seen twice (same name in two folders) gets a suffix so nothing is overwritten."""
     seen: dict[str, int] = {}
     out = []
     for f in files:
-        n = seen.get(f.stem, 0)
-        seen[f.stem] = n + 1
-        out.append(f.stem if n == 0 else f"{f.stem}_{n}")
+        stem = f.name if f.is_dir() else f.stem
+        n = seen.get(stem, 0)
+        seen[stem] = n + 1
+        out.append(stem if n == 0 else f"{stem}_{n}")
     return out
 
 
@@ -73,34 +109,45 @@ def run(args: argparse.Namespace) -> int:
 
     from . import colorize, io
     from .checkpoint import load
+    from .distributed import world
+    from .errors import InputError, MarigoldError
     from .predict import predict
 
-    files = collect_inputs(args.inputs)
+    items = collect_inputs(args.inputs, video=args.video)
+    w = world()  # under accelerate launch / torchrun: this process's share, named as in a single run
+    named = w.shard(list(zip(items, _stems(items))))
+    clips = [(f, stem) for f, stem in named if is_clip(f)]
+    files = [(f, stem) for f, stem in named if not is_clip(f)]
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = load(args.checkpoint, device=args.device, dtype=args.dtype, cache_dir=args.cache_dir)
+    model = load(args.checkpoint, device=w.device(args.device), dtype=args.dtype, cache_dir=args.cache_dir)
+    if clips and model.task != "depth":
+        raise InputError(f"Videos need a depth checkpoint (RollingDepth or a Marigold depth model); "
+                         f"{args.checkpoint} is a {model.task} checkpoint. Videos given: "
+                         f"{', '.join(str(c) for c, _ in clips)}.")
     failed = []
-    for f, stem in zip(tqdm(files, desc="Marigold", unit="image", disable=len(files) < 2), _stems(files)):
+    desc = "Marigold" if w.size == 1 else f"Marigold [{w.rank + 1}/{w.size}]"
+    for f, stem in tqdm(files, desc=desc, unit="image", disable=len(files) < 2):
         try:
             out = predict(model, io.load_image(f), num_inference_steps=args.steps, ensemble_size=args.ensemble,
                           processing_resolution=args.processing_resolution, batch_size=args.batch_size,
                           seed=args.seed, output_uncertainty=args.uncertainty and args.ensemble > 2)
         except Exception as e:  # one bad file must not lose the others
-            from .errors import MarigoldError
-
             if not isinstance(e, MarigoldError):
                 raise
             print(f"error: {e}", file=sys.stderr)
             failed.append(f)
             continue
         p = out.prediction[0]  # [C,H,W]
-        if model.task == "depth":
-            io.save_rgb(colorize.colorize_depth(p[None], cmap=args.colormap)[0], out_dir / f"{stem}_depth.png")
-            io.save_depth_16bit(p, out_dir / f"{stem}_depth_16bit.png")
+        if model.task == "depth":  # inverse-depth models (RollingDepth) name their files disparity, near = high
+            space = "disparity" if model.prediction_type == "disparity" else "depth"
+            io.save_rgb(colorize.colorize_depth(p[None], cmap=args.colormap, invert=space == "disparity")[0],
+                        out_dir / f"{stem}_depth.png")
+            io.save_depth_16bit(p, out_dir / f"{stem}_{space}_16bit.png")
             if args.npy:
-                io.save_npy(p, out_dir / f"{stem}_depth.npy")
+                io.save_npy(p, out_dir / f"{stem}_{space}.npy")
             if args.exr:
-                io.save_exr(p, out_dir / f"{stem}_depth.exr")
+                io.save_exr(p, out_dir / f"{stem}_{space}.exr")
         elif model.task == "normals":
             io.save_rgb(colorize.normals_to_rgb(p[None])[0], out_dir / f"{stem}_normals.png")
             if args.npy:
@@ -110,10 +157,33 @@ def run(args: argparse.Namespace) -> int:
                 io.save_rgb(p[3 * k:3 * k + 3], out_dir / f"{stem}_{name}.png")
         if out.uncertainty is not None:
             io.save_rgb(colorize.uncertainty_to_gray(out.uncertainty)[0], out_dir / f"{stem}_uncertainty.png")
+    for f, stem in clips:
+        try:
+            run_clip(model, f, stem, out_dir, args)
+        except MarigoldError as e:  # a bad video is one line, and the others are still processed
+            print(f"error: {e}", file=sys.stderr)
+            failed.append(f)
     if failed:
-        print(f"{len(failed)} of {len(files)} images failed: {', '.join(map(str, failed))}", file=sys.stderr)
+        what = "inputs" if clips and files else "videos" if clips else "images"
+        where = "" if w.size == 1 else f" in process {w.rank + 1} of {w.size}"
+        print(f"{len(failed)} of {len(named)} {what} failed{where}: {', '.join(map(str, failed))}", file=sys.stderr)
         return 1
     return 0
+
+
+def run_clip(model, path: Path, name: str, out_dir: Path, args: argparse.Namespace) -> None:
+    """One video file or frame folder → ``<name>_depth.mp4`` and ``<name>_<space>_16bit/`` (one normalisation)."""
+    from .video import iter_video_depth
+    from .video_io import open_video
+    from .video_output import export_clip, parse_dilations
+
+    source = open_video(path, fps=args.fps)
+    frames = iter_video_depth(model, source, preset=args.preset, dilations=parse_dilations(args.dilations),
+                              snippet_length=args.snippet_length, refine_steps=args.refine_steps,
+                              processing_resolution=args.processing_resolution, seed=args.seed or 0,
+                              batch_size=args.batch_size, frame_count=source.frame_count)
+    export_clip(frames, out_dir, name, source.fps, space=frames.space, cmap=args.colormap, keep_raw=args.npy,
+                total=source.frame_count)
 
 
 def entry() -> None:

@@ -36,8 +36,12 @@ def _as_nchw(x: torch.Tensor, channels: tuple[int, ...], what: str) -> torch.Ten
 
 
 def normalize_range(depth: torch.Tensor, percentile: tuple[float, float] | None = None,
-                    value_range: tuple[float, float] | None = None) -> torch.Tensor:
-    """Map each map of ``[N,1,H,W]`` to 0..1 by a fixed value range or by its own percentiles (e.g. (2, 98))."""
+                    value_range: tuple[float, float] | None = None, per_image: bool = True) -> torch.Tensor:
+    """Map each map of ``[N,1,H,W]`` to 0..1 by a fixed value range or by its own percentiles (e.g. (2, 98)).
+
+    ``per_image=False`` takes the percentiles over the whole batch: one range for every map (a video's frames
+    keep their relative depth instead of each being stretched on its own).
+    """
     if value_range is None and percentile is None:
         return depth.clip(0.0, 1.0)
     if value_range is not None:
@@ -47,22 +51,23 @@ def normalize_range(depth: torch.Tensor, percentile: tuple[float, float] | None 
         p_lo, p_hi = percentile
         if not 0 <= p_lo < p_hi <= 100:
             raise InputError(f"Percentile range must satisfy 0 <= low < high <= 100; got {percentile}.")
-        flat = depth.reshape(depth.shape[0], -1)  # [N,HW]
+        flat = depth.reshape(depth.shape[0] if per_image else 1, -1)  # [N,HW] or [1,NHW]
         q = torch.quantile(flat[:, :: max(1, flat.shape[1] // 1_000_000)],
-                           torch.tensor([p_lo / 100, p_hi / 100]), dim=1)  # [2,N]
+                           torch.tensor([p_lo / 100, p_hi / 100]), dim=1)  # [2,N] or [2,1]
         lo, hi = q[0].view(-1, 1, 1, 1), q[1].view(-1, 1, 1, 1)
     return ((depth - lo) / (hi - lo).clamp(min=1e-12)).clip(0.0, 1.0)
 
 
 def colorize_depth(depth: torch.Tensor, cmap: str = "Spectral", invert: bool = False,
                    percentile: tuple[float, float] | None = None,
-                   value_range: tuple[float, float] | None = None) -> torch.Tensor:
+                   value_range: tuple[float, float] | None = None, per_image: bool = True) -> torch.Tensor:
     """Depth ``[N,1,H,W]`` (or ``[H,W]``) → RGB ``[N,3,H,W]`` float32 in 0..1.
 
     ``invert`` flips near and far before the colormap; ``percentile=(2, 98)`` stretches each map between its
-    own percentiles; ``value_range=(lo, hi)`` maps a fixed range. Default: values are taken as 0..1.
+    own percentiles (``per_image=False``: the whole batch's, one range for all maps); ``value_range=(lo, hi)``
+    maps a fixed range. Default: values are taken as 0..1.
     """
-    d = normalize_range(_as_nchw(depth, (1,), "Depth"), percentile, value_range)
+    d = normalize_range(_as_nchw(depth, (1,), "Depth"), percentile, value_range, per_image)
     if invert:
         d = 1.0 - d
     lut = _lut(cmap).to(d.device)

@@ -13,10 +13,11 @@ from . import comfy_glue
 from .loader import LoadMarigold
 from .predict import EnsembleAlign, MarigoldDepth, MarigoldIntrinsics, MarigoldNormals
 from .save import SaveDepth16
+from .video import MarigoldVideoDepth
 from .visual import Colorize, DepthToNormal
 
 NODES = [LoadMarigold, MarigoldDepth, EnsembleAlign, DepthToNormal, Colorize, MarigoldNormals, MarigoldIntrinsics,
-         SaveDepth16]
+         SaveDepth16, MarigoldVideoDepth]
 
 
 class MarigoldExtension(ComfyExtension):

@@ -9,6 +9,7 @@ from ._core import image as core_image
 from .wires import CATEGORY, PREFIX
 
 PRESETS = ["custom", "controlnet (gray, near = white)"]
+RANGES = ["per image", "whole batch"]
 
 
 def _colormaps() -> list[str]:
@@ -32,7 +33,8 @@ class Colorize(io.ComfyNode):
             display_name="Colorize",
             category=CATEGORY,
             description="Depth → colour image through any matplotlib colormap. The ControlNet preset gives what "
-                        "depth ControlNets expect: grey, near = white.",
+                        "depth ControlNets expect: grey, near = white. For a video, stretch with range = whole "
+                        "batch, so that every frame uses one range.",
             inputs=[
                 io.Image.Input("depth"),
                 io.Combo.Input("preset", options=PRESETS, default=PRESETS[0],
@@ -42,16 +44,21 @@ class Colorize(io.ComfyNode):
                 io.Float.Input("percentile_low", default=0.0, min=0.0, max=100.0, step=0.5,
                                tooltip="Stretch each map between two of its percentiles; 0 and 100 = no stretch."),
                 io.Float.Input("percentile_high", default=100.0, min=0.0, max=100.0, step=0.5),
+                io.Combo.Input("range", options=RANGES, default=RANGES[0],
+                               tooltip="Where the percentiles are taken: each image on its own, or the whole "
+                                       "batch at once (one range for every frame of a video: no flicker)."),
             ],
             outputs=[io.Image.Output(display_name="image")],
         )
 
     @classmethod
-    def execute(cls, depth, preset, colormap, invert, percentile_low, percentile_high) -> io.NodeOutput:
+    def execute(cls, depth, preset, colormap, invert, percentile_low, percentile_high,
+                range=RANGES[0]) -> io.NodeOutput:  # noqa: A002  (the input's name)
         if preset != PRESETS[0]:
             colormap, invert = colorize.CONTROLNET_PRESET["cmap"], colorize.CONTROLNET_PRESET["invert"]
         percentile = None if (percentile_low, percentile_high) == (0.0, 100.0) else (percentile_low, percentile_high)
-        rgb = marigold.colorize_depth(depth_from_image(depth), cmap=colormap, invert=invert, percentile=percentile)
+        rgb = marigold.colorize_depth(depth_from_image(depth), cmap=colormap, invert=invert, percentile=percentile,
+                                      per_image=range == RANGES[0])
         return io.NodeOutput(core_image.to_bhwc(rgb))
 
 

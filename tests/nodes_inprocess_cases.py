@@ -160,3 +160,53 @@ def test_published_model_downloads_into_models_marigold_with_the_progress_bar(mo
 
     assert seen["cache_dir"] == folder_paths.get_folder_paths("marigold")[0]  # models/marigold/ (or its override)
     assert progress_events[-1] == (3, 3)
+
+
+# --- MarigoldVideoDepth ------------------------------------------------------------------------------------------
+
+CLIP = torch.rand(9, 40, 56, 3)  # nine frames, IMAGE [T,H,W,C]: enough for dilation 2 (capped below 3·(2+1))
+VIDEO = dict(preset="fast", dilations="1,2", snippet_length=-1, refine_steps=-1, processing_resolution=32, seed=0,
+             batch_size=1)
+
+
+@pytest.fixture(scope="module")
+def rolling():
+    return N.comfy_glue.load(os.environ["MARIGOLD_TINY_ROLLINGDEPTH"], "tiny-rollingdepth", "fp32")
+
+
+def test_video_node_gives_one_normalisation_for_the_clip_with_progress(rolling, progress_events):
+    depth, lo, hi = N.video.MarigoldVideoDepth.execute(model=rolling, frames=CLIP, **VIDEO).args
+    assert depth.shape == (9, 40, 56, 3) and lo < hi
+    assert depth.min() == 0.0 and depth.max() == 1.0  # the clip spans 0..1 ...
+    per_frame = [(d.min().item(), d.max().item()) for d in depth]
+    assert not all(f == (0.0, 1.0) for f in per_frame)  # ... no frame is stretched on its own
+    total = (9 - 2) + (9 - 4)  # snippets of 3 at dilations 1 and 2, stride 1
+    assert progress_events[-1] == (total, total)
+    # RollingDepth gives disparity; the node flips it after the one normalisation, so near = 0 as in MarigoldDepth
+    (rgb,) = N.visual.Colorize.execute(depth=depth, preset="custom", colormap="gray", invert=False,
+                                       percentile_low=2.0, percentile_high=98.0, range="whole batch").args
+    assert rgb.shape == depth.shape
+
+
+def test_video_node_cancel_stops_within_one_snippet(rolling, monkeypatch):
+    seen = []
+    original = N.comfy_glue.Progress.__call__
+
+    def progress(self, done, total):
+        original(self, done, total)
+        seen.append(done)
+        if done == 1:
+            mm.interrupt_current_processing(True)  # Cancel pressed while the first snippet finished
+
+    monkeypatch.setattr(N.comfy_glue.Progress, "__call__", progress)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            N.video.MarigoldVideoDepth.execute(model=rolling, frames=CLIP, **VIDEO)
+    finally:
+        mm.interrupt_current_processing(False)
+    assert seen == [1]  # no snippet ran after the cancel
+
+
+def test_video_node_runs_a_marigold_depth_checkpoint(model):
+    depth, lo, hi = N.video.MarigoldVideoDepth.execute(model=model, frames=CLIP[:3], **VIDEO).args
+    assert depth.shape == (3, 40, 56, 3) and depth.min() == 0.0 and depth.max() == 1.0 and lo < hi

@@ -17,6 +17,9 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SAMPLING = dict(denoising_steps=0, ensemble_size=1, processing_resolution=768, match_input_resolution=True,
                 resample_method="bilinear", seed=0, batch_size=1)
 
+VIDEO = dict(preset="fast", dilations="", snippet_length=-1, refine_steps=-1, processing_resolution=-1, seed=0,
+             batch_size=1)
+
 NOTE_MODELS = ("Model files: Marigold checkpoints are folders in the diffusers layout (model_index.json, unet/, "
                "vae/, scheduler/, text_encoder/, tokenizer/). Put your own under ComfyUI/models/marigold/ (or "
                "models/diffusers/); the prs-eth/... entries in LoadMarigold download into models/marigold/ on "
@@ -33,7 +36,8 @@ WORKFLOWS = {
             (4, P + "EnsembleAlign", {"reduction": "median", "regularizer_strength": 0.02, "max_iter": 2,
                                       "tol": 0.001, "max_res": 1024}, {"members": (3, 0)}),
             (5, P + "Colorize", {"preset": "custom", "colormap": "Spectral", "invert": False,
-                                 "percentile_low": 0.0, "percentile_high": 100.0}, {"depth": (4, 0)}),
+                                 "percentile_low": 0.0, "percentile_high": 100.0, "range": "per image"},
+             {"depth": (4, 0)}),
             (6, "SaveImage", {"filename_prefix": "marigold/depth_color"}, {"images": (5, 0)}),
             (7, P + "SaveDepth16", {"filename_prefix": "marigold/depth", "format": "png16"}, {"depth": (4, 0)}),
         ]),
@@ -47,7 +51,8 @@ WORKFLOWS = {
             (2, P + "LoadMarigold", {"checkpoint": "prs-eth/marigold-depth-v1-1", "dtype": "auto"}, {}),
             (3, P + "MarigoldDepth", SAMPLING, {"model": (2, 0), "image": (1, 0)}),
             (4, P + "Colorize", {"preset": "controlnet (gray, near = white)", "colormap": "gray", "invert": True,
-                                 "percentile_low": 0.0, "percentile_high": 100.0}, {"depth": (3, 1)}),
+                                 "percentile_low": 0.0, "percentile_high": 100.0, "range": "per image"},
+             {"depth": (3, 1)}),
             (5, "CheckpointLoaderSimple", {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}, {}),
             (6, "ControlNetLoader", {"control_net_name": "control_v11f1p_sd15_depth.safetensors"}, {}),
             (7, "CLIPTextEncode", {"text": "a cozy reading room, warm light, detailed, photo"}, {"clip": (5, 1)}),
@@ -77,20 +82,41 @@ WORKFLOWS = {
             (8, "SaveImage", {"filename_prefix": "marigold/normals_side_by_side"}, {"images": (7, 0)}),
         ]),
     "marigold_video_depth": (
-        NOTE_MODELS + " This graph: put a video in ComfyUI/input/ and pick it in Load Video. Frames are "
-        "processed one by one; use ensemble size 1 for long videos. Depth frames are saved as 16-bit PNGs.",
+        NOTE_MODELS + " This graph: put a video in ComfyUI/input/ and pick it in Load Video. RollingDepth looks at "
+        "snippets of frames together, so the depth does not flicker, and the whole clip gets ONE normalisation "
+        "(0 = its nearest point). The depth video is saved at the input's frame rate, the 16-bit depth frames "
+        "beside it. Long clips: lower processing_resolution or trim the video first (Trim Video).",
         [
             (1, "LoadVideo", {"file": "example.mp4"}, {}),
             (2, "GetVideoComponents", {}, {"video": (1, 0)}),
-            (3, P + "LoadMarigold", {"checkpoint": "prs-eth/marigold-depth-lcm-v1-0", "dtype": "auto"}, {}),
-            (4, P + "MarigoldDepth", dict(SAMPLING, processing_resolution=512), {"model": (3, 0), "image": (2, 0)}),
-            (5, P + "EnsembleAlign", {"reduction": "median", "regularizer_strength": 0.02, "max_iter": 2,
-                                      "tol": 0.001, "max_res": 1024}, {"members": (4, 0)}),
-            (6, P + "Colorize", {"preset": "custom", "colormap": "Spectral", "invert": False,
-                                 "percentile_low": 0.0, "percentile_high": 100.0}, {"depth": (5, 0)}),
-            (7, "SaveImage", {"filename_prefix": "marigold/video_depth_color"}, {"images": (6, 0)}),
+            (3, P + "LoadMarigold", {"checkpoint": "prs-eth/rollingdepth-v1-0", "dtype": "auto"}, {}),
+            (4, P + "MarigoldVideoDepth", VIDEO, {"model": (3, 0), "frames": (2, 0)}),
+            (5, P + "Colorize", {"preset": "custom", "colormap": "Spectral", "invert": False,
+                                 "percentile_low": 0.0, "percentile_high": 100.0, "range": "whole batch"},
+             {"depth": (4, 0)}),
+            (6, "CreateVideo", {"fps": 30.0, "bit_depth": 8}, {"images": (5, 0), "fps": (2, 2)}),
+            (7, "SaveVideo", {"filename_prefix": "marigold/video_depth", "format": "auto", "codec": "auto"},
+             {"video": (6, 0)}),
             (8, P + "SaveDepth16", {"filename_prefix": "marigold/video_depth", "format": "png16"},
-             {"depth": (5, 0)}),
+             {"depth": (4, 0)}),
+        ]),
+    "marigold_video_depth_controlnet_frames": (
+        NOTE_MODELS + " This graph turns a video into depth frames ready for a depth ControlNet (grey, near = "
+        "white, one range for the whole clip, so the control does not flicker): they are saved as numbered PNGs "
+        "and as a video at the input's frame rate. Wire the Colorize output into your video model's ControlNet "
+        "(e.g. AnimateDiff or a depth-controlled video model) in place of the Save nodes.",
+        [
+            (1, "LoadVideo", {"file": "example.mp4"}, {}),
+            (2, "GetVideoComponents", {}, {"video": (1, 0)}),
+            (3, P + "LoadMarigold", {"checkpoint": "prs-eth/rollingdepth-v1-0", "dtype": "auto"}, {}),
+            (4, P + "MarigoldVideoDepth", VIDEO, {"model": (3, 0), "frames": (2, 0)}),
+            (5, P + "Colorize", {"preset": "controlnet (gray, near = white)", "colormap": "gray", "invert": True,
+                                 "percentile_low": 0.0, "percentile_high": 100.0, "range": "whole batch"},
+             {"depth": (4, 0)}),
+            (6, "SaveImage", {"filename_prefix": "marigold/controlnet_frames"}, {"images": (5, 0)}),
+            (7, "CreateVideo", {"fps": 30.0, "bit_depth": 8}, {"images": (5, 0), "fps": (2, 2)}),
+            (8, "SaveVideo", {"filename_prefix": "marigold/controlnet_frames", "format": "auto", "codec": "auto"},
+             {"video": (7, 0)}),
         ]),
     "marigold_finetuned_checkpoint": (
         "A checkpoint written by `python -m train.finetune` is a folder in the diffusers layout: copy (or link) it "
@@ -101,7 +127,8 @@ WORKFLOWS = {
             (2, P + "LoadMarigold", {"checkpoint": "marigold/my-finetune", "dtype": "auto"}, {}),
             (3, P + "MarigoldDepth", SAMPLING, {"model": (2, 0), "image": (1, 0)}),
             (4, P + "Colorize", {"preset": "custom", "colormap": "Spectral", "invert": False,
-                                 "percentile_low": 2.0, "percentile_high": 98.0}, {"depth": (3, 1)}),
+                                 "percentile_low": 2.0, "percentile_high": 98.0, "range": "per image"},
+             {"depth": (3, 1)}),
             (5, "SaveImage", {"filename_prefix": "marigold/finetuned_depth"}, {"images": (4, 0)}),
             (6, P + "SaveDepth16", {"filename_prefix": "marigold/finetuned_depth", "format": "npy"},
              {"depth": (3, 1)}),
@@ -111,6 +138,22 @@ WORKFLOWS = {
 
 def _spec_type(spec) -> str:
     return "COMBO" if isinstance(spec[0], list) else spec[0]
+
+
+def _is_widget(t: str) -> bool:
+    return t in WIDGET_TYPES or (t.startswith("COMFY_") and "COMBO" in t)  # V3 dynamic combos are widgets too
+
+
+def _widget_value(name: str, nid: int, ntype: str, inp: str, spec, widgets: dict):
+    if inp not in widgets:
+        raise KeyError(f"{name}: node {nid} {ntype} needs a value for {inp}")
+    value = widgets[inp]
+    if _spec_type(spec).startswith("COMFY_"):  # a dynamic combo: the chosen option must add no widgets of its own
+        option = next(o for o in spec[1]["options"] if o["key"] == value)
+        if any(option["inputs"].get(k) for k in ("required", "optional")):
+            raise KeyError(f"{name}: node {nid} {ntype}: option {value!r} of {inp} has inputs the generator does "
+                           f"not lay out")
+    return value
 
 
 def build(name: str, object_info: dict) -> dict:
@@ -125,22 +168,23 @@ def build(name: str, object_info: dict) -> dict:
         node_inputs, values = [], []
         for inp in order_names:
             t = _spec_type(specs[inp])
-            if t in WIDGET_TYPES and inp not in inputs:
-                if inp not in widgets:
-                    raise KeyError(f"{name}: node {nid} {ntype} needs a value for {inp}")
-                values.append(widgets[inp])
+            if _is_widget(t):  # a widget keeps its slot in widgets_values even when a link feeds it
                 opts = specs[inp][1] if len(specs[inp]) > 1 else {}
+                values.append(_widget_value(name, nid, ntype, inp, specs[inp], widgets) if inp not in inputs
+                              else widgets.get(inp, opts.get("default")))
                 if opts.get("control_after_generate") or (ntype == "KSampler" and inp == "seed"):
                     values.append("fixed")
                 if opts.get("image_upload"):
                     values.append("image")
-                continue
+                if inp not in inputs:
+                    continue
             if inp in inputs:
                 link_id += 1
                 src, slot = inputs[inp]
                 links.append([link_id, src, slot, nid, len(node_inputs), t])
                 out_links.setdefault((src, slot), []).append(link_id)
-                node_inputs.append({"name": inp, "type": t, "link": link_id})
+                node_inputs.append({"name": inp, "type": t, "link": link_id,
+                                    **({"widget": {"name": inp}} if _is_widget(t) else {})})
             elif inp in info["input"].get("required", {}):
                 raise KeyError(f"{name}: node {nid} {ntype} input {inp} is not connected")
         by_id[nid] = (info, ntype)

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 P = "MarigoldSuite_"
 DISPLAY = {"LoadMarigold", "MarigoldDepth", "EnsembleAlign", "DepthToNormal", "Colorize", "MarigoldNormals",
-           "MarigoldIntrinsics", "SaveDepth16"}
+           "MarigoldIntrinsics", "SaveDepth16", "MarigoldVideoDepth"}
 W, H = 96, 64  # the test photo
 FAST = {"processing_resolution": 64, "denoising_steps": 2}
 
@@ -38,7 +38,7 @@ def server(tmp_path_factory, make_checkpoint):
     (base / "custom_nodes" / "comfyui-marigold-suite").symlink_to(ROOT, target_is_directory=True)
     models = base / "models" / "marigold"
     models.mkdir(parents=True)
-    for name in ("depth", "normals", "iid-lighting", "lcm"):
+    for name in ("depth", "normals", "iid-lighting", "lcm", "rollingdepth"):
         make_checkpoint(name, copy_to=models / f"tiny-{name}")
     make_checkpoint("depth", copy_to=models / "my-finetune")
     broken = make_checkpoint("depth", copy_to=models / "broken-missing-file")
@@ -56,7 +56,8 @@ def server(tmp_path_factory, make_checkpoint):
     (base / "input").mkdir()
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (H, W, 3), dtype=np.uint8)).save(base / "input" / "example.png")
-    subprocess.run([str(py), "-c", _MAKE_VIDEO, str(base / "input" / "example.mp4")], check=True)
+    subprocess.run([str(py), "-c", _MAKE_VIDEO, str(base / "input" / "example.mp4"), str(CLIP_FRAMES)], check=True)
+    subprocess.run([str(py), "-c", _MAKE_VIDEO, str(base / "input" / "long.mp4"), "48"], check=True)
 
     # full-size random SD1.5 and depth ControlNet files under the names the ControlNet workflow uses
     (base / "models" / "checkpoints").mkdir()
@@ -72,12 +73,14 @@ def server(tmp_path_factory, make_checkpoint):
     s.stop()
 
 
-_MAKE_VIDEO = """
+CLIP_FRAMES, CLIP_FPS, CLIP_W, CLIP_H = 6, 12, 64, 48
+_MAKE_VIDEO = f"""
 import sys, av, numpy as np
+n = int(sys.argv[2])
 with av.open(sys.argv[1], "w") as c:
-    st = c.add_stream("mpeg4", rate=8); st.width, st.height, st.pix_fmt = 64, 48, "yuv420p"
-    for i in range(4):
-        a = np.full((48, 64, 3), 40 * i, np.uint8); a[:, : 16 * (i + 1)] = 200
+    st = c.add_stream("libx264", rate={CLIP_FPS}); st.width, st.height, st.pix_fmt = {CLIP_W}, {CLIP_H}, "yuv420p"
+    for i in range(n):
+        a = np.full(({CLIP_H}, {CLIP_W}, 3), 30 * (i % 8), np.uint8); a[:, : 9 * (i % 7 + 1)] = 200
         for p in st.encode(av.VideoFrame.from_ndarray(a, format="rgb24")): c.mux(p)
     for p in st.encode(): c.mux(p)
 """
@@ -106,7 +109,7 @@ def tiny(api: dict, **checkpoints) -> dict:
             node["inputs"]["checkpoint"] = checkpoints.get(node["inputs"]["checkpoint"], node["inputs"]["checkpoint"])
             node["inputs"]["dtype"] = "fp32"
         if "processing_resolution" in node["inputs"]:
-            node["inputs"].update(FAST)
+            node["inputs"].update({k: v for k, v in FAST.items() if k in node["inputs"]})
     return api
 
 
@@ -153,6 +156,7 @@ def test_nodes_register_with_their_display_names(server):
     assert {v["category"] for v in ours.values()} == {"Marigold"}
     ckpts = ours[P + "LoadMarigold"]["input"]["required"]["checkpoint"][1]["options"]
     assert "marigold/tiny-depth" in ckpts and "diffusers/sd15" in ckpts and "prs-eth/marigold-depth-v1-1" in ckpts
+    assert "prs-eth/rollingdepth-v1-0" in ckpts and "marigold/tiny-rollingdepth" in ckpts
     assert "Traceback" not in server.log_tail(100_000)
 
 
@@ -217,13 +221,89 @@ def test_normals_side_by_side_workflow_runs(server):
     assert Image.open(p).size == (2 * W, H)
 
 
-def test_video_workflow_runs_frame_by_frame(server):
+def _read_video(path: Path) -> tuple[int, object, tuple[int, int]]:
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return sum(1 for _ in c.decode(s)), s.average_rate, (s.codec_context.width, s.codec_context.height)
+
+
+def test_video_workflow_writes_a_depth_video_at_the_inputs_rate(server):
     api = tiny(to_api(server, ROOT / "workflows" / "marigold_video_depth.json"),
-               **{"prs-eth/marigold-depth-lcm-v1-0": "marigold/tiny-lcm"})
+               **{"prs-eth/rollingdepth-v1-0": "marigold/tiny-rollingdepth"})
+    by_type = {v["class_type"]: k for k, v in api.items()}
+    assert api[by_type["CreateVideo"]]["inputs"]["fps"] == [by_type["GetVideoComponents"], 2]  # the input's rate
     entry = _run_ok(server, api)
-    files = [f for n in entry["outputs"] for f in outputs(server, entry, n)]
-    assert len(files) == 8  # 4 frames × (colour PNG + 16-bit PNG)
-    assert {Image.open(f).size for f in files} == {(64, 48)}
+    (video,) = outputs(server, entry, by_type["SaveVideo"])
+    assert _read_video(video) == (CLIP_FRAMES, CLIP_FPS, (CLIP_W, CLIP_H))
+    frames = outputs(server, entry, by_type[P + "SaveDepth16"])
+    assert len(frames) == CLIP_FRAMES
+    depth = np.stack([np.asarray(Image.open(f)) for f in frames]).astype(np.int64)  # [T,H,W] 16-bit
+    assert depth.shape == (CLIP_FRAMES, CLIP_H, CLIP_W)
+    # ONE normalisation for the clip: the clip spans 0..65535, and no frame is stretched on its own
+    assert depth.min() == 0 and depth.max() >= 65534
+
+
+def test_video_to_controlnet_frames_workflow_runs(server):
+    api = tiny(to_api(server, ROOT / "workflows" / "marigold_video_depth_controlnet_frames.json"),
+               **{"prs-eth/rollingdepth-v1-0": "marigold/tiny-rollingdepth"})
+    by_type = {v["class_type"]: k for k, v in api.items()}
+    entry = _run_ok(server, api)
+    hints = outputs(server, entry, by_type["SaveImage"])
+    assert len(hints) == CLIP_FRAMES
+    for f in hints:
+        im = np.asarray(Image.open(f))
+        assert im.shape == (CLIP_H, CLIP_W, 3) and (im[..., 0] == im[..., 1]).all()  # grey, near = white
+    (video,) = outputs(server, entry, by_type["SaveVideo"])
+    assert _read_video(video)[:2] == (CLIP_FRAMES, CLIP_FPS)
+
+
+def video_graph(checkpoint="marigold/tiny-rollingdepth", file="example.mp4", **video_inputs) -> dict:
+    return {
+        "v": {"class_type": "LoadVideo", "inputs": {"file": file}},
+        "c": {"class_type": "GetVideoComponents", "inputs": {"video": ["v", 0]}},
+        "m": {"class_type": P + "LoadMarigold", "inputs": {"checkpoint": checkpoint, "dtype": "fp32"}},
+        "d": {"class_type": P + "MarigoldVideoDepth", "inputs": {
+            "model": ["m", 0], "frames": ["c", 0], "preset": "fast", "dilations": "", "snippet_length": -1,
+            "refine_steps": -1, "processing_resolution": 64, "seed": 0, "batch_size": 1, **video_inputs}},
+        "s": {"class_type": P + "SaveDepth16", "inputs": {"depth": ["d", 0], "filename_prefix": "t/video",
+                                                          "format": "npy"}},
+    }
+
+
+def test_marigold_depth_checkpoint_runs_in_the_video_node(server):
+    entry = _run_ok(server, video_graph("marigold/tiny-depth"))
+    files = outputs(server, entry, "s")
+    assert len(files) == CLIP_FRAMES
+    clip = np.stack([np.load(f) for f in files])
+    assert clip.shape == (CLIP_FRAMES, CLIP_H, CLIP_W) and clip.min() == 0.0 and clip.max() == 1.0
+
+
+def test_normals_checkpoint_in_the_video_node_is_refused(server):
+    err = error_of(server.run(video_graph("marigold/tiny-normals")))
+    msg = err["exception_message"]
+    assert "MarigoldVideoDepth needs a depth checkpoint" in msg and "tiny-normals" in msg, msg
+    assert_still_serving(server)
+
+
+def test_cancel_mid_clip_stops_inside_the_video_node(server):
+    g = video_graph(file="long.mp4", processing_resolution=256, refine_steps=100, dilations="1,2,4,8")
+    code, body = server.queue(g)
+    assert code == 200, body
+    pid = body["prompt_id"]
+    deadline = time.time() + 120
+    while not server.get("/queue")["queue_running"] and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(4.0)  # loading and decoding take about a second; this clip takes minutes
+    t0 = time.time()
+    assert server.post("/interrupt", {})[0] == 200
+    entry = server.wait(pid, 120)
+    assert time.time() - t0 < 30
+    interrupted = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_interrupted"]
+    assert interrupted, entry["status"]["messages"]
+    assert interrupted[0]["node_type"] == P + "MarigoldVideoDepth"
+    assert_still_serving(server)
 
 
 def test_finetuned_checkpoint_workflow_runs(server):

@@ -14,16 +14,17 @@ import nodes_comfyui as comfy
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_in_process_node_cases_pass_with_real_comfy_modules(depth_checkpoint, tmp_path):
+def test_in_process_node_cases_pass_with_real_comfy_modules(depth_checkpoint, make_checkpoint, tmp_path):
     py, comfy_dir = comfy.ensure()
     env = dict(os.environ, COMFYUI_DIR=str(comfy_dir), MARIGOLD_TINY_DEPTH=str(depth_checkpoint),
+               MARIGOLD_TINY_ROLLINGDEPTH=str(make_checkpoint("rollingdepth")),
                CUDA_VISIBLE_DEVICES="", HF_HUB_OFFLINE="1")
     env.pop("PYTHONPATH", None)
     r = subprocess.run([str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
                         "-c", os.devnull, str(ROOT / "tests" / "nodes_inprocess_cases.py")],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
-    assert re.search(r"\b7 passed", r.stdout), r.stdout[-2000:]
+    assert re.search(r"\b10 passed", r.stdout), r.stdout[-2000:]
 
 
 def test_comfy_node_validate_passes():

@@ -1,0 +1,90 @@
+"""Does the video CLI stream? Peak memory of ``python -m marigold clip.mp4`` on a clip of N and of 4N frames,
+side by side with the same clips through ``marigold.predict_video`` (which holds the whole clip, as an IMAGE
+batch in ComfyUI does).
+
+``python -m bench.video_memory [--frames N] [--size WxH]`` builds a tiny RollingDepth checkpoint (random weights,
+../shared/tools/make_marigold_checkpoint.py) and two synthetic clips, runs each of the four jobs in a fresh
+process (alternating: CLI N, library N, CLI 4N, library 4N) and prints each job's peak RSS (the kernel's
+``ru_maxrss`` of the child) and the ratios 4N / N. The model is tiny and processes at 64 px, so what grows is
+what each path keeps per frame at the output size; the CLI should stay flat (ratio ≈ 1), the library grow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MARIGOLD_SHARED", ROOT.parent / "shared"))
+
+LIBRARY_JOB = """
+import sys, marigold
+from marigold.video import predict_video
+from marigold.video_io import open_video
+model = marigold.load(sys.argv[2], device="cpu", dtype="fp32", progress=False)
+src = open_video(sys.argv[1])
+pred = predict_video(model, src, processing_resolution=64, frame_count=src.frame_count)
+print(tuple(pred.depth.shape))
+"""
+
+
+def make_clip(path: Path, frames: int, w: int, h: int) -> None:
+    import numpy as np
+
+    from marigold.video_io import VideoWriter
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    with VideoWriter(path, 24) as vw:
+        for i in range(frames):
+            vw.write(np.roll(base, 2 * i, axis=1))  # a panning picture
+
+
+def run(cmd: list[str]) -> tuple[float, float]:
+    """(peak RSS in MB, wall seconds) of one child process."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr.read().decode()[-3000:]}")
+    return usage.ru_maxrss / 1024, time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--size", default="640x360")
+    args = ap.parse_args(argv)
+    w, h = map(int, args.size.split("x"))
+    work = Path(tempfile.mkdtemp(prefix="marigold-bench-video-"))
+    ckpt = work / "tiny-rollingdepth"
+    subprocess.run([sys.executable, str(SHARED / "tools" / "make_marigold_checkpoint.py"), str(ckpt), "--size",
+                    "tiny", "--task", "rollingdepth", "--dtype", "fp32"], check=True, capture_output=True)
+    rows = {}
+    for n in (args.frames, 4 * args.frames):
+        clip = work / f"clip{n}.mp4"
+        make_clip(clip, n, w, h)
+        cli = [sys.executable, "-m", "marigold", str(clip), "-o", str(work / f"out{n}"), "--checkpoint", str(ckpt),
+               "--dtype", "fp32", "--processing-resolution", "64"]
+        rows[f"cli {n}"] = run(cli)
+        rows[f"library {n}"] = run([sys.executable, "-c", LIBRARY_JOB, str(clip), str(ckpt)])
+    for k, (mb, s) in rows.items():
+        print(f"{k:>14}: peak RSS {mb:7.0f} MB   {s:6.1f} s")
+    n, m = args.frames, 4 * args.frames
+    ratios = {"cli": rows[f"cli {m}"][0] / rows[f"cli {n}"][0],
+              "library": rows[f"library {m}"][0] / rows[f"library {n}"][0]}
+    print(f"peak RSS {m} / {n} frames at {w}×{h}: CLI {ratios['cli']:.2f}x, predict_video {ratios['library']:.2f}x")
+    print(json.dumps({"frames": [n, m], "size": [w, h], "rows": rows, "ratios": ratios}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""MarigoldVideoDepth: a clip of frames (IMAGE batch) → depth frames with ONE normalisation for the clip."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from . import comfy_glue
+from ._core import image as core_image
+from ._core import marigold, video, video_output
+from .wires import CATEGORY, PREFIX, MarigoldModelType
+
+PRESET_NOTE = ("fast: dilations 1,25, no refinement, 768 px; full: 1,10,25, 10 refinement steps, 1024 px; "
+               "paper: the paper's settings.")
+
+
+class MarigoldVideoDepth(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=PREFIX + "MarigoldVideoDepth",
+            display_name="MarigoldVideoDepth",
+            category=CATEGORY,
+            description="Depth for a video's frames, consistent over time, with ONE normalisation for the whole "
+                        "clip: 0 = the nearest point of the clip, 1 = the farthest. RollingDepth checkpoints "
+                        "look at snippets of frames together and give inverse depth, flipped here after the "
+                        "one normalisation (1 − disparity) so that near = 0 like MarigoldDepth; the values "
+                        "stay affine in inverse depth. A Marigold depth checkpoint works too (frames aligned "
+                        "with each other). Feed the frames of Get Video Components.",
+            inputs=[
+                MarigoldModelType.Input("model"),
+                io.Image.Input("frames", tooltip="The clip's frames in order, IMAGE [T,H,W,C]."),
+                io.Combo.Input("preset", options=list(video.PRESETS), default="fast", tooltip=PRESET_NOTE),
+                io.String.Input("dilations", default="",
+                                tooltip="Frame spacings of the snippets, e.g. 1,10,25; empty = the preset's."),
+                io.Int.Input("snippet_length", default=-1, min=-1, max=64,
+                             tooltip="Frames per snippet; -1 = the preset's (3 for RollingDepth)."),
+                io.Int.Input("refine_steps", default=-1, min=-1, max=100,
+                             tooltip="Refinement steps after the snippets are aligned; 0 = none, -1 = the preset's. "
+                                     "(The core does not refine yet: the aligned depth is returned.)"),
+                io.Int.Input("processing_resolution", default=-1, min=-1, max=core_image.MAX_PROCESSING_SIDE,
+                             step=8, tooltip="Longest side the model sees (multiple of 8); -1 = the preset's, "
+                                             "0 = the frames' own size."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
+                io.Int.Input("batch_size", default=1, min=1, max=64, advanced=True,
+                             tooltip="Snippets denoised together; larger is faster on a big GPU, needs more memory."),
+            ],
+            outputs=[io.Image.Output(display_name="depth"),
+                     io.Float.Output(display_name="range_low",
+                                     tooltip="The clip's raw value that became 0 before any flip (model's space)."),
+                     io.Float.Output(display_name="range_high")],
+        )
+
+    @classmethod
+    def execute(cls, model, frames, preset, dilations, snippet_length, refine_steps, processing_resolution, seed,
+                batch_size) -> io.NodeOutput:
+        if model.task != "depth":
+            raise marigold.InputError(
+                f"MarigoldVideoDepth needs a depth checkpoint (RollingDepth, e.g. prs-eth/rollingdepth-v1-0, or a "
+                f"Marigold depth model), but '{model.name}' is a {model.task} checkpoint. Choose one in "
+                f"LoadMarigold, or use Marigold{model.task.capitalize()} frame by frame.")
+        clip = core_image.from_bhwc(frames)  # [T,3,H,W]
+        res = None if processing_resolution < 0 else processing_resolution
+        n = None if snippet_length < 0 else snippet_length
+        pixels, batch = video_output.snippet_workload(tuple(clip.shape[-2:]), preset, res, n, batch_size)
+        m = comfy_glue.prepare(model, comfy_glue.sampling_memory(model, pixels, batch))
+        pred = video.predict_video(
+            m, clip, preset=preset, dilations=video_output.parse_dilations(dilations), snippet_length=n,
+            refine_steps=None if refine_steps < 0 else refine_steps, processing_resolution=res, seed=seed,
+            batch_size=batch_size, progress=comfy_glue.Progress(), check_cancel=comfy_glue.check_cancel)
+        depth = video_output.near_zero(pred.depth, pred.space)  # [T,1,H,W]
+        lo, hi = pred.value_range
+        return io.NodeOutput(core_image.to_bhwc(depth), float(lo), float(hi))
