@@ -27,6 +27,7 @@ CHECKPOINTS = {
     "iid-appearance": ["--task", "iid-appearance"],
     "iid-lighting": ["--task", "iid-lighting"],
     "depth-fp16": ["--task", "depth", "--dtype", "fp16"],
+    "rollingdepth": ["--task", "rollingdepth"],
 }
 
 
