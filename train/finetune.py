@@ -324,6 +324,8 @@ class Trainer:
                 from .video_eval import evaluate_snippets, synthetic_videos
 
                 h, w = self.stream.sizes[0]
+                k = min(1.0, 128 / max(h, w))  # rendered videos: light, whatever the training size
+                h, w = max(8, round(h * k / 8) * 8), max(8, round(w * k / 8) * 8)
                 res = evaluate_snippets(unet, self.base.vae, self.text, rollingdepth_scheduler_config(self.noise_cfg),
                                         synthetic_videos(vcfg["num_images"], 24, h, w, vcfg["split"]),
                                         frames=self.frames, space=self.cfg["snippet"]["space"],

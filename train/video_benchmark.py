@@ -47,22 +47,36 @@ def train(base: Path, out: Path, frames: int, batch: int, steps: int, objective:
     return time.perf_counter() - t0
 
 
-def score(folder: Path, frames: int, videos, dilation: int, per_video: int, steps: int) -> dict:
+def score(folder: Path, frames: int, videos, dilations: list[int], per_video: int, steps: int,
+          untrained: bool = False) -> dict:
+    """Metrics per dilation of the model at ``folder`` (``untrained``: the widened base, before training)."""
     import torch
 
     from marigold import checkpoint as ckpt
 
-    from .base import rollingdepth_scheduler_config
+    from .base import load_base, rollingdepth_scheduler_config
+    from .config import DEFAULTS
     from .video_eval import evaluate_snippets
 
-    unet = ckpt.load_component(folder, "unet", torch.float32).eval()
-    vae = ckpt.load_component(folder, "vae", torch.float32).eval()
-    text = ckpt.empty_text_embedding(folder)
-    sched = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    if untrained:
+        base = load_base(folder)
+        unet, vae, text = base.unet.eval(), base.vae, base.empty_text_embedding
+        from .base import noise_scheduler_config
+
+        sched = rollingdepth_scheduler_config(noise_scheduler_config(base, DEFAULTS))
+    else:
+        unet = ckpt.load_component(folder, "unet", torch.float32).eval()
+        vae = ckpt.load_component(folder, "vae", torch.float32).eval()
+        text = ckpt.empty_text_embedding(folder)
+        sched = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
     sched = {k: v for k, v in sched.items() if not k.startswith("_")}
-    res = evaluate_snippets(unet, vae, text, sched, videos, frames=3, joint=frames > 1, dilation=dilation,
-                            per_video=per_video, space="disparity", steps=steps)
-    return {k: res["metrics"][k] for k in ("abs_rel", "delta1", "temporal_error")} | {"snippets": res["n"]}
+    out = {}
+    for g in dilations:
+        res = evaluate_snippets(unet, vae, text, sched, videos, frames=3, joint=frames > 1, dilation=g,
+                                per_video=per_video, space="disparity", steps=steps)
+        out[f"dilation {g}"] = {k: res["metrics"][k] for k in ("abs_rel", "delta1", "temporal_error")} | {
+            "snippets": res["n"]}
+    return out
 
 
 def main(argv=None) -> int:
@@ -79,7 +93,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--videos", type=int, default=6)
-    ap.add_argument("--dilation", type=int, default=4)
+    ap.add_argument("--reuse", action="store_true", help="score runs already in OUT instead of training again")
+    ap.add_argument("--dilations", type=int, nargs="+", default=[4, 8])
     a = ap.parse_args(argv)
     out, base, size = Path(a.out), Path(a.base), (48, 64)
     runs = {"snippet (3 frames, cross-frame attention)": (3, a.snippets_per_step),
@@ -87,18 +102,24 @@ def main(argv=None) -> int:
     from .video_eval import synthetic_videos
 
     videos = synthetic_videos(a.videos, 48, *size, split="heldout")
-    rows = {}
+    rows = {"untrained (widened SD2 stand-in, per frame)": score(base, 1, videos, a.dilations, 4, 1, True)}
     for name, (frames, batch) in runs.items():
         run = out / f"frames{frames}"
-        secs = train(base, run, frames, batch, a.steps, a.objective, size, a.seed, a.lr)
-        rows[name] = score(run / "final", frames, videos, a.dilation, 4, 1) | {"train_s": round(secs, 1)}
+        if (run / "final").is_dir() and a.reuse:
+            secs = float("nan")
+        else:
+            secs = train(base, run, frames, batch, a.steps, a.objective, size, a.seed, a.lr)
+        rows[name] = score(run / "final", frames, videos, a.dilations, 4, 1) | {"train_s": round(secs, 1)}
         print(name, rows[name], flush=True)
-    result = {"steps": a.steps, "objective": a.objective, "size": size, "videos": a.videos, "dilation": a.dilation,
-              "rows": rows}
+    result = {"steps": a.steps, "objective": a.objective, "size": size, "videos": a.videos,
+              "dilations": a.dilations, "rows": rows}
     (out / "results.json").write_text(json.dumps(result, indent=2))
-    print(f"\n| model (tiny, {a.steps} CPU steps, {a.objective}) | AbsRel | δ1 | temporal error |\n|---|---|---|---|")
+    print(f"\n| model (tiny, {a.steps} CPU steps, {a.objective}) | snippet dilation | AbsRel | δ1 | temporal error |"
+          "\n|---|---|---|---|---|")
     for name, r in rows.items():
-        print(f"| {name} | {r['abs_rel']:.4f} | {r['delta1']:.4f} | {r['temporal_error']:.4f} |")
+        for g in a.dilations:
+            m = r[f"dilation {g}"]
+            print(f"| {name} | {g} | {m['abs_rel']:.4f} | {m['delta1']:.4f} | {m['temporal_error']:.4f} |")
     return 0
 
 
