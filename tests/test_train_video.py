@@ -173,3 +173,47 @@ def test_snippet_checkpoint_matches_the_published_layout_and_predicts_snippets(t
     alone = predict_snippets(unet, vae, text, sched, rgb.reshape(6, 1, 3, 16, 24)).reshape(2, 3, 16, 24)
     assert joint.shape == (2, 3, 16, 24) and torch.isfinite(joint).all()
     assert (joint - alone).abs().max() > 1e-5  # the frames of a snippet see each other
+
+
+def test_evaluate_cli_scores_videos_frame_by_frame(depth_checkpoint, tmp_path, capsys):
+    """``python -m train.evaluate`` on a synthetic video and on the same video written as a folder of frames
+    (npy depth, intrinsics, poses): both give finite AbsRel and temporal error, and the same numbers."""
+    from train.data.synthetic import render_video
+    from train.data.video_folder import write_sequence
+    from train.evaluate import main
+
+    c = render_video(1_000_003 + 500_000, 4, 48, 64)  # held-out synthetic video 0, first 4 frames
+    write_sequence(tmp_path / "vid" / "seq", c.rgb, c.depth, c.valid, c.intrinsics, c.poses, depth_format="npy")
+    out = tmp_path / "eval.json"
+    assert main(["--checkpoint", str(depth_checkpoint), "--dataset", "synthetic-video:1", "--dataset",
+                 f"video-folder:{tmp_path / 'vid'}", "--video-mode", "frames", "--max-frames", "4",
+                 "--processing-resolution", "32", "--steps", "1", "--device", "cpu", "--dtype", "fp32",
+                 "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert [r["dataset"] for r in res] == ["synthetic-video-frames", "video-folder-frames"]
+    for r in res:
+        assert r["n"] == 1 and 0 < r["metrics"]["abs_rel"] < 2 and 0 < r["metrics"]["temporal_error"] < 2
+    # the folder holds the same video (8-bit frames): nearly the same numbers
+    assert res[1]["metrics"]["abs_rel"] == pytest.approx(res[0]["metrics"]["abs_rel"], rel=0.05)
+    assert "temporal_error" in capsys.readouterr().out
+
+
+def test_snippet_mode_two_gloo_processes_hold_identical_weights(tiny_sd2, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(port), "-m", "train.finetune", "--base", str(tiny_sd2), "--output", str(out),
+           "--mode", "snippet", "--resolution", "32", "--batch-size", "1", "--grad-accum", "2", "--max-steps", "2",
+           "--checkpoint-every", "0", "--num-workers", "0", "--lr", "1e-3", "--no-progress",
+           "--set", "dump_rank_weights=true"]
+    res = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    r0 = load_file(str(out / "rank-0-unet.safetensors"))
+    _same(r0, load_file(str(out / "rank-1-unet.safetensors")))
+    start = load_file(str(Path(tiny_sd2) / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert not torch.equal(r0["conv_out.weight"], start["conv_out.weight"])
+    _assert_rollingdepth_layout(out / "final", tiny_sd2)

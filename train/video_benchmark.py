@@ -1,6 +1,8 @@
-r"""Snippet model vs the same model trained on single frames: tiny models, CPU, synthetic videos.
+r"""Snippet model vs the same model trained on single frames; Marigold's video mode vs frame by frame. Tiny
+models trained here on the CPU on synthetic data; measured on held-out synthetic videos with exact geometry.
 
     python -m train.video_benchmark --base TINY_SD2 --out runs/video-bench [--steps 300] [--objective e2e]
+    python -m train.video_benchmark --base TINY_SD2 --out runs/video-mode --marigold-video [--frames 48]
 
 Both runs start from the same tiny SD2 stand-in (``python -m train.tiny``), use ``--mode snippet`` with the same
 seed, data (synthetic videos), steps, learning rate and number of frames per optimiser step: the snippet model
@@ -77,6 +79,36 @@ def score(folder: Path, frames: int, videos, dilations: list[int], per_video: in
         out[f"dilation {g}"] = {k: res["metrics"][k] for k in ("abs_rel", "delta1", "temporal_error")} | {
             "snippets": res["n"]}
     return out
+
+
+def marigold_video_mode(base: Path, out: Path, steps: int, videos: int, frames: int, seed: int) -> dict:
+    """Issue 10's measurement: a tiny Marigold depth model (``configs/cpu_tiny.yaml``: e2e, 48×64) trained here,
+    run on whole held-out synthetic videos frame by frame and in video mode (:func:`marigold.video.predict_video`);
+    one alignment per video (in depth), AbsRel, δ1, temporal error."""
+    import marigold
+
+    from .video_eval import evaluate_clips, synthetic_videos
+
+    run = out / "marigold"
+    if not (run / "final").is_dir():
+        cmd = [sys.executable, "-m", "train.finetune", "--base", str(base), "--output", str(run), "--config",
+               str(ROOT / "train" / "configs" / "cpu_tiny.yaml"), "--max-steps", str(steps), "--checkpoint-every",
+               "0", "--seed", str(seed), "--no-progress", "--set", "validation.every=0"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        if res.returncode:
+            raise SystemExit(f"training failed:\n{res.stderr[-3000:]}")
+    model = marigold.load(run / "final", device="cpu", dtype="fp32")
+    clips = synthetic_videos(videos, frames, 48, 64, split="heldout")
+    rows = {}
+    for mode, kw in (("frames", dict(num_inference_steps=1, processing_resolution=64, seed=0)),
+                     ("video", dict(processing_resolution=64, seed=0))):
+        t0 = time.perf_counter()
+        res = evaluate_clips(model, clips, mode, **kw)
+        rows[mode] = {k: res["metrics"][k] for k in ("abs_rel", "delta1", "temporal_error")} | {
+            "seconds": round(time.perf_counter() - t0, 1)}
+        print(mode, rows[mode], flush=True)
+    return rows
 
 
 def main(argv=None) -> int:
