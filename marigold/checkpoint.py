@@ -30,6 +30,7 @@ PUBLISHED = (
     "prs-eth/marigold-iid-appearance-v1-1",
     "prs-eth/marigold-iid-lighting-v1-1",
     "prs-eth/marigold-depth-lcm-v1-0",
+    "prs-eth/rollingdepth-v1-0",
 )
 EMBEDDING_FILE = "marigold_empty_text_embedding.safetensors"
 WEIGHTS = "diffusion_pytorch_model"
@@ -51,7 +52,14 @@ _TASKS = {  # model_index _class_name → task
     "MarigoldPipeline": "depth",  # prs-eth/Marigold's own pipeline class (v1-0 checkpoints)
     "MarigoldNormalsPipeline": "normals",
     "MarigoldIntrinsicsPipeline": "intrinsics",
+    "RollingDepthPipeline": "depth",  # video depth (Ke et al., CVPR 2025); see VIDEO_MODELS
 }
+# Checkpoints whose UNet runs on snippets of frames with self-attention across them (marigold.snippet). Their
+# model_index.json carries no Marigold keys; what their pipeline does instead (reference/rollingdepth_pipeline.py):
+# inverse depth ("disparity": near = high, affine-invariant), one DDIM step from t = 999 (``init_infer_steps=[1]``
+# in run_video.py), 768 px (run_video.py's default ``res``, the "fast" preset).
+VIDEO_MODELS = {"RollingDepthPipeline": {"prediction_type": "disparity", "default_denoising_steps": 1,
+                                         "default_processing_resolution": 768}}
 
 
 @dataclass
@@ -71,6 +79,7 @@ class MarigoldModel:
     shift_invariant: bool = True
     use_full_z_range: bool = True
     target_properties: dict[str, Any] | None = None
+    video_model: bool = False  # a RollingDepth checkpoint: frames in snippets, self-attention across them
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
 
@@ -260,8 +269,11 @@ def inspect(folder: str | os.PathLike) -> dict[str, Any]:
                 "model with `python -m train.finetune --base …`." if got == 4 else "")
         raise CheckpointError(f"{folder}/unet has {got} input channels, but a Marigold {task} model needs {want} "
                               f"(image latent + {n_targets} target latent{'s' if n_targets > 1 else ''}).{hint}")
+    video = VIDEO_MODELS.get(cls)
     return {"folder": folder, "index": index, "task": task, "unet": unet_cfg, "scheduler": sched,
-            "n_targets": n_targets}
+            "n_targets": n_targets, "video_model": video is not None,
+            # what load() reads from model_index.json: a video model's defaults stand in for the missing keys
+            "config": {**(video or {}), **{k: v for k, v in index.items() if not k.startswith("_")}}}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -363,7 +375,7 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
         variant = "fp16"
     folder = resolve(source, cache_dir, variant=variant, progress=progress)
     info = inspect(folder)
-    index = info["index"]
+    index = info["config"]
 
     import sys
     from concurrent.futures import ThreadPoolExecutor
@@ -403,6 +415,7 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
         shift_invariant=bool(index.get("shift_invariant", True)),
         use_full_z_range=bool(index.get("use_full_z_range", True)),
         target_properties=index.get("target_properties"),
+        video_model=info["video_model"],
         dtype=dt,
     )
     model = model.to(dev, dt)
@@ -410,6 +423,10 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
         from . import fast
 
         fast.apply(model)
+    if model.video_model:  # after fast.apply, so that the snippet wrapper holds the fast processors
+        from .snippet import enable_snippet_attention
+
+        enable_snippet_attention(model.unet)
     return model
 
 

@@ -179,3 +179,24 @@ def test_auto_dtype_never_fp16_on_cpu():
     assert resolve_dtype("auto", torch.device("cpu")) in (torch.float32, torch.bfloat16)
     with pytest.raises(marigold.InputError):
         resolve_dtype("fp8", torch.device("cpu"))
+
+
+def test_rollingdepth_layout_loads_as_a_video_depth_model(make_checkpoint):
+    """prs-eth/rollingdepth-v1-0's layout: model_index names RollingDepthPipeline and no Marigold keys."""
+    from marigold.snippet import snippet_attention_enabled
+
+    folder = make_checkpoint("rollingdepth")
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "RollingDepthPipeline" and "prediction_type" not in index
+    info = marigold.inspect(folder)
+    assert info["task"] == "depth" and info["video_model"]
+    m = marigold.load(folder, device="cpu", dtype="fp32", progress=False)
+    assert (m.task, m.prediction_type, m.video_model) == ("depth", "disparity", True)
+    assert (m.default_denoising_steps, m.default_processing_resolution) == (1, 768)
+    sched = m.make_scheduler()
+    sched.set_timesteps(m.default_denoising_steps)
+    assert sched.timesteps.tolist() == [999]  # one step from t = 999, as the reference runs it
+    assert snippet_attention_enabled(m.unet)
+    plain = marigold.load(make_checkpoint("depth"), device="cpu", dtype="fp32", progress=False)
+    assert not plain.video_model and not snippet_attention_enabled(plain.unet)
+    assert "prs-eth/rollingdepth-v1-0" in marigold.PUBLISHED
