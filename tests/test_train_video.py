@@ -173,6 +173,15 @@ def test_snippet_checkpoint_matches_the_published_layout_and_predicts_snippets(t
     alone = predict_snippets(unet, vae, text, sched, rgb.reshape(6, 1, 3, 16, 24)).reshape(2, 3, 16, 24)
     assert joint.shape == (2, 3, 16, 24) and torch.isfinite(joint).all()
     assert (joint - alone).abs().max() > 1e-5  # the frames of a snippet see each other
+    # the core library reads it as a RollingDepth model and the video pipeline runs it, with no conversion
+    import marigold
+    from marigold.video import predict_video
+
+    model = marigold.load(folder, device="cpu", dtype="fp32")
+    assert model.video_model and model.prediction_type == "disparity"
+    video = predict_video(model, torch.rand(7, 3, 24, 32, generator=torch.Generator().manual_seed(1)),
+                          processing_resolution=32, dilations=[1, 2])
+    assert video.depth.shape == (7, 1, 24, 32) and video.space == "disparity" and torch.isfinite(video.depth).all()
 
 
 def test_evaluate_cli_scores_videos_frame_by_frame(depth_checkpoint, tmp_path, capsys):
