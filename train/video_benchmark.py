@@ -101,7 +101,7 @@ def marigold_video_mode(base: Path, out: Path, steps: int, videos: int, frames: 
     model = marigold.load(run / "final", device="cpu", dtype="fp32")
     clips = synthetic_videos(videos, frames, 48, 64, split="heldout")
     rows = {}
-    for mode, kw in (("frames", dict(num_inference_steps=1, processing_resolution=64, seed=0)),
+    for mode, kw in (("frames", dict(num_inference_steps=None, processing_resolution=64, seed=0)),
                      ("video", dict(processing_resolution=64, seed=0))):
         t0 = time.perf_counter()
         res = evaluate_clips(model, clips, mode, **kw)
