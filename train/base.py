@@ -171,3 +171,41 @@ def in_memory_model(base: Base, unet: torch.nn.Module, noise_cfg: dict, task: st
                               prediction_type="depth" if task == "depth" else "normals",
                               default_denoising_steps=1, default_processing_resolution=processing_resolution,
                               device=torch.device(device), dtype=dtype)
+
+
+ROLLINGDEPTH_INDEX_KEYS = ("_class_name", "_diffusers_version", "unet", "vae", "scheduler", "text_encoder",
+                           "tokenizer")
+
+
+def rollingdepth_scheduler_config(noise_cfg: dict) -> dict:
+    """RollingDepth's inference scheduler (prs-eth/rollingdepth-v1-0 ``scheduler/``): DDIM, v-prediction,
+    trailing timesteps, zero terminal SNR, steps_offset 1, on the training betas."""
+    cfg = dict(noise_cfg, prediction_type="v_prediction", rescale_betas_zero_snr=True)
+    return ddim_config(cfg)
+
+
+def export_rollingdepth(out: str | os.PathLike, base: Base, unet: torch.nn.Module, noise_cfg: dict) -> Path:
+    """Write a complete folder in the layout of prs-eth/rollingdepth-v1-0 at ``out`` (which must not exist):
+    ``model_index.json`` naming ``RollingDepthPipeline`` and its five components and nothing else (no Marigold
+    keys), ``unet/``, ``vae/`` (the base's, frozen), ``scheduler/`` (see :func:`rollingdepth_scheduler_config`),
+    ``text_encoder/`` and ``tokenizer/`` (required: the published model ships them)."""
+    import diffusers
+    from diffusers import DDIMScheduler
+
+    out = Path(out)
+    for part in ("text_encoder", "tokenizer"):
+        if not (base.folder / part).is_dir():
+            raise CheckpointError(f"{base.folder} has no {part}/; a RollingDepth folder ships one. Start from a "
+                                  f"base that has it (Stable Diffusion 2 or a Marigold checkpoint).")
+    out.mkdir(parents=True)
+    unet.save_pretrained(str(out / "unet"), safe_serialization=True)
+    _link_or_copy_tree(base.folder / "vae", out / "vae")
+    DDIMScheduler.from_config(rollingdepth_scheduler_config(noise_cfg)).save_pretrained(str(out / "scheduler"))
+    _link_or_copy_tree(base.folder / "text_encoder", out / "text_encoder")
+    _link_or_copy_tree(base.folder / "tokenizer", out / "tokenizer")
+    index = {"_class_name": "RollingDepthPipeline", "_diffusers_version": diffusers.__version__,
+             "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+             "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+             "tokenizer": ["transformers", "CLIPTokenizer"]}
+    (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    return out

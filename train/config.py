@@ -19,7 +19,10 @@ import yaml
 
 DEFAULTS: dict[str, Any] = {
     "task": "depth",  # depth | normals
-    "mode": "diffusion",  # diffusion (Marigold) | e2e (single-step end-to-end, Garcia et al. 2024)
+    "mode": "diffusion",  # diffusion (Marigold) | e2e (Garcia et al. 2024) | snippet (RollingDepth, video)
+    # snippet mode (RollingDepth, Ke et al. 2024): n frames per snippet at a random dilation 1..max_dilation,
+    # one inverse-depth normalisation per snippet, cross-frame self-attention; objective: diffusion | e2e
+    "snippet": {"frames": 3, "max_dilation": 10, "objective": "diffusion", "space": "disparity"},
     "base": None,
     "output": None,
     "data": ["synthetic"],
@@ -101,15 +104,16 @@ def parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", action="append", default=[], help="YAML or TOML file(s), later ones win")
     ap.add_argument("--base", help="Stable Diffusion 2 (4-channel UNet: widened) or Marigold (8-channel) checkpoint")
-    ap.add_argument("--data", action="append", help="synthetic | hypersim:PATH | vkitti:PATH | folder:PATH, "
-                    "optionally @PROB; repeat to mix")
+    ap.add_argument("--data", action="append", help="synthetic | hypersim:PATH | vkitti:PATH | folder:PATH "
+                    "(snippet mode: synthetic-video | video-folder:PATH | tartanair:PATH | ...), optionally @PROB; "
+                    "repeat to mix")
     ap.add_argument("--output", help="run folder: checkpoints/, final/, tensorboard/")
     ap.add_argument("--max-steps", type=int)
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--grad-accum", type=int)
     ap.add_argument("--resolution", type=int)
     ap.add_argument("--seed", type=int)
-    ap.add_argument("--mode", choices=("diffusion", "e2e"))
+    ap.add_argument("--mode", choices=("diffusion", "e2e", "snippet"))
     ap.add_argument("--task", choices=("depth", "normals"))
     ap.add_argument("--lr", type=float)
     ap.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"))
@@ -147,6 +151,8 @@ def parse(argv: list[str] | None = None) -> dict:
         raise SystemExit("--output is required")
     if isinstance(cfg["data"], str):
         cfg["data"] = [cfg["data"]]
+    if cfg["mode"] == "snippet" and cfg["data"] == ["synthetic"]:
+        cfg["data"] = ["synthetic-video"]  # the default set, as a video
     return cfg
 
 

@@ -25,6 +25,18 @@ synthetic   held-out scenes of the training renderer (``synthetic[:N]``)        
 
 The prediction comes from :func:`marigold.predict` (the one sampling path of the project), is aligned by least
 squares in depth (or disparity, ``--space disparity``), and scored with AbsRel, SqRel, RMSE, RMSE(log), δ1-3.
+
+Video sets (RollingDepth's protocol, :mod:`train.video_metrics`: one alignment per video in the model's space,
+AbsRel and δ1 over all its frames, and the temporal error where poses are known)::
+
+    python -m train.evaluate --checkpoint CKPT --dataset synthetic-video:4 --dataset bonn:/data/bonn \
+        --video-mode frames|video [--max-frames 110]
+
+``synthetic-video[:N]`` (held-out synthetic videos, 48 frames, exact poses), ``video-folder:PATH``,
+``tartanair:PATH``, ``scannet-video:PATH``, ``bonn:PATH``, ``pointodyssey:PATH``, ``dydtof:PATH``
+(:mod:`train.data.video_sets`). ``frames`` runs the model on each frame alone; ``video`` runs
+:func:`marigold.video.predict_video` (Marigold's video mode; snippets with co-alignment for RollingDepth
+checkpoints).
 """
 
 from __future__ import annotations
@@ -227,11 +239,37 @@ def evaluate_model(model, eval_set: EvalSet, *, steps: int | None = None, ensemb
 
 
 def format_table(results: list[dict]) -> str:
-    head = f"{'dataset':<22}{'n':>6}" + "".join(f"{k:>10}" for k in M.METRICS)
+    keys = list(M.METRICS) + (["temporal_error"] if any("temporal_error" in r["metrics"] for r in results) else [])
+    head = f"{'dataset':<22}{'n':>6}" + "".join(f"{k[:14]:>15}" for k in keys)
     lines = [head, "-" * len(head)]
     for r in results:
-        lines.append(f"{r['dataset']:<22}{r['n']:>6}" + "".join(f"{r['metrics'][k]:>10.4f}" for k in M.METRICS))
+        lines.append(f"{r['dataset']:<22}{r['n']:>6}" + "".join(f"{r['metrics'].get(k, float('nan')):>15.4f}"
+                                                                for k in keys))
     return "\n".join(lines)
+
+
+VIDEO_SETS = ("synthetic-video", "video-folder", "tartanair", "scannet-video", "bonn", "pointodyssey", "dydtof")
+
+
+def evaluate_video_spec(model, spec: str, a) -> dict:
+    """One video set of the command line → per-video rows and means (see the module docstring)."""
+    from .video_eval import clips_of, evaluate_clips, synthetic_videos
+
+    name, _, path = spec.partition(":")
+    kw = dict(num_inference_steps=a.steps, processing_resolution=a.processing_resolution, seed=a.seed)
+    lo, hi = 1e-3, np.inf
+    if name == "synthetic-video":
+        clips = synthetic_videos(int(path) if path else (a.max_images or 4), a.max_frames or 48)
+    else:
+        from .data.video import build_video_dataset
+
+        ds = build_video_dataset({"name": name, "path": path})
+        lo, hi = getattr(ds, "min_depth", lo), getattr(ds, "max_depth", hi)
+        clips = clips_of(ds, a.max_images, a.max_frames)
+    if a.video_mode == "video":
+        kw = dict(processing_resolution=a.processing_resolution, seed=a.seed)
+    res = evaluate_clips(model, clips, a.video_mode, lo, hi, **kw)
+    return {"dataset": f"{name}-{a.video_mode}", **res}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None)
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--json", help="write the per-image rows and means here")
+    ap.add_argument("--video-mode", choices=("frames", "video"), default="frames",
+                    help="video sets: each frame alone, or marigold.video.predict_video")
+    ap.add_argument("--max-frames", type=int, default=None, help="video sets: frames per video")
     a = ap.parse_args(argv)
     import marigold
 
@@ -256,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{a.checkpoint} is a {model.task} checkpoint; train.evaluate scores depth models.")
     results = []
     for spec in a.dataset:
+        if spec.partition(":")[0] in VIDEO_SETS:
+            results.append(evaluate_video_spec(model, spec, a))
+            continue
         res = evaluate_model(model, make_eval_set(spec, a.max_images), steps=a.steps, ensemble_size=a.ensemble,
                              processing_resolution=a.processing_resolution, seed=a.seed, space=a.space)
         res.pop("images")

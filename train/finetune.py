@@ -4,7 +4,7 @@ r"""Fine-tune Stable Diffusion 2 (or continue a Marigold model) into a Marigold 
         --max-steps 1000 --batch-size 2 --resolution 256 --seed 0 [--config FILE] [--resume]
     accelerate launch --num_processes 8 -m train.finetune --config train/configs/marigold_depth.yaml ...
 
-Two modes (``mode``):
+Three modes (``mode``):
 
 - ``diffusion`` (Marigold, Ke et al. 2024): the image latent and the noised target latent enter the UNet
   together; DDPM noise schedule with 1000 steps, a uniformly drawn timestep per sample, multi-resolution noise
@@ -13,6 +13,11 @@ Two modes (``mode``):
 - ``e2e`` (Garcia et al. 2024, "Fine-Tuning Image-Conditional Diffusion Models is Easier than You Think"): one
   step at t = 999 from the noise the sampler starts with, the predicted clean latent decoded by the frozen VAE,
   and a task loss on the decoded prediction: affine-invariant L1 for depth, angular for normals.
+- ``snippet`` (RollingDepth, Ke et al. 2024, arXiv 2411.19189): samples of n frames (default 3) of a video at a
+  random dilation, ONE inverse-depth normalisation per snippet, self-attention across the snippet's frames
+  (:mod:`marigold.snippet`), one noise and one timestep per snippet; objective ``snippet.objective``:
+  ``diffusion`` (default, as above, on the zero-terminal-SNR betas RollingDepth's scheduler uses) or ``e2e``
+  (one step, affine-invariant L1 fitted per snippet). Writes the RollingDepth folder layout.
 
 Every run writes ``OUTPUT/checkpoints/step-N/`` (complete Marigold folders + training state, atomically, the
 last K kept), ``OUTPUT/final/`` and ``OUTPUT/tensorboard/``.
@@ -32,7 +37,7 @@ import numpy as np
 import torch
 
 from . import checkpointing as cp
-from .base import export_marigold, in_memory_model, load_base, noise_scheduler_config
+from .base import export_marigold, export_rollingdepth, in_memory_model, load_base, noise_scheduler_config
 from .config import dumps, parse
 from .data import StreamSampler, make_stream
 from .ema import EMA
@@ -81,8 +86,17 @@ class Trainer:
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         seed_everything(cfg["seed"] + self.rank)
 
+        self.snippet = cfg["mode"] == "snippet"
+        if self.snippet and cfg["task"] != "depth":
+            raise SystemExit("--mode snippet trains video depth; --task must be depth.")
         self.base = load_base(cfg["base"], cfg["task"], cfg["cache_dir"])
         self.noise_cfg = noise_scheduler_config(self.base, cfg)
+        if self.snippet:
+            # RollingDepth's published scheduler is zero-terminal-SNR v-prediction; train on what it will run
+            if self.noise_cfg["prediction_type"] != "v_prediction":
+                raise SystemExit("--mode snippet writes RollingDepth's v-prediction scheduler; keep "
+                                 "noise_scheduler.prediction_type: v_prediction.")
+            self.noise_cfg["rescale_betas_zero_snr"] = True
         self.sched = DDPMScheduler(**self.noise_cfg, clip_sample=False)
         self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg["mixed_precision"], torch.float32)
         dev = self.acc.device
@@ -91,6 +105,11 @@ class Trainer:
         self.text = self.base.empty_text_embedding.to(dev, self.weight_dtype)  # [1,T,D]
 
         unet = self.base.unet
+        self.frames = int(cfg["snippet"]["frames"]) if self.snippet else 1
+        if self.snippet:
+            from marigold.snippet import enable_snippet_attention
+
+            enable_snippet_attention(unet)  # weights unchanged: only the self-attention's token set grows
         if cfg["gradient_checkpointing"]:
             unet.enable_gradient_checkpointing()
         unet.train().requires_grad_(True)
@@ -110,8 +129,15 @@ class Trainer:
             self.ema.shadow = {k: v.to(dev) for k, v in self.ema.shadow.items()}
         self.unet, self.optimizer = self.acc.prepare(unet, self.optimizer)
 
-        self.stream = make_stream(cfg["data"], cfg["resolution"], cfg["batch_size"], cfg["seed"], cfg["task"],
-                                  cfg["flip_p"])
+        if self.snippet:
+            from .data.video import make_snippet_stream
+
+            sn = cfg["snippet"]
+            self.stream = make_snippet_stream(cfg["data"], cfg["resolution"], cfg["batch_size"], cfg["seed"],
+                                              cfg["flip_p"], int(sn["frames"]), int(sn["max_dilation"]), sn["space"])
+        else:
+            self.stream = make_stream(cfg["data"], cfg["resolution"], cfg["batch_size"], cfg["seed"], cfg["task"],
+                                      cfg["flip_p"])
         self.writer = None
         if self.acc.is_main_process:
             from torch.utils.tensorboard import SummaryWriter
@@ -153,6 +179,22 @@ class Trainer:
     def default_steps(self) -> int:
         return 1 if self.cfg["mode"] == "e2e" else 4
 
+    def _export(self, out: Path, unet: torch.nn.Module) -> None:
+        if self.snippet:
+            export_rollingdepth(out, self.base, unet, self.noise_cfg)
+        else:
+            export_marigold(out, self.base, unet, self.noise_cfg, self.cfg["task"], self.cfg["export"],
+                            self.default_steps())
+
+    def frames_context(self):
+        """Inside: the UNet reads its batch as snippets of ``self.frames`` frames (a no-op outside snippet
+        mode). The backward pass runs inside too, so a checkpointed forward is recomputed with the same n."""
+        if not self.snippet:
+            return _null()
+        from marigold.snippet import snippet_frames
+
+        return snippet_frames(self.raw_unet, self.frames)
+
     def save_checkpoint(self) -> None:
         acc, cfg = self.acc, self.cfg
         tmp = cp.temp_dir(self.output, self.step)
@@ -165,7 +207,7 @@ class Trainer:
                 live = {k: v.detach().cpu() for k, v in unet.state_dict().items()}
                 self.ema.swap(unet)
             try:
-                export_marigold(tmp, self.base, unet, self.noise_cfg, cfg["task"], cfg["export"], self.default_steps())
+                self._export(tmp, unet)
             finally:
                 if self.ema is not None:
                     self.ema.swap(unet)
@@ -192,8 +234,7 @@ class Trainer:
             if self.ema is not None:
                 self.ema.swap(unet)
             try:
-                export_marigold(tmp, self.base, unet, self.noise_cfg, self.cfg["task"], self.cfg["export"],
-                                self.default_steps())
+                self._export(tmp, unet)
             finally:
                 if self.ema is not None:
                     self.ema.swap(unet)
@@ -207,20 +248,29 @@ class Trainer:
 
     def loss(self, batch: dict, gen: torch.Generator) -> torch.Tensor:
         dev, dt = self.acc.device, self.weight_dtype
-        rgb = batch["rgb"].to(dev, dt)  # [B,3,H,W] -1..1
+        n = self.frames
+        if self.snippet:  # [B,n,…] snippets → [B·n,…] frames, snippet-major (what snippet_frames expects)
+            batch = {k: v.flatten(0, 1) for k, v in batch.items()}
+        rgb = batch["rgb"].to(dev, dt)  # [B,3,H,W] -1..1 (B = snippets × n in snippet mode)
         target = batch["target"].to(dev, dt)  # [B,3,H,W] -1..1
         valid = batch["valid"].to(dev)  # [B,1,H,W]
         b = rgb.shape[0]
+        snippets = b // n
+        objective = self.cfg["snippet"]["objective"] if self.snippet else self.cfg["mode"]
         with torch.no_grad():
             rgb_latent = self.base.vae.encode(rgb).latent_dist.mode() * self.sf  # [B,4,h,w]
         text = self.text.expand(b, -1, -1)  # [B,T,D]
         n_t = self.sched.config.num_train_timesteps
-        if self.cfg["mode"] == "diffusion":
+        if objective == "diffusion":
             with torch.no_grad():
                 target_latent = self.base.vae.encode(target).latent_dist.mode() * self.sf  # [B,4,h,w]
-            t = torch.randint(0, n_t, (b,), generator=gen)  # [B]
-            noise = training_noise(tuple(target_latent.shape), t, self.cfg["multi_res_noise"], n_t, gen)
-            noise = noise.to(dev, target_latent.dtype)  # [B,4,h,w]
+            # one timestep and one noise per snippet, shared by its frames (RollingDepth's inference repeats one
+            # noise over a snippet's frames); n = 1: per sample, as Marigold
+            t = torch.randint(0, n_t, (snippets,), generator=gen)  # [S]
+            shape = (snippets,) + tuple(target_latent.shape[1:])
+            noise = training_noise(shape, t, self.cfg["multi_res_noise"], n_t, gen)  # [S,4,h,w]
+            t = t.repeat_interleave(n)  # [B]
+            noise = noise.repeat_interleave(n, 0).to(dev, target_latent.dtype)  # [B,4,h,w]
             t = t.to(dev)
             noisy = self.sched.add_noise(target_latent, noise, t)  # [B,4,h,w]
             pred = self.unet(torch.cat([rgb_latent, noisy], 1), t, encoder_hidden_states=text).sample  # [B,4,h,w]
@@ -235,9 +285,9 @@ class Trainer:
         # end-to-end single step at t = 999
         t_val = int(self.cfg["e2e"]["timestep"])
         t = torch.full((b,), t_val, device=dev, dtype=torch.long)
-        shape = tuple(rgb_latent.shape)
+        shape = (snippets,) + tuple(rgb_latent.shape[1:])
         noise = (torch.zeros(shape) if self.cfg["e2e"]["noise"] == "zeros" else torch.randn(shape, generator=gen))
-        noise = noise.to(dev, rgb_latent.dtype)  # [B,4,h,w]
+        noise = noise.repeat_interleave(n, 0).to(dev, rgb_latent.dtype)  # [B,4,h,w]: one noise per snippet
         pred = self.unet(torch.cat([rgb_latent, noise], 1), t, encoder_hidden_states=text).sample  # [B,4,h,w]
         a = self.sched.alphas_cumprod.to(dev)[t_val].float()
         if self.noise_cfg["prediction_type"] == "v_prediction":
@@ -249,6 +299,11 @@ class Trainer:
         decoded = self.base.vae.decode((x0 / self.sf).to(dt)).sample.float()  # [B,3,H,W]
         if self.cfg["task"] == "depth":
             est = decoded.mean(1, keepdim=True)  # [B,1,H,W]
+            if n > 1:  # one scale and shift per snippet: its frames stacked into one tall image [S,1,n·H,W]
+                h, w = est.shape[-2:]
+                return affine_invariant_l1(est.reshape(snippets, 1, n * h, w),
+                                           target[:, :1].float().reshape(snippets, 1, n * h, w),
+                                           valid.reshape(snippets, 1, n * h, w))
             return affine_invariant_l1(est, target[:, :1].float(), valid)
         return angular(decoded, target.float(), valid)
 
@@ -264,6 +319,20 @@ class Trainer:
             self.ema.swap(unet)
         unet.eval()
         try:
+            if self.snippet:  # held-out synthetic videos, the snippet step alone (train.video_eval)
+                from .base import rollingdepth_scheduler_config
+                from .video_eval import evaluate_snippets, synthetic_videos
+
+                h, w = self.stream.sizes[0]
+                k = min(1.0, 128 / max(h, w))  # rendered videos: light, whatever the training size
+                h, w = max(8, round(h * k / 8) * 8), max(8, round(w * k / 8) * 8)
+                res = evaluate_snippets(unet, self.base.vae, self.text, rollingdepth_scheduler_config(self.noise_cfg),
+                                        synthetic_videos(vcfg["num_images"], 24, h, w, vcfg["split"]),
+                                        frames=self.frames, space=self.cfg["snippet"]["space"],
+                                        steps=vcfg["steps"], per_video=2)
+                res["metrics"] = {k: v for k, v in res["metrics"].items() if k in ("abs_rel", "delta1",
+                                                                                   "temporal_error")}
+                return self._log_validation(res)
             model = in_memory_model(self.base, unet, self.noise_cfg, self.cfg["task"], self.acc.device,
                                     processing_resolution=vcfg["processing_resolution"])
             res = evaluate_model(model, synthetic_eval_set(vcfg["num_images"], split=vcfg["split"]),
@@ -273,6 +342,9 @@ class Trainer:
             unet.train()
             if self.ema is not None:
                 self.ema.swap(unet)
+        return self._log_validation(res)
+
+    def _log_validation(self, res: dict) -> dict:
         if self.writer is not None:
             for k, v in res["metrics"].items():
                 self.writer.add_scalar(f"val/{k}", v, self.step)
@@ -304,7 +376,7 @@ class Trainer:
                 micro += 1
                 sync = k == accum - 1
                 ctx = acc.no_sync(self.unet) if not sync else _null()
-                with ctx:
+                with ctx, self.frames_context():
                     with acc.autocast():
                         loss = self.loss(batch, gen)
                     acc.backward(loss / accum)
@@ -321,7 +393,7 @@ class Trainer:
                 raise FloatingPointError(f"loss is {total} at step {self.step}; lower the learning rate or use bf16.")
             elapsed = time.perf_counter() - t0
             rate = (self.step - steps0) / max(elapsed, 1e-9)
-            samples = rate * cfg["batch_size"] * accum * self.world
+            samples = rate * cfg["batch_size"] * accum * self.world * self.frames  # frames per second
             if pbar is not None:
                 pbar.update(1)
                 pbar.set_postfix(loss=f"{total:.4f}", lr=f"{self.lr_sched.get_last_lr()[0]:.2e}",

@@ -21,8 +21,12 @@ import torch
 from .common import DepthSample, prepare
 
 
-def parse_spec(spec: Any) -> dict:
-    """``"name[:path][@prob]"`` or a mapping → ``{"name", "path", "prob", ...}``."""
+IMAGE_SETS = ("synthetic", "hypersim", "vkitti", "folder")
+
+
+def parse_spec(spec: Any, video: bool = False) -> dict:
+    """``"name[:path][@prob]"`` or a mapping → ``{"name", "path", "prob", ...}``; ``video``: a video set
+    (snippet mode, :mod:`train.data.video`)."""
     if isinstance(spec, dict):
         out = dict(spec)
     else:
@@ -35,9 +39,17 @@ def parse_spec(spec: Any) -> dict:
         out = {"name": name, "path": path or None, "prob": prob}
     out.setdefault("path", None)
     out.setdefault("prob", None)
-    if out["name"] not in ("synthetic", "hypersim", "vkitti", "folder"):
-        raise ValueError(f"unknown data set {out['name']!r}; use synthetic, hypersim:PATH, vkitti:PATH or folder:PATH.")
-    if out["name"] != "synthetic" and not out["path"]:
+    from .video import VIDEO_SETS
+
+    known = VIDEO_SETS if video else IMAGE_SETS
+    if out["name"] not in known:
+        what = "video set (snippet mode)" if video else "data set"
+        other = IMAGE_SETS if video else VIDEO_SETS
+        hint = (f" {out['name']!r} is a{' video' if not video else 'n image'} set: "
+                f"{'use --mode snippet' if not video else 'snippet mode trains on videos'}."
+                if out["name"] in other else "")
+        raise ValueError(f"unknown {what} {out['name']!r}; use one of {', '.join(known)} (NAME:PATH).{hint}")
+    if out["name"] not in ("synthetic", "synthetic-video") and not out["path"]:
         raise ValueError(f"data set {out['name']!r} needs a path: {out['name']}:/path/to/it")
     return out
 

@@ -16,6 +16,7 @@ Scenes are indexed: scene ``i`` of a split is a pure function of ``(split seed, 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -82,9 +83,11 @@ class _Scene:
         self.ambient = rng.uniform(0.25, 0.45)
         self.sky = rng.uniform(0.4, 0.9, size=3).astype(np.float32)
 
-    def cast(self, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Rays from the origin along ``d`` [P,3] → (t [P] (inf = miss), normal [P,3], colour [P,3])."""
+    def cast(self, d: np.ndarray, origin: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rays from ``origin`` (default: the world origin) along ``d`` [P,3] → (t [P] (inf = miss),
+        normal [P,3], colour [P,3]); the hit point is ``origin + t·d``."""
         p = d.shape[0]
+        o = np.zeros(3) if origin is None else np.asarray(origin, np.float64)
         t_best = np.full(p, np.inf)
         normal = np.zeros((p, 3))
         color = np.tile(self.sky, (p, 1)).astype(np.float64)
@@ -101,36 +104,37 @@ class _Scene:
 
         with np.errstate(divide="ignore", invalid="ignore"):
             # planes: floor (y = floor_y), ceiling, back wall (z), side walls (x)
-            t = self.floor_y / d[:, 1]
-            pts = d * t[:, None]
+            t = (self.floor_y - o[1]) / d[:, 1]
+            pts = o + d * t[:, None]
             take(t, np.array([0.0, -1.0, 0.0]), (pts[:, 0], pts[:, 2]), 0)
             if self.ceil_y is not None:
-                t = self.ceil_y / d[:, 1]
-                pts = d * t[:, None]
+                t = (self.ceil_y - o[1]) / d[:, 1]
+                pts = o + d * t[:, None]
                 take(t, np.array([0.0, 1.0, 0.0]), (pts[:, 0], pts[:, 2]), 1)
-            t = self.back_z / d[:, 2]
-            pts = d * t[:, None]
+            t = (self.back_z - o[2]) / d[:, 2]
+            pts = o + d * t[:, None]
             take(t, np.array([0.0, 0.0, -1.0]), (pts[:, 0] / 2, pts[:, 1] / 2), 2)
             for k, (w, sign) in enumerate(zip(self.side, (-1.0, 1.0))):
                 if w is None:
                     continue
-                t = sign * w / d[:, 0]
-                pts = d * t[:, None]
+                t = (sign * w - o[0]) / d[:, 0]
+                pts = o + d * t[:, None]
                 take(t, np.array([-sign, 0.0, 0.0]), (pts[:, 2] / 2, pts[:, 1] / 2), 3 + k)
-            # spheres: |t d - c|² = r²
-            for k, (c, r) in enumerate(self.spheres):
+            # spheres: |o + t d - c|² = r²
+            for k, (c_world, r) in enumerate(self.spheres):
+                c = c_world - o
                 b = d @ c
                 disc = b * b - (c @ c - r * r) * (d * d).sum(1)
                 dd = (d * d).sum(1)
                 t = np.where(disc >= 0, (b - np.sqrt(np.maximum(disc, 0))) / dd, np.inf)
-                pts = d * t[:, None]
+                pts = d * t[:, None]  # relative to the ray origin
                 n = (pts - c) / r
                 u = np.arctan2(n[:, 0], -n[:, 2]) / (2 * np.pi) + 0.5
                 v = np.arccos(np.clip(n[:, 1], -1, 1)) / np.pi
                 take(t, n, (u * 2, v), 6 + k)
             # boxes: slab method
             for k, (lo, hi) in enumerate(self.boxes):
-                t1, t2 = lo / d, hi / d
+                t1, t2 = (lo - o) / d, (hi - o) / d
                 tmin = np.minimum(t1, t2)
                 tmax = np.maximum(t1, t2)
                 tn = tmin.max(1)
@@ -139,7 +143,7 @@ class _Scene:
                 axis = tmin.argmax(1)
                 n = np.zeros((p, 3))
                 n[np.arange(p), axis] = -np.sign(d[np.arange(p), axis])
-                pts = d * t[:, None]
+                pts = o + d * t[:, None]
                 uv_a = np.where(axis == 0, pts[:, 2], pts[:, 0])
                 uv_b = np.where(axis == 1, pts[:, 2], pts[:, 1])
                 take(t, n, (uv_a, uv_b), 10 + k)
@@ -147,6 +151,36 @@ class _Scene:
         hit = np.isfinite(t_best)
         color[hit] *= shade[hit, None]
         return t_best, normal, color
+
+
+def _shoot(scene: _Scene, height: int, width: int, supersample: int, f: float, rot: np.ndarray,
+           origin: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render ``scene`` from a camera at ``origin`` with camera-to-world rotation ``rot`` and focal ``f``
+    (supersampled pixels) → (rgb [H,W,3], planar depth [H,W] (inf = sky), camera-frame normals [H,W,3])."""
+    s = supersample
+    hh, ww = height * s, width * s
+    ys, xs = np.mgrid[0:hh, 0:ww].astype(np.float64)
+    d = np.stack([(xs + 0.5 - ww / 2) / f, (ys + 0.5 - hh / 2) / f, np.ones_like(xs)], -1).reshape(-1, 3)
+    d_world = d @ rot.T
+    t, n_world, color = scene.cast(d_world, origin)
+    depth = t  # planar depth along the camera axis: the camera-frame z of t·d is t, since d has z = 1
+    n_cam = n_world @ rot  # back to the camera frame
+    rgb = color.reshape(hh, ww, 3)
+    depth = depth.reshape(hh, ww)
+    n_cam = n_cam.reshape(hh, ww, 3)
+    if s > 1:  # box-filter the colour; take the centre sample for depth and normals (exact, no mixed edges)
+        rgb = rgb.reshape(height, s, width, s, 3).mean(axis=(1, 3))
+        depth = depth[s // 2::s, s // 2::s]
+        n_cam = n_cam[s // 2::s, s // 2::s]
+    return rgb, depth, n_cam
+
+
+def _sample(rgb: np.ndarray, depth: np.ndarray, n_cam: np.ndarray, name: str) -> DepthSample:
+    normals = np.stack([n_cam[..., 0], -n_cam[..., 1], -n_cam[..., 2]], -1)  # Marigold: x right, y up, z to viewer
+    depth = depth.astype(np.float32)
+    valid = np.isfinite(depth)
+    return DepthSample(rgb=np.clip(rgb, 0, 1).astype(np.float32), depth=np.where(valid, depth, 0).astype(np.float32),
+                       valid=valid, normals=normals.astype(np.float32), name=name)
 
 
 def render(seed: int, height: int, width: int, supersample: int = 2, objects: bool = True) -> DepthSample:
@@ -157,30 +191,108 @@ def render(seed: int, height: int, width: int, supersample: int = 2, objects: bo
     if not objects:
         scene.spheres, scene.boxes = [], []
     fov = np.deg2rad(rng.uniform(50, 70))
-    s = supersample
-    hh, ww = height * s, width * s
-    f = 0.5 * ww / np.tan(fov / 2)
-    ys, xs = np.mgrid[0:hh, 0:ww].astype(np.float64)
+    f = 0.5 * width * supersample / np.tan(fov / 2)
     pitch = rng.uniform(-0.15, 0.15)  # look slightly up or down
-    d = np.stack([(xs + 0.5 - ww / 2) / f, (ys + 0.5 - hh / 2) / f, np.ones_like(xs)], -1).reshape(-1, 3)
     cp, sp = np.cos(pitch), np.sin(pitch)
     rot = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
-    d_world = d @ rot.T
-    t, n_world, color = scene.cast(d_world)
-    depth = t  # planar depth along the camera axis: the camera-frame z of t·d is t, since d has z = 1
-    n_cam = n_world @ rot  # back to the camera frame
-    rgb = color.reshape(hh, ww, 3)
-    depth = depth.reshape(hh, ww)
-    n_cam = n_cam.reshape(hh, ww, 3)
-    if s > 1:  # box-filter the colour; take the centre sample for depth and normals (exact, no mixed edges)
-        rgb = rgb.reshape(height, s, width, s, 3).mean(axis=(1, 3))
-        depth = depth[s // 2::s, s // 2::s]
-        n_cam = n_cam[s // 2::s, s // 2::s]
-    normals = np.stack([n_cam[..., 0], -n_cam[..., 1], -n_cam[..., 2]], -1)  # Marigold: x right, y up, z to viewer
-    depth = depth.astype(np.float32)
-    valid = np.isfinite(depth)
-    return DepthSample(rgb=np.clip(rgb, 0, 1).astype(np.float32), depth=np.where(valid, depth, 0).astype(np.float32),
-                       valid=valid, normals=normals.astype(np.float32), name=f"synthetic_{seed}")
+    return _sample(*_shoot(scene, height, width, supersample, f, rot), name=f"synthetic_{seed}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Videos: a camera moving smoothly through one scene
+
+
+def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """Camera-to-world rotation (camera x right, y down, z forward): yaw about y, then pitch about x, then
+    roll about z, applied to camera-frame directions."""
+    cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    return ry @ rx @ rz
+
+
+@dataclass
+class CameraPath:
+    """A smooth path: translation and rotation as functions of s = frame / (frames - 1) in [0, 1]. The camera
+    stays in front of every object (z <= 0.5 m; objects start at z >= 0.7 m) and between the walls."""
+
+    forward: float  # metres travelled along z
+    lateral: float  # metres travelled along x (signed)
+    bob: float  # vertical sway amplitude (m)
+    yaw0: float
+    yaw1: float
+    pitch0: float
+    pitch_amp: float
+    roll_amp: float
+    phase: float
+
+    @classmethod
+    def random(cls, rng: np.random.Generator) -> "CameraPath":
+        return cls(forward=rng.uniform(0.15, 0.5), lateral=rng.uniform(-0.45, 0.45), bob=rng.uniform(-0.08, 0.08),
+                   yaw0=rng.uniform(-0.3, 0.3), yaw1=rng.uniform(-0.3, 0.3), pitch0=rng.uniform(-0.12, 0.12),
+                   pitch_amp=rng.uniform(0.0, 0.06), roll_amp=rng.uniform(-0.05, 0.05),
+                   phase=rng.uniform(0, 2 * np.pi))
+
+    def pose(self, s: float) -> np.ndarray:
+        """Camera-to-world ``[4,4]`` at ``s`` in [0, 1]."""
+        ease = 3 * s * s - 2 * s * s * s  # smoothstep: starts and stops gently
+        centre = np.array([self.lateral * (ease - 0.5) * 2 * 0.5, self.bob * np.sin(2 * np.pi * s + self.phase),
+                           self.forward * ease])
+        rot = rotation(self.yaw0 + (self.yaw1 - self.yaw0) * ease,
+                       self.pitch0 + self.pitch_amp * np.sin(2 * np.pi * s + self.phase),
+                       self.roll_amp * np.sin(np.pi * s))
+        out = np.eye(4)
+        out[:3, :3], out[:3, 3] = rot, centre
+        return out
+
+
+@dataclass
+class VideoClip:
+    """Frames of one video with exact depth, intrinsics and poses."""
+
+    rgb: np.ndarray  # [T,H,W,3] float32 0..1
+    depth: np.ndarray  # [T,H,W] float32 planar depth (0 where invalid)
+    valid: np.ndarray  # [T,H,W] bool
+    intrinsics: np.ndarray | None = None  # [3,3]: pixel index u = fx·X/Z + cx (u = 0 is the first pixel)
+    poses: np.ndarray | None = None  # [T,4,4] camera-to-world (camera x right, y down, z forward)
+    name: str = ""
+
+
+class _VideoScene:
+    """Scene, field of view and camera path of video ``seed``: a pure function of the seed."""
+
+    def __init__(self, seed: int, frames: int, height: int, width: int, supersample: int):
+        rng = np.random.default_rng(seed)
+        self.scene = _Scene(rng)
+        fov = np.deg2rad(rng.uniform(50, 70))
+        self.path = CameraPath.random(rng)
+        self.frames, self.height, self.width, self.s = frames, height, width, supersample
+        self.f = 0.5 * width * supersample / np.tan(fov / 2)  # in supersampled pixels
+        # the depth of output pixel u is the ray through supersampled pixel s·u + s//2 (see _shoot)
+        c = (supersample // 2 + 0.5) / supersample
+        self.K = np.array([[self.f / supersample, 0, width / 2 - c], [0, self.f / supersample, height / 2 - c],
+                           [0, 0, 1]])
+
+    def pose(self, k: int) -> np.ndarray:
+        return self.path.pose(k / max(self.frames - 1, 1))
+
+    def frame(self, k: int, name: str) -> DepthSample:
+        pose = self.pose(k)
+        return _sample(*_shoot(self.scene, self.height, self.width, self.s, self.f, pose[:3, :3], pose[:3, 3]),
+                       name=name)
+
+
+def render_video(seed: int, frames: int, height: int, width: int, supersample: int = 2) -> VideoClip:
+    """Render video ``seed``: ``frames`` views along its camera path, with exact depth, intrinsics and poses."""
+    v = _VideoScene(seed, frames, height, width, supersample)
+    samples = [v.frame(k, f"video_{seed}_{k:06d}") for k in range(frames)]
+    return VideoClip(rgb=np.stack([s.rgb for s in samples]), depth=np.stack([s.depth for s in samples]),
+                     valid=np.stack([s.valid for s in samples]), intrinsics=v.K.copy(),
+                     poses=np.stack([v.pose(k) for k in range(frames)]), name=f"synthetic_video_{seed}")
+
+
+VIDEO_SEED_OFFSET = 500_000  # video scenes never coincide with the image splits' scenes
 
 
 class SyntheticDataset:
@@ -199,3 +311,47 @@ class SyntheticDataset:
         if not 0 <= i < self.size:
             raise IndexError(i)
         return render(SPLIT_SEEDS[self.split] + i, self.height, self.width)
+
+
+class SyntheticVideoDataset:
+    """``size`` videos of ``frames`` frames of one split, rendered frame by frame on demand."""
+
+    def __init__(self, size: int = 200, frames: int = 48, height: int = 96, width: int = 128, split: str = "train",
+                 supersample: int = 2):
+        if split not in SPLIT_SEEDS:
+            raise ValueError(f"synthetic split must be one of {', '.join(SPLIT_SEEDS)}; got {split!r}.")
+        self.size, self.frames, self.height, self.width = int(size), int(frames), int(height), int(width)
+        self.split, self.supersample = split, int(supersample)
+        self.native_size = (self.height, self.width)
+        self._cache: tuple[int, _VideoScene] | None = None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def seed(self, i: int) -> int:
+        if not 0 <= i < self.size:
+            raise IndexError(i)
+        return SPLIT_SEEDS[self.split] + VIDEO_SEED_OFFSET + i
+
+    def _scene(self, i: int) -> _VideoScene:
+        if self._cache is None or self._cache[0] != i:
+            self._cache = (i, _VideoScene(self.seed(i), self.frames, self.height, self.width, self.supersample))
+        return self._cache[1]
+
+    def num_frames(self, i: int) -> int:
+        return self.frames
+
+    def frame(self, i: int, k: int) -> DepthSample:
+        if not 0 <= k < self.frames:
+            raise IndexError(k)
+        return self._scene(i).frame(k, f"video_{self.seed(i)}_{k:06d}")
+
+    def intrinsics(self, i: int) -> np.ndarray:
+        return self._scene(i).K.copy()
+
+    def poses(self, i: int) -> np.ndarray:
+        v = self._scene(i)
+        return np.stack([v.pose(k) for k in range(self.frames)])
+
+    def clip(self, i: int) -> VideoClip:
+        return render_video(self.seed(i), self.frames, self.height, self.width, self.supersample)
