@@ -201,13 +201,17 @@ def grid_faces(h: int, w: int) -> np.ndarray:
 
 
 def _prepare(depth, image, resolution_px, space, minimum):
+    """Checked map, valid mask and colours on the vertex grid; ``resolution_px`` only ever shrinks the map."""
     check_space(space)
     d = depth_array(depth)
     d, valid = fill_invalid(d, "max" if space == "depth" else "min")
-    size = grid_size(d.shape, resolution_px, minimum)
     source = d.shape
+    cap = resolution_px if resolution_px and resolution_px < max(source) else None
+    size = grid_size(source, cap, minimum)
     d = resize_map(d, size)
-    if not valid.all():
+    if valid.all():
+        valid = np.ones(size, bool)
+    else:
         valid = resize_map(valid.astype(np.float32), size) > 0.999  # a pixel touched by an invalid one is invalid
     return d, valid, colors_for(image, size, source)
 
@@ -221,8 +225,9 @@ def depth_to_mesh(depth: DepthLike, image=None, fov_degrees: float = 60.0, far_o
     the photo (any form :func:`marigold.image.to_tensor` takes, same aspect ratio) or None (no colours).
     ``fov_degrees``: horizontal field of view. ``far_over_near``: how many times farther depth 1 is than
     depth 0 (resolves the affine ambiguity; 3 as DepthToNormal). ``edge_threshold``: drop a triangle whose
-    depth span exceeds this fraction of its nearest depth (0 = keep all). ``resolution_px``: longest side of
-    the vertex grid (None = the map's own size). NaN pixels get no triangles.
+    depth span exceeds this fraction of its nearest depth (0 = keep all). ``resolution_px``: at most this many
+    vertices along the longest side (a larger map is shrunk; None = the map's own size). NaN pixels get no
+    triangles.
     """
     import trimesh
 

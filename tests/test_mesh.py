@@ -92,6 +92,9 @@ def test_resolution_and_nan_pixels():
     d[10:14, 5:9] = np.nan
     m = depth_to_mesh(d, resolution_px=32)
     assert len(m.vertices) == 24 * 32 and np.isfinite(m.vertices).all()
+    shrunk = len(depth_to_mesh(step(48, 64), resolution_px=32).faces)  # the step's blended pixels fly: cut too
+    assert 2 * 23 * 31 - 6 * 23 <= shrunk < 2 * 23 * 31  # at most the 3 squares of the 2-pixel blend
+    assert len(depth_to_mesh(d, resolution_px=1024).vertices) == 48 * 64  # never enlarged
     full = depth_to_mesh(d)
     used = np.unique(np.asarray(full.faces))
     assert not np.isin(np.ravel_multi_index(np.nonzero(np.isnan(d)), d.shape), used).any()
