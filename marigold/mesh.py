@@ -191,7 +191,8 @@ def back_project(z: np.ndarray, fov_degrees: float) -> np.ndarray:
 
 def grid_faces(h: int, w: int) -> np.ndarray:
     """Two triangles per pixel square of an ``h``×``w`` vertex grid, counter-clockwise seen from +z when rows
-    run downwards (y up): ``[2·(h-1)·(w-1), 3]`` int64, every square's lower-left triangle, then the upper-right ones."""
+    run downwards (y up): ``[2·(h-1)·(w-1), 3]`` int64, every square's lower-left triangle, then the
+    upper-right ones."""
     idx = np.arange(h * w, dtype=np.int64).reshape(h, w)
     a, b = idx[:-1, :-1], idx[:-1, 1:]  # upper left, upper right
     c, d = idx[1:, :-1], idx[1:, 1:]  # lower left, lower right

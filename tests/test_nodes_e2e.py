@@ -281,7 +281,7 @@ def test_relief_workflow_writes_a_printable_stl_that_preview_3d_shows(server):
     assert solid.is_watertight and solid.is_winding_consistent and solid.volume > 0
     assert max(solid.extents[:2]) == pytest.approx(100.0, abs=0.1)  # the demo's 10 cm
     assert solid.extents[2] == pytest.approx(1.0 + 20.0 + 1.0, abs=1e-3)
-    assert solid.extents[0] / solid.extents[1] == pytest.approx(W / H, rel=0.02)
+    assert (solid.extents[0] - 10.0) / (solid.extents[1] - 10.0) == pytest.approx(W / H, rel=0.01)  # 5 mm frame
 
 
 def test_scene_workflow_writes_a_coloured_glb_that_preview_3d_shows(server):
