@@ -53,3 +53,19 @@ def test_cli_refuses_bad_relief_options_with_a_message(depth_checkpoint, tmp_pat
                         "--plane-near", "0.7", "--plane-far", "0.3"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "plane_near < plane_far" in r.stderr and "Traceback" not in r.stderr
     assert (tmp_path / "o" / "p_depth_16bit.png").is_file() and not (tmp_path / "o" / "p_relief.obj").exists()
+
+
+def test_geometry_bench_runs_end_to_end(tmp_path):
+    """The harness only (speed is measured by `python -m bench.geometry`, never in a test)."""
+    import json
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "bench.geometry", "--size", "48", "--rounds", "1", "--out",
+                    str(tmp_path)], cwd=root, check=True, capture_output=True, timeout=300,
+                   env={**os.environ, "PYTHONPATH": str(root)})
+    r = json.loads((tmp_path / "geometry.json").read_text())
+    assert r["size"] == [48, 36] and r["relief"]["watertight"]
+    assert r["mesh"]["vertices"] == 48 * 36 and all(v["median_s"] >= 0 for v in r["rows"].values())
+    assert "| Python loop over the pixels |" in (tmp_path / "geometry.md").read_text()
