@@ -263,7 +263,8 @@ def test_intrinsics_node_runs(server):
 def _saved_3d(server, entry, api):
     """The files Save 3D Model wrote and the one Preview 3D shows, all in the output folder."""
     by_type = {v["class_type"]: k for k, v in api.items()}
-    saved = [server.base / "output" / f["subfolder"] / f["filename"] for f in entry["outputs"][by_type["SaveGLB"]]["3d"]]
+    saved = [server.base / "output" / f["subfolder"] / f["filename"]
+             for f in entry["outputs"][by_type["SaveGLB"]]["3d"]]
     shown = entry["outputs"][by_type["Preview3D"]]["result"][0]
     return saved, server.base / "output" / shown
 
