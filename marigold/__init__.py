@@ -11,7 +11,9 @@ from .colorize import colorize_depth, normals_to_rgb, uncertainty_to_gray
 from .ensemble import ensemble_depth, ensemble_intrinsics, ensemble_normals
 from .errors import Cancelled, CheckpointError, InputError, MarigoldError
 from .geometry import depth_to_normals
+from .mesh import depth_to_mesh, depth_to_points, save_3d
 from .io import load_image, save_depth_16bit, save_exr, save_npy, save_rgb
+from .relief import relief
 from .predict import Members, Prediction, ensemble_members, finish, iter_members, predict, predict_depth, \
     predict_intrinsics, predict_normals
 from .snippet import enable_snippet_attention, snippet_frames
@@ -24,7 +26,8 @@ __all__ = [
     "colorize_depth", "normals_to_rgb", "uncertainty_to_gray",
     "ensemble_depth", "ensemble_intrinsics", "ensemble_normals",
     "Cancelled", "CheckpointError", "InputError", "MarigoldError",
-    "depth_to_normals", "load_image", "save_depth_16bit", "save_exr", "save_npy", "save_rgb",
+    "depth_to_normals", "depth_to_mesh", "depth_to_points", "relief", "save_3d",
+    "load_image", "save_depth_16bit", "save_exr", "save_npy", "save_rgb",
     "Members", "Prediction", "ensemble_members", "finish", "iter_members", "predict", "predict_depth",
     "predict_intrinsics", "predict_normals",
     "enable_snippet_attention", "snippet_frames",

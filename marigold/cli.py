@@ -10,6 +10,9 @@ input's frame rate) and ``<name>_depth_16bit/000000.png …`` with ONE normalisa
 (``<name>_disparity_16bit/`` for inverse-depth models such as RollingDepth); ``--npy`` keeps the aligned,
 not normalised frames in ``<name>_<depth|disparity>_npy/``. Video files given among images are processed as
 videos; --video only changes what a folder of images means (one clip instead of separate images).
+From depth, 3D files too: ``--relief stl|glb|obj`` a 3D-printable bas-relief ``<stem>_relief.<ext>`` (the
+Marigold demo's defaults: 10 cm, 512 px, 20 % embossing, 5 mm frame), ``--mesh glb|obj|ply`` the scene as the
+camera saw it ``<stem>_mesh.<ext>``, ``--points`` a coloured point cloud ``<stem>_points.ply``.
 """
 
 from __future__ import annotations
@@ -54,7 +57,74 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="refinement steps after co-alignment; 0 = none (default: the preset's)")
     v.add_argument("--fps", type=float, default=None,
                    help="frame rate of a folder of frames (default 30); video files keep their own")
+    g = ap.add_argument_group("3D from depth (see README, '3D: relief, mesh, points')")
+    g.add_argument("--relief", choices=("stl", "glb", "obj"), default=None,
+                   help="write a watertight, 3D-printable bas-relief <stem>_relief.<ext> (millimetres)")
+    g.add_argument("--mesh", choices=("glb", "obj", "ply"), default=None,
+                   help="write the scene as the camera saw it, <stem>_mesh.<ext>, with the photo's colours")
+    g.add_argument("--points", action="store_true", help="write a coloured point cloud <stem>_points.ply")
+    r = RELIEF
+    g.add_argument("--relief-size-mm", type=float, default=r["size_mm"], metavar="MM",
+                   help=f"longest side of the relief, frame included (default {r['size_mm']:g})")
+    g.add_argument("--relief-resolution", type=int, default=r["resolution_px"], metavar="PX",
+                   help=f"vertices along the longest side; 0 = the depth map's own size (default "
+                        f"{r['resolution_px']})")
+    g.add_argument("--embossing", type=float, default=r["embossing"], metavar="PERCENT",
+                   help=f"relief height, percent of the longest side (default {r['embossing']:g})")
+    g.add_argument("--plane-near", type=float, default=r["plane_near"], metavar="F",
+                   help="fraction of the depth range flattened to the top (default 0)")
+    g.add_argument("--plane-far", type=float, default=r["plane_far"], metavar="F",
+                   help="depth beyond this fraction is flattened to the back (default 1)")
+    g.add_argument("--median-size", type=int, choices=(1, 3, 5), default=r["median_size"],
+                   help=f"median filter on the depth before extruding (default {r['median_size']})")
+    g.add_argument("--frame-mm", type=float, default=r["frame_mm"], metavar="MM",
+                   help=f"frame width around the relief; 0 = none (default {r['frame_mm']:g})")
+    g.add_argument("--frame-near-mm", type=float, default=r["frame_near_mm"], metavar="MM",
+                   help=f"frame top above the relief's nearest level; negative = below (default "
+                        f"{r['frame_near_mm']:g})")
+    g.add_argument("--back-mm", type=float, default=r["back_mm"], metavar="MM",
+                   help=f"back plate under the relief's farthest level (default {r['back_mm']:g})")
+    g.add_argument("--fov", type=float, default=60.0, metavar="DEG",
+                   help="horizontal field of view of the camera, for --mesh and --points (default 60)")
+    g.add_argument("--far-over-near", type=float, default=3.0, metavar="R",
+                   help="how many times farther depth 1 is than depth 0, for --mesh and --points (default 3)")
+    g.add_argument("--edge-threshold", type=float, default=0.04, metavar="F",
+                   help="--mesh drops triangles whose depth span exceeds this fraction of their depth; 0 = "
+                        "keep all (default 0.04)")
+    g.add_argument("--mesh-resolution", type=int, default=1024, metavar="PX",
+                   help="vertices along the longest side for --mesh and --points; 0 = the depth map's own "
+                        "size (default 1024)")
     return ap.parse_args(argv)
+
+
+# the relief's defaults, as the library states them (kept here so --help works without importing torch)
+RELIEF = dict(size_mm=100.0, resolution_px=512, embossing=20.0, plane_near=0.0, plane_far=1.0, median_size=3,
+              frame_mm=5.0, frame_near_mm=1.0, back_mm=1.0)
+
+
+def wants_geometry(args: argparse.Namespace) -> bool:
+    return bool(args.relief or args.mesh or args.points)
+
+
+def write_geometry(args: argparse.Namespace, depth, image, out_dir: Path, stem: str, space: str = "depth") -> None:
+    """The 3D files asked for, from one depth map ``[1,H,W]`` (``space``: "depth", near = 0, or "disparity",
+    near = high) and the photo it was predicted from."""
+    from . import mesh
+    from .relief import relief
+
+    if args.relief:
+        solid = relief(depth, image, size_mm=args.relief_size_mm, resolution_px=args.relief_resolution,
+                       embossing=args.embossing, plane_near=args.plane_near, plane_far=args.plane_far,
+                       median_size=args.median_size, frame_mm=args.frame_mm, frame_near_mm=args.frame_near_mm,
+                       back_mm=args.back_mm, space=space)
+        mesh.save_3d(solid, out_dir / f"{stem}_relief.{args.relief}")
+    cam = dict(fov_degrees=args.fov, far_over_near=args.far_over_near, resolution_px=args.mesh_resolution,
+               space=space)
+    if args.mesh:
+        surface = mesh.depth_to_mesh(depth, image, edge_threshold=args.edge_threshold, **cam)
+        mesh.save_3d(surface, out_dir / f"{stem}_mesh.{args.mesh}")
+    if args.points:
+        mesh.save_3d(mesh.depth_to_points(depth, image, **cam), out_dir / f"{stem}_points.ply")
 
 
 def collect_inputs(inputs: list[str], video: bool = False) -> list[Path]:
@@ -125,11 +195,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"Videos need a depth checkpoint (RollingDepth or a Marigold depth model); "
                          f"{args.checkpoint} is a {model.task} checkpoint. Videos given: "
                          f"{', '.join(str(c) for c, _ in clips)}.")
+    if wants_geometry(args) and model.task != "depth":
+        raise InputError(f"--relief, --mesh and --points need a depth checkpoint; {args.checkpoint} is a "
+                         f"{model.task} checkpoint.")
     failed = []
     desc = "Marigold" if w.size == 1 else f"Marigold [{w.rank + 1}/{w.size}]"
     for f, stem in tqdm(files, desc=desc, unit="image", disable=len(files) < 2):
         try:
-            out = predict(model, io.load_image(f), num_inference_steps=args.steps, ensemble_size=args.ensemble,
+            photo = io.load_image(f)
+            out = predict(model, photo, num_inference_steps=args.steps, ensemble_size=args.ensemble,
                           processing_resolution=args.processing_resolution, batch_size=args.batch_size,
                           seed=args.seed, output_uncertainty=args.uncertainty and args.ensemble > 2)
         except Exception as e:  # one bad file must not lose the others
@@ -148,6 +222,12 @@ def run(args: argparse.Namespace) -> int:
                 io.save_npy(p, out_dir / f"{stem}_{space}.npy")
             if args.exr:
                 io.save_exr(p, out_dir / f"{stem}_{space}.exr")
+            if wants_geometry(args):
+                try:
+                    write_geometry(args, p, photo, out_dir, stem, space)
+                except MarigoldError as e:  # the depth files are written; say what the 3D step refused
+                    print(f"error: {f}: {e}", file=sys.stderr)
+                    failed.append(f)
         elif model.task == "normals":
             io.save_rgb(colorize.normals_to_rgb(p[None])[0], out_dir / f"{stem}_normals.png")
             if args.npy:

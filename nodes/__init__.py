@@ -18,6 +18,10 @@ from .visual import Colorize, DepthToNormal
 
 NODES = [LoadMarigold, MarigoldDepth, EnsembleAlign, DepthToNormal, Colorize, MarigoldNormals, MarigoldIntrinsics,
          SaveDepth16, MarigoldVideoDepth]
+if hasattr(io, "File3DAny"):  # ComfyUI's 3D file wire (Save 3D Model, Preview 3D take it); older ComfyUI lacks it
+    from .geometry import DepthToMesh, DepthToRelief
+
+    NODES += [DepthToRelief, DepthToMesh]
 
 
 class MarigoldExtension(ComfyExtension):

@@ -133,6 +133,39 @@ WORKFLOWS = {
             (6, P + "SaveDepth16", {"filename_prefix": "marigold/finetuned_depth", "format": "npy"},
              {"depth": (3, 1)}),
         ]),
+    "marigold_relief_3d_print": (
+        NOTE_MODELS + " This graph: photo → depth → a 3D-printable bas-relief. Put a photo in ComfyUI/input/ and "
+        "pick it in Load Image. DepthToRelief builds a watertight solid in millimetres (the Marigold demo's "
+        "defaults: 100 mm longest side, 20 % embossing, 5 mm frame, 1 mm back plate); Save 3D Model writes "
+        "ComfyUI/output/marigold/relief_00001_.stl for your slicer, Preview 3D shows it. Format glb or obj keeps "
+        "the photo's colours.",
+        [
+            (1, "LoadImage", {"image": "example.png"}, {}),
+            (2, P + "LoadMarigold", {"checkpoint": "prs-eth/marigold-depth-v1-1", "dtype": "auto"}, {}),
+            (3, P + "MarigoldDepth", SAMPLING, {"model": (2, 0), "image": (1, 0)}),
+            (4, P + "DepthToRelief", {"depth_near": "dark (Marigold)", "format": "stl", "size_mm": 100.0,
+                                      "embossing": 20.0, "plane_near": 0.0, "plane_far": 1.0,
+                                      "resolution_px": 512, "median_size": 3, "frame_mm": 5.0,
+                                      "frame_near_mm": 1.0, "back_mm": 1.0, "batch_index": 0},
+             {"depth": (3, 1), "image": (1, 0)}),
+            (5, "Preview3D", {}, {"model_file": (4, 0)}),
+            (6, "SaveGLB", {"filename_prefix": "marigold/relief"}, {"mesh": (4, 0)}),
+        ]),
+    "marigold_mesh_3d_scene": (
+        NOTE_MODELS + " This graph: photo → depth → the scene as a coloured 3D mesh, seen from where the photo "
+        "was taken. Put a photo in ComfyUI/input/ and pick it in Load Image. In DepthToMesh, set the camera's "
+        "field of view and how deep the scene is (far_over_near); triangles across depth jumps are dropped "
+        "(edge_threshold). Save 3D Model writes ComfyUI/output/marigold/scene_00001_.glb, Preview 3D shows it.",
+        [
+            (1, "LoadImage", {"image": "example.png"}, {}),
+            (2, P + "LoadMarigold", {"checkpoint": "prs-eth/marigold-depth-v1-1", "dtype": "auto"}, {}),
+            (3, P + "MarigoldDepth", SAMPLING, {"model": (2, 0), "image": (1, 0)}),
+            (4, P + "DepthToMesh", {"depth_near": "dark (Marigold)", "format": "glb", "fov_degrees": 60.0,
+                                    "far_over_near": 3.0, "edge_threshold": 0.04, "resolution_px": 1024,
+                                    "batch_index": 0}, {"depth": (3, 1), "image": (1, 0)}),
+            (5, "Preview3D", {}, {"model_file": (4, 0)}),
+            (6, "SaveGLB", {"filename_prefix": "marigold/scene"}, {"mesh": (4, 0)}),
+        ]),
 }
 
 

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 P = "MarigoldSuite_"
 DISPLAY = {"LoadMarigold", "MarigoldDepth", "EnsembleAlign", "DepthToNormal", "Colorize", "MarigoldNormals",
-           "MarigoldIntrinsics", "SaveDepth16", "MarigoldVideoDepth"}
+           "MarigoldIntrinsics", "SaveDepth16", "MarigoldVideoDepth", "DepthToRelief", "DepthToMesh"}
 W, H = 96, 64  # the test photo
 FAST = {"processing_resolution": 64, "denoising_steps": 2}
 
@@ -338,6 +338,100 @@ def test_intrinsics_node_runs(server):
         g[f"p{k}"] = {"class_type": "SaveImage", "inputs": {"images": ["x", k], "filename_prefix": f"t/iid{k}"}}
     entry = _run_ok(server, g)
     assert len(entry["outputs"]) == 3
+
+
+def _saved_3d(server, entry, api):
+    """The files Save 3D Model wrote and the one Preview 3D shows, all in the output folder."""
+    by_type = {v["class_type"]: k for k, v in api.items()}
+    saved = [server.base / "output" / f["subfolder"] / f["filename"]
+             for f in entry["outputs"][by_type["SaveGLB"]]["3d"]]
+    shown = entry["outputs"][by_type["Preview3D"]]["result"][0]
+    return saved, server.base / "output" / shown
+
+
+def test_relief_workflow_writes_a_printable_stl_that_preview_3d_shows(server):
+    import trimesh
+
+    api = tiny(to_api(server, ROOT / "workflows" / "marigold_relief_3d_print.json"),
+               **{"prs-eth/marigold-depth-v1-1": "marigold/tiny-depth"})
+    entry = _run_ok(server, api)
+    (saved,), shown = _saved_3d(server, entry, api)
+    assert saved.suffix == ".stl" and saved.parent == server.base / "output" / "marigold" and shown.is_file()
+    assert saved.read_bytes() == shown.read_bytes()  # Preview 3D shows the very file Save 3D Model wrote
+    solid = trimesh.load(saved, force="mesh")
+    assert solid.is_watertight and solid.is_winding_consistent and solid.volume > 0
+    assert max(solid.extents[:2]) == pytest.approx(100.0, abs=0.1)  # the demo's 10 cm
+    assert solid.extents[2] == pytest.approx(1.0 + 20.0 + 1.0, abs=1e-3)
+    assert (solid.extents[0] - 10.0) / (solid.extents[1] - 10.0) == pytest.approx(W / H, rel=0.01)  # 5 mm frame
+
+
+def test_scene_workflow_writes_a_coloured_glb_that_preview_3d_shows(server):
+    import trimesh
+
+    api = tiny(to_api(server, ROOT / "workflows" / "marigold_mesh_3d_scene.json"),
+               **{"prs-eth/marigold-depth-v1-1": "marigold/tiny-depth"})
+    entry = _run_ok(server, api)
+    (saved,), shown = _saved_3d(server, entry, api)
+    assert saved.suffix == ".glb" and shown.suffix == ".glb" and shown.is_file()
+    scene = trimesh.load(saved, force="mesh", process=False)
+    assert len(scene.vertices) == W * H  # one vertex per pixel of the photo
+    photo = np.asarray(Image.open(server.base / "input" / "example.png").convert("RGB")).reshape(-1, 3)
+    np.testing.assert_array_equal(np.asarray(scene.visual.vertex_colors)[:, :3], photo)
+    assert (np.asarray(scene.vertices)[:, 2] < 0).all()  # in front of the camera, looking down -z
+
+
+def _geometry_graph(node: str, depth_ref, **inputs) -> dict:
+    g = dict(LOAD)
+    defaults = {"DepthToRelief": {"depth_near": "dark (Marigold)", "format": "glb", "size_mm": 50.0,
+                                  "embossing": 10.0, "plane_near": 0.0, "plane_far": 1.0, "resolution_px": 64,
+                                  "median_size": 3, "frame_mm": 2.0, "frame_near_mm": 1.0, "back_mm": 1.0,
+                                  "batch_index": 0},
+                "DepthToMesh": {"depth_near": "dark (Marigold)", "format": "ply", "fov_degrees": 60.0,
+                                "far_over_near": 3.0, "edge_threshold": 0.04, "resolution_px": 0,
+                                "batch_index": 0}}[node]
+    g["g"] = {"class_type": P + node, "inputs": {"depth": depth_ref, **defaults, **inputs}}
+    g["s"] = {"class_type": "SaveGLB", "inputs": {"mesh": ["g", 0], "filename_prefix": "t/geometry"}}
+    return g
+
+
+def test_geometry_nodes_take_depth_from_any_image_near_dark_or_bright(server):
+    import trimesh
+
+    files = {}
+    for near in ("dark (Marigold)", "bright (Depth Anything, MiDaS, ControlNet)"):
+        entry = _run_ok(server, _geometry_graph("DepthToRelief", ["i", 0], depth_near=near, image=["i", 0]))
+        (f,) = entry["outputs"]["s"]["3d"]
+        files[near] = trimesh.load(server.base / "output" / f["subfolder"] / f["filename"], force="mesh")
+    dark, bright = files.values()
+    assert dark.is_watertight and bright.is_watertight
+    top = 64 * 43  # the pixel grid comes first: what is high in one is low in the other
+    zd, zb = np.asarray(dark.vertices)[:top, 2], np.asarray(bright.vertices)[:top, 2]
+    assert np.corrcoef(zd, zb)[0, 1] < -0.99
+    entry = _run_ok(server, _geometry_graph("DepthToMesh", ["i", 0], image=["i", 0]))
+    (f,) = entry["outputs"]["s"]["3d"]
+    assert f["filename"].endswith(".ply")
+
+
+@pytest.mark.parametrize("node,inputs,message", [
+    ("DepthToRelief", {"plane_near": 0.8, "plane_far": 0.2}, "plane_near < plane_far"),
+    ("DepthToRelief", {"frame_mm": 30.0}, "frame_mm"),
+    ("DepthToRelief", {"image": ["e", 0]}, "aspect ratio"),
+    ("DepthToMesh", {"image": ["e", 0]}, "aspect ratio"),
+    ("DepthToRelief", {"batch_index": 3}, "batch_index 3"),
+])
+def test_geometry_nodes_answer_bad_input_with_a_message(server, node, inputs, message):
+    g = _geometry_graph(node, ["i", 0], **inputs)
+    g["e"] = {"class_type": "EmptyImage", "inputs": {"width": 20, "height": 60, "batch_size": 1, "color": 0}}
+    err = error_of(server.run(g))
+    assert message in err["exception_message"], err["exception_message"]
+
+
+def test_geometry_nodes_refuse_a_one_pixel_depth(server):
+    g = _geometry_graph("DepthToMesh", ["e", 0])
+    g["e"] = {"class_type": "EmptyImage", "inputs": {"width": 1, "height": 1, "batch_size": 1, "color": 0}}
+    err = error_of(server.run(g))
+    assert "at least 2 pixels" in err["exception_message"]
+    assert_still_serving(server)
 
 
 # --- bad input: each answered with a message, and the server keeps serving -------------------------------------
