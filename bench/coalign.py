@@ -5,7 +5,7 @@ snippets of 3 frames: ~700 snippets; maps cropped by 2 pixels and subsampled 10Ã
 process, alternating (ours, reference, ours, reference, ours: medians), and scores both answers with the reference's own
 objective (:func:`reference_objective`). ``--quick`` runs a small clip.
 
-The reference here is our own code, written from reading ``reference/depth_aligner.py`` (``DepthAligner.run``
+The reference here is our own code, written from reading prs-eth/RollingDepth `rollingdepth/depth_aligner.py` (``DepthAligner.run``
 for the preprocessing, ``DepthAligner.optimize`` for the loss and the Adam loop): the same tensors (one layer
 per (dilation, position in the snippet), ``M``/``M_depth``/``B`` of shape [L, T, K]), the same loss, the same
 optimiser settings (Adam, lr 1e-3, betas (0.5, 0.9), 2000 steps, detached targets). It is not in the library.

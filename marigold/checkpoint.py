@@ -55,7 +55,7 @@ _TASKS = {  # model_index _class_name → task
     "RollingDepthPipeline": "depth",  # video depth (Ke et al., CVPR 2025); see VIDEO_MODELS
 }
 # Checkpoints whose UNet runs on snippets of frames with self-attention across them (marigold.snippet). Their
-# model_index.json carries no Marigold keys; what their pipeline does instead (reference/rollingdepth_pipeline.py):
+# model_index.json carries no Marigold keys; what their pipeline does instead (prs-eth/RollingDepth rollingdepth/rollingdepth_pipeline.py):
 # inverse depth ("disparity": near = high, affine-invariant), one DDIM step from t = 999 (``init_infer_steps=[1]``
 # in run_video.py), 768 px (run_video.py's default ``res``, the "fast" preset).
 VIDEO_MODELS = {"RollingDepthPipeline": {"prediction_type": "disparity", "default_denoising_steps": 1,

@@ -7,7 +7,7 @@ unit made the row, ``group [M]`` which rows are compared pixel by pixel (the row
 its flow-warped neighbour), ``mask [M,K]`` which pixels are valid. The aligned value of a row is
 ``scale[unit] · map + shift[unit]``.
 
-What RollingDepth minimises (``reference/depth_aligner.py``, ``DepthAligner.run`` and ``DepthAligner.optimize``)
+What RollingDepth minimises (prs-eth/RollingDepth `rollingdepth/depth_aligner.py`, ``DepthAligner.run`` and ``DepthAligner.optimize``)
 -------------------------------------------------------------------------------------------------------------
 * ``run``: every snippet value has the global minimum ``mn`` of all snippets subtracted (so values are >= 0),
   a 2-pixel border is cropped and the maps are subsampled 10× by striding (``[::10, ::10]``, no averaging).

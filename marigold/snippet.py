@@ -5,7 +5,7 @@ once. Its weights are the plain SD2 UNet's; what changes is that every self-atte
 transformer block) attends over the tokens of all n frames of a snippet, while everything else (convolutions,
 norms, the cross-attention to the text embedding) stays per frame. The reference does this in its diffusers
 fork by rearranging ``(b n) hw c -> b (n hw) c`` before the attention and back after it, in self-attention only
-(/work/wt/reference/attention_processor_rollingdepth_excerpt.py, ``AttnProcessor2_0.__call__`` and
+(prs-eth/RollingDepth, ``diffusers/src/diffusers/models/attention_processor.py``: ``AttnProcessor2_0.__call__`` and
 ``XFormersAttnProcessor.__call__``, the blocks marked "Modified in RollingDepth").
 
 Here the same rearrangement wraps whatever processor a self-attention layer already has (diffusers' own, or

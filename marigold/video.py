@@ -1,7 +1,7 @@
 """Video depth without flicker, in bounded memory: RollingDepth checkpoints, and any Marigold depth checkpoint.
 
 **RollingDepth** (Ke et al., "Video Depth without Video Models", CVPR 2025, arXiv 2411.19189; the reference
-is /work/wt/reference/rollingdepth_pipeline.py, ``RollingDepthPipeline.forward``): every frame is VAE-encoded
+is prs-eth/RollingDepth, ``rollingdepth/rollingdepth_pipeline.py``, ``RollingDepthPipeline.forward``): every frame is VAE-encoded
 once; ONE noise tensor is shared by all frames; for each dilation g, snippets of n frames ``[i, i+g, …,
 i+(n-1)g]`` (stride 1) run ONE denoising step from t = 999 with self-attention across the snippet's frames
 (:mod:`marigold.snippet`); each snippet is decoded to affine-invariant inverse depth; one scale and shift per

@@ -35,8 +35,8 @@ class MarigoldVideoDepth(io.ComfyNode):
                 io.Int.Input("snippet_length", default=-1, min=-1, max=64,
                              tooltip="Frames per snippet; -1 = the preset's (3 for RollingDepth)."),
                 io.Int.Input("refine_steps", default=-1, min=-1, max=100,
-                             tooltip="Refinement steps after the snippets are aligned; 0 = none, -1 = the preset's. "
-                                     "(The core does not refine yet: the aligned depth is returned.)"),
+                             tooltip="Refinement steps after the snippets are aligned; 0 = none, -1 = the preset's "
+                                     "(RollingDepth checkpoints only; 10 in the full and paper presets.)"),
                 io.Int.Input("processing_resolution", default=-1, min=-1, max=core_image.MAX_PROCESSING_SIDE,
                              step=8, tooltip="Longest side the model sees (multiple of 8); -1 = the preset's, "
                                              "0 = the frames' own size."),

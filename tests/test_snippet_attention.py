@@ -1,5 +1,5 @@
 """marigold.snippet: self-attention spanning a snippet's frames, as RollingDepth's diffusers fork does it
-((b n) hw c -> b (n hw) c around self-attention only; reference/attention_processor_rollingdepth_excerpt.py)."""
+((b n) hw c -> b (n hw) c around self-attention only; prs-eth/RollingDepth diffusers/src/diffusers/models/attention_processor.py)."""
 
 from __future__ import annotations
 
