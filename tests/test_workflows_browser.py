@@ -208,6 +208,19 @@ def output_sizes(server, entry: dict) -> dict[str, list[tuple[int, int]]]:
     return sizes
 
 
+def docs_copy(shot: Path, out: Path, width: int = 800, max_bytes: int = 60_000) -> None:
+    """The screenshot without the side bar and tab strip, shrunk to a JPEG of at most ``max_bytes``."""
+    im = Image.open(shot).convert("RGB")
+    im = im.crop((56, 36, im.width, im.height))
+    im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for quality in (80, 70, 60, 50, 40):
+        im.save(out, quality=quality, optimize=True, progressive=True)
+        if out.stat().st_size <= max_bytes:
+            return
+    raise AssertionError(f"{out} is over {max_bytes} bytes even at JPEG quality 40")
+
+
 # --- the tests ---------------------------------------------------------------------------------------------------
 
 
@@ -215,7 +228,10 @@ def output_sizes(server, entry: dict) -> dict[str, list[tuple[int, int]]]:
 def test_workflow_loads_and_runs_in_the_browser(page, server, workflow):
     state = load_workflow(page, workflow)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{workflow.stem}.png"))
+    shot = ARTIFACTS / f"{workflow.stem}.png"
+    page.screenshot(path=str(shot))
+    if os.environ.get("MARIGOLD_DOCS_SCREENSHOTS"):  # refresh the READMEs' pictures: MARIGOLD_DOCS_SCREENSHOTS=1
+        docs_copy(shot, ROOT / "docs" / "workflows" / f"{workflow.stem}.jpg")
     pick_widgets(page, state)
     entry = press_run(page, server)
     types = {str(n["id"]): n["type"] for n in state["nodes"]}
