@@ -47,9 +47,9 @@ def train_tiny(work: Path) -> Path:
     if not (work / "mg" / "model_index.json").is_file():
         run(shared / "tools" / "make_marigold_checkpoint.py", work / "mg", "--size", "tiny", "--dtype", "fp32")
     if not (work / "sd2" / "model_index.json").is_file():
-        run("-m", "train.tiny", work / "sd2", "--from", work / "mg", "--vae-steps", "600")
+        run("-m", "train.tiny", work / "sd2", "--from", work / "mg", "--vae-steps", "300")
     run("-m", "train.finetune", "--config", "train/configs/cpu_tiny.yaml", "--base", work / "sd2",
-        "--output", work / "run", "--max-steps", "600", "--set", "lr_schedule.decay_steps=600")
+        "--output", work / "run")
     return final
 
 

@@ -2,7 +2,10 @@
 
 Each workflow is a short list of nodes (type, widget values by input name, links by (node, output slot)); the
 UI JSON's ``widgets_values`` are laid out in the order the live ``/object_info`` gives, with the
-``control_after_generate`` companion ("fixed") after seeds, as the front end saves them.
+``control_after_generate`` companion ("fixed") after seeds, as the front end saves them. Positions, sizes,
+groups, the note and the saved view are computed (see ``layout``): a new entry needs no coordinates; a node may
+carry a fifth element ``{"group": "..."}`` to choose its group. tests/test_workflows_browser.py checks in the real
+page that each file opens fully visible.
 """
 
 from __future__ import annotations
