@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "pictures"
 TILE = 200  # width of one panel, px
+RESOLUTION = 128  # twice its training size (64 px, cpu_tiny.yaml): at 64 it gives little more than a floor
 LABELS = ("photo", "depth (Spectral)", "ControlNet map", "normals from depth")
 
 
@@ -58,7 +59,7 @@ def panels(model, rgb: np.ndarray) -> list[Image.Image]:
 
     h = round(rgb.shape[0] * TILE / rgb.shape[1])
     photo = Image.fromarray(rgb).convert("RGB").resize((TILE, h), Image.LANCZOS)
-    out = marigold.predict(model, photo, processing_resolution=128, seed=0)
+    out = marigold.predict(model, photo, processing_resolution=RESOLUTION, seed=0)
     depth = out.prediction  # [1,1,h,W] 0..1, near = 0
     color = marigold.colorize_depth(depth, "Spectral", percentile=(2, 98))  # [1,3,h,W]
     control = marigold.colorize_depth(depth, "gray", invert=True, percentile=(2, 98))  # near = white
