@@ -31,7 +31,29 @@ PUBLISHED = (
     "prs-eth/marigold-iid-lighting-v1-1",
     "prs-eth/marigold-depth-lcm-v1-0",
     "prs-eth/rollingdepth-v1-0",
+    "prs-eth/marigold-depth-v1-0",
+    "GonzaloMG/marigold-e2e-ft-depth",
+    "GonzaloMG/marigold-e2e-ft-normals",
 )
+# What the hub files of the older or third-party checkpoints say (model_index.json, scheduler/scheduler_config.json),
+# and what they leave out. ``inspect`` fills a field from here only where the folder's model_index.json has none.
+PUBLISHED_FACTS: dict[str, dict[str, Any]] = {
+    # The paper's model (Ke et al., CVPR 2024). model_index.json: "MarigoldPipeline" (prs-eth/Marigold's own
+    # class), no prediction_type and no default steps; scheduler: DDIMScheduler, v_prediction, no timestep_spacing
+    # (diffusers' default, "leading"). The paper samples 50 DDIM steps with an ensemble of 10; that default is not
+    # in the hub files, so it is not set here (diffusers' fallback applies).
+    "prs-eth/marigold-depth-v1-0": {"task": "depth", "prediction_type": "depth"},
+    # End-to-end fine-tuned Marigold (Garcia et al., "Fine-Tuning Image-Conditional Diffusion Models is Easier
+    # than You Think", 2024). model_index.json: "StableDiffusionPipeline" (no Marigold fields at all, hence the
+    # task here); scheduler: DDIMScheduler, v_prediction, timestep_spacing "trailing". One step (t = 999) is the
+    # paper's protocol (deterministic: the model was trained for that single step); not in the hub files.
+    "GonzaloMG/marigold-e2e-ft-depth": {"task": "depth", "prediction_type": "depth", "default_denoising_steps": 1},
+    # Same authors and protocol for normals. Its model_index.json and scheduler_config.json were not found in our
+    # search, so the pipeline class and scheduler are read from the files at load time and nothing else is
+    # assumed; the task is the repo's name and the single step the paper's protocol.
+    "GonzaloMG/marigold-e2e-ft-normals": {"task": "normals", "prediction_type": "normals",
+                                          "default_denoising_steps": 1},
+}
 EMBEDDING_FILE = "marigold_empty_text_embedding.safetensors"
 WEIGHTS = "diffusion_pytorch_model"
 # what a download needs: never pickles, never the fp32 copies when the fp16 variant is asked for
@@ -168,7 +190,7 @@ def download(repo_id: str, cache_dir: str | os.PathLike | None = None, *, varian
                else f"it could not be downloaded ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
         raise CheckpointError(
             f"Checkpoint {repo_id!r} is not in the cache at {where} and {how}. Either download it where there is "
-            f"network (huggingface-cli download {repo_id} --cache-dir {where}), or copy the checkpoint folder "
+            f"network ({_hub_cli()} download {repo_id} --cache-dir {where}), or copy the checkpoint folder "
             f"(model_index.json, unet/, vae/, scheduler/, text_encoder/, tokenizer/) to a folder of your choice "
             f"and pass that folder's path instead of the repo id."
         ) from None
@@ -178,6 +200,18 @@ def download(repo_id: str, cache_dir: str | os.PathLike | None = None, *, varian
     if variant and not list((folder / "unet").glob(f"*.{variant}.safetensors*")):
         return download(repo_id, cache_dir, variant=None, progress=progress)  # repo without that variant
     return folder
+
+
+def _hub_cli() -> str:
+    """The download command of the installed huggingface_hub: ``hf`` since 0.34, which deprecated
+    ``huggingface-cli``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        major, minor = (int(x) for x in version("huggingface_hub").split(".")[:2])
+    except (PackageNotFoundError, ValueError):
+        return "hf"
+    return "hf" if (major, minor) >= (0, 34) else "huggingface-cli"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -239,14 +273,28 @@ def _weight_file(folder: Path, component: str, variant: str | None) -> tuple[Pat
     raise CheckpointError(f"{d} has no weights ({' or '.join(names)}); the download is incomplete.")
 
 
-def inspect(folder: str | os.PathLike) -> dict[str, Any]:
-    """Read and check a checkpoint folder's configs without loading weights. Returns a description."""
+def _published_repo(folder: Path) -> str | None:
+    """The repo id of a folder in the hub cache layout (``models--org--name/snapshots/<rev>``), if any."""
+    parts = folder.resolve().parts
+    if len(parts) >= 3 and parts[-2] == "snapshots" and parts[-3].startswith("models--"):
+        return parts[-3][len("models--"):].replace("--", "/", 1)
+    return None
+
+
+def inspect(folder: str | os.PathLike, repo_id: str | None = None) -> dict[str, Any]:
+    """Read and check a checkpoint folder's configs without loading weights. Returns a description.
+
+    ``repo_id``: the hub repo the folder came from (found from the hub cache layout when not given); the facts
+    in :data:`PUBLISHED_FACTS` fill what its model_index.json leaves out.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"Checkpoint folder {folder} does not exist.")
     index = _read_json(folder / "model_index.json")
+    facts = PUBLISHED_FACTS.get(repo_id or _published_repo(folder) or "", {})
+    index = {**{k: v for k, v in facts.items() if k != "task"}, **{k: v for k, v in index.items() if v is not None}}
     cls = index.get("_class_name", "")
-    task = _TASKS.get(cls)
+    task = _TASKS.get(cls) or facts.get("task")
     if task is None:
         ptype = index.get("prediction_type")
         task = {"depth": "depth", "disparity": "depth", "normals": "normals", "intrinsics": "intrinsics"}.get(ptype)
@@ -374,8 +422,13 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
     if variant is None and dt in (torch.float16, torch.bfloat16):
         variant = "fp16"
     folder = resolve(source, cache_dir, variant=variant, progress=progress)
-    info = inspect(folder)
-    index = info["config"]
+    info = inspect(folder, str(source) if str(source) in PUBLISHED_FACTS else None)
+    index = info["config"]  # a video model's defaults stand in for its missing keys
+    # First, before any UNet/VAE weight is read: on a new checkpoint this loads the text encoder (354M
+    # parameters, 1.4 GB in fp32) and frees it again, so that it is never in memory beside the UNet and VAE
+    # (measured at 768 px on the full-size architecture: peak RSS 4.29 GB on the first run against 3.1 GB on
+    # later runs when the encoder ran after them). Later runs read the few-KB cache file.
+    embedding = empty_text_embedding(folder, cache_dir)
 
     import sys
     from concurrent.futures import ThreadPoolExecutor
@@ -399,7 +452,6 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
         if importing:
             torch.set_num_threads(threads)
             sys.setswitchinterval(switch)
-    embedding = empty_text_embedding(folder, cache_dir)
 
     model = MarigoldModel(
         path=folder,

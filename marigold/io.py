@@ -66,11 +66,9 @@ def save_npy(array: torch.Tensor | np.ndarray, path: str | os.PathLike) -> Path:
 
 
 def _openexr():
-    try:
-        import OpenEXR
-    except ImportError:
-        raise InputError("EXR files need the OpenEXR package: pip install OpenEXR") from None
-    return OpenEXR
+    from .optional import require
+
+    return require("OpenEXR", None, "EXR files")
 
 
 def save_exr(depth: torch.Tensor | np.ndarray, path: str | os.PathLike) -> Path:

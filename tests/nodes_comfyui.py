@@ -199,6 +199,58 @@ class Server:
         return self.wait(body["prompt_id"], timeout)
 
 
+# --- a base directory the workflows run in -------------------------------------------------------------------
+# Shared by the API-level e2e tests (test_nodes_e2e.py) and the browser tests (test_workflows_browser.py).
+
+PHOTO_SIZE = (96, 64)  # W, H of input/example.png
+VIDEO_SIZE = (64, 48)  # W, H of input/example.mp4 and input/long.mp4
+CLIP_FRAMES, CLIP_FPS = 6, 12  # input/example.mp4 (H.264); input/long.mp4 has 48 frames (the cancel test's)
+# conftest CHECKPOINTS copied to models/marigold/tiny-<name>
+TINY = ("depth", "normals", "iid-lighting", "lcm", "rollingdepth")
+
+_MAKE_VIDEO = f"""
+import sys, av, numpy as np
+n = int(sys.argv[2])
+with av.open(sys.argv[1], "w") as c:
+    st = c.add_stream("libx264", rate={CLIP_FPS}); st.width, st.height, st.pix_fmt = {VIDEO_SIZE[0]}, {VIDEO_SIZE[1]}, "yuv420p"
+    for i in range(n):
+        a = np.full(({VIDEO_SIZE[1]}, {VIDEO_SIZE[0]}, 3), 30 * (i % 8), np.uint8); a[:, : 9 * (i % 7 + 1)] = 200
+        for p in st.encode(av.VideoFrame.from_ndarray(a, format="rgb24")): c.mux(p)
+    for p in st.encode(): c.mux(p)
+"""
+
+
+def prepare_base(base: Path, make_checkpoint, python: Path, comfy: Path, sd15: bool = True) -> Path:
+    """This pack linked into ``custom_nodes/``, tiny checkpoints in ``models/marigold/`` (``tiny-<name>`` and
+    ``my-finetune``), ``input/example.png``, ``input/example.mp4`` and ``input/long.mp4``, and (``sd15``) full-size random SD1.5 and
+    depth ControlNet files under the names the ControlNet workflow uses (tests/nodes_sd15_fake.py)."""
+    import numpy as np
+    from PIL import Image
+
+    base = Path(base)
+    (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
+    (base / "custom_nodes" / "comfyui-marigold-suite").symlink_to(ROOT, target_is_directory=True)
+    models = base / "models" / "marigold"
+    models.mkdir(parents=True, exist_ok=True)
+    for name in TINY:
+        make_checkpoint(name, copy_to=models / f"tiny-{name}")
+    make_checkpoint("depth", copy_to=models / "my-finetune")
+    (base / "input").mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    w, h = PHOTO_SIZE
+    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(base / "input" / "example.png")
+    subprocess.run([str(python), "-c", _MAKE_VIDEO, str(base / "input" / "example.mp4"), str(CLIP_FRAMES)], check=True)
+    subprocess.run([str(python), "-c", _MAKE_VIDEO, str(base / "input" / "long.mp4"), "48"], check=True)
+    if sd15:
+        (base / "models" / "checkpoints").mkdir(exist_ok=True)
+        (base / "models" / "controlnet").mkdir(exist_ok=True)
+        subprocess.run([str(python), str(ROOT / "tests" / "nodes_sd15_fake.py"),
+                        str(base / "models" / "checkpoints" / "v1-5-pruned-emaonly.safetensors"),
+                        str(base / "models" / "controlnet" / "control_v11f1p_sd15_depth.safetensors")],
+                       check=True, env={**os.environ, "COMFYUI_DIR": str(comfy)})
+    return base
+
+
 def execution_error(entry: dict) -> dict | None:
     for kind, data in entry.get("status", {}).get("messages", []):
         if kind == "execution_error":

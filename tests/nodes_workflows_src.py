@@ -2,7 +2,10 @@
 
 Each workflow is a short list of nodes (type, widget values by input name, links by (node, output slot)); the
 UI JSON's ``widgets_values`` are laid out in the order the live ``/object_info`` gives, with the
-``control_after_generate`` companion ("fixed") after seeds, as the front end saves them.
+``control_after_generate`` companion ("fixed") after seeds, as the front end saves them. Positions, sizes,
+groups, the note and the saved view are computed (see ``layout``): a new entry needs no coordinates; a node may
+carry a fifth element ``{"group": "..."}`` to choose its group. tests/test_workflows_browser.py checks in the real
+page that each file opens fully visible.
 """
 
 from __future__ import annotations
@@ -189,26 +192,187 @@ def _widget_value(name: str, nid: int, ntype: str, inp: str, spec, widgets: dict
     return value
 
 
+# --- layout -------------------------------------------------------------------------------------------------------
+# Left to right in data-flow order, in groups, with the note at the left, as ComfyUI's own templates are laid out;
+# fully automatic, so a new WORKFLOWS entry needs no coordinates. A node's group is the optional fifth element of
+# its spec ({"group": "..."}), else found from its type (GROUP_OF_TYPE, then the rules in group_of).
+
+GROUP_ORDER = ("Marigold", "ControlNet", "Output")  # left to right; other group names follow in order of appearance
+GROUP_COLORS = {"Marigold": "#3f789e", "ControlNet": "#8A8", "Output": "#b58b2a"}
+GROUP_OF_TYPE = {t: "ControlNet" for t in (
+    "CheckpointLoaderSimple", "ControlNetLoader", "CLIPTextEncode", "ControlNetApplyAdvanced", "EmptyLatentImage",
+    "KSampler", "VAEDecode")}
+GAP_X, GAP_Y = 60, 40  # between columns, between the nodes of a column (plus the title bar)
+GROUP_PAD, GROUP_TITLE = 12, 40  # a group's margin around its nodes and its title bar
+TITLE_H, SLOT_H, WIDGET_H = 30, 22, 26  # LiteGraph's node title, slot row and widget row heights
+PREVIEW_H = 280  # image previews under LoadImage / SaveImage / PreviewImage
+IMAGE_NODES = {"LoadImage", "SaveImage", "PreviewImage", "LoadVideo", "SaveVideo"}
+VIEW = (1600, 1000)  # the window the workflow must open fully visible in (at the saved view, extra.ds)
+VIEW_MARGIN = (80, 110, 40, 40)  # left (side bar), top (tabs, Run bar), right, bottom: screen pixels, frontend 1.47
+
+
+def group_of(ntype: str, tags: dict | None = None) -> str:
+    if tags and tags.get("group"):
+        return tags["group"]
+    if ntype in GROUP_OF_TYPE:
+        return GROUP_OF_TYPE[ntype]
+    bare = ntype[len(P):] if ntype.startswith(P) else ntype
+    return "Output" if bare.startswith(("Save", "Preview")) else "Marigold"
+
+
+def node_size(ntype: str, n_inputs: int, n_outputs: int, n_widgets: int) -> list[int]:
+    """A size at least what the front end computes for the node, so that nothing is drawn over its neighbour."""
+    width = 300 if ntype.startswith(P) or ntype in IMAGE_NODES else 270
+    height = max(n_inputs, n_outputs) * SLOT_H + n_widgets * WIDGET_H + 12
+    if ntype in IMAGE_NODES:
+        height += PREVIEW_H
+    return [width, height]
+
+
+def layout(nodes: list[dict], links: list[list], groups_of: dict[int, str]) -> tuple[list[dict], list[float]]:
+    """Set every node's ``pos``; returns the groups and the bounding box [x0, y0, x1, y1] of everything.
+
+    Columns are graph depth (the longest path of links from a first node); a node without inputs sits in the
+    column just before its first consumer, and output nodes (group "Output", nothing downstream) in one last
+    column. Each group is a band of rows over its columns; a group shares a band with earlier ones where their
+    columns do not overlap, else it opens a new band below. The output column is top-aligned at the right.
+    """
+    ids = [n["id"] for n in nodes]
+    by_id = {n["id"]: n for n in nodes}
+    srcs: dict[int, list[int]] = {i: [] for i in ids}
+    dsts: dict[int, list[int]] = {i: [] for i in ids}
+    for _, src, _, dst, _, _ in links:
+        srcs[dst].append(src)
+        dsts[src].append(dst)
+    depth: dict[int, int] = {}
+
+    def longest(i: int) -> int:
+        if i not in depth:
+            depth[i] = 1 + max(map(longest, srcs[i])) if srcs[i] else 0
+        return depth[i]
+
+    col = {i: longest(i) for i in ids}
+    for i in sorted(ids, key=lambda i: -col[i]):  # first nodes move right, next to what they feed
+        if not srcs[i] and dsts[i]:
+            col[i] = max(0, min(col[d] for d in dsts[i]) - 1)
+    sinks = [i for i in ids if groups_of[i] == "Output" and not dsts[i]]
+    last = max([col[i] for i in ids if i not in sinks] or [0]) + 1
+    for i in sinks:
+        col[i] = last
+    widths = {c: max(by_id[i]["size"][0] for i in ids if col[i] == c) for c in set(col.values())}
+    xs, x = {}, 0
+    for c in sorted(widths):
+        xs[c], x = x, x + widths[c] + GAP_X
+
+    names = list(dict.fromkeys([g for g in GROUP_ORDER if g in groups_of.values()] + list(groups_of.values())))
+    bands: list[list[str]] = []  # group names per band
+    span = {g: {col[i] for i in ids if groups_of[i] == g} for g in names}
+    for g in names:
+        if g == "Output" and all(i in sinks for i in ids if groups_of[i] == g):
+            continue
+        for band in bands:
+            if not any(span[g] & span[h] for h in band):
+                band.append(g)
+                break
+        else:
+            bands.append([g])
+    placed: dict[int, float] = {}
+
+    def stack(members: list[int], top: float) -> float:
+        """Place ``members`` column by column from ``top``, beside what feeds them; returns the bottom."""
+        bottom = top
+        for c in sorted({col[i] for i in members}):
+            column = [i for i in members if col[i] == c]
+
+            def barycenter(i: int) -> float:
+                ys = [placed[s] for s in srcs[i] if s in placed]
+                return sum(ys) / len(ys) if ys else -1.0
+
+            column.sort(key=lambda i: (barycenter(i), ids.index(i)))
+            y = top
+            for i in column:
+                by_id[i]["pos"] = [xs[c], y]
+                placed[i] = y
+                y += by_id[i]["size"][1] + TITLE_H + GAP_Y
+            bottom = max(bottom, y - GAP_Y)
+        return bottom
+
+    def group_box(g: str) -> dict:
+        members = [i for i in ids if groups_of[i] == g]
+        x0 = min(by_id[i]["pos"][0] for i in members) - GROUP_PAD
+        y0 = min(by_id[i]["pos"][1] for i in members) - TITLE_H - GROUP_TITLE
+        x1 = max(by_id[i]["pos"][0] + by_id[i]["size"][0] for i in members) + GROUP_PAD
+        y1 = max(by_id[i]["pos"][1] + by_id[i]["size"][1] for i in members) + GROUP_PAD
+        return {"title": g, "bounding": [x0, y0, x1 - x0, y1 - y0], "color": GROUP_COLORS.get(g, "#444"),
+                "font_size": 24, "flags": {}}
+
+    top = 0.0
+    for band in bands:
+        bottom = top
+        for g in band:
+            bottom = max(bottom, stack([i for i in ids if groups_of[i] == g], top))
+        top = bottom + GROUP_TITLE + 2 * GROUP_PAD + GAP_Y
+    stack(sinks, 0.0)
+    groups = [dict(id=k + 1, **group_box(g)) for k, g in enumerate(names)]
+    box = [min(g["bounding"][0] for g in groups), min(g["bounding"][1] for g in groups),
+           max(g["bounding"][0] + g["bounding"][2] for g in groups),
+           max(g["bounding"][1] + g["bounding"][3] for g in groups)]
+    return groups, box
+
+
+MINIMAP = (270, 270)  # frontend 1.47's minimap (shown by default): width, height at the bottom right
+
+
+def fit_view(box: list[float], nodes: list[dict]) -> dict:
+    """The saved view (``extra.ds``) that shows ``box`` whole in a VIEW-sized window: screen = (pos + offset) ·
+    scale; centred, and kept clear of the minimap (then the free area ends above it)."""
+    def fit(bottom_margin: float) -> tuple[float, list[float]]:
+        left, top, right = VIEW_MARGIN[0], VIEW_MARGIN[1], VIEW_MARGIN[2]
+        w, h = VIEW[0] - left - right, VIEW[1] - top - bottom_margin
+        scale = min(1.0, w / (box[2] - box[0]), h / (box[3] - box[1]))
+        scale = float(int(scale * 1000)) / 1000  # rounded down: never a pixel too big
+        return scale, [(left + (w - (box[2] - box[0]) * scale) / 2) / scale - box[0],
+                       (top + (h - (box[3] - box[1]) * scale) / 2) / scale - box[1]]
+
+    def covered(scale: float, offset: list[float]) -> bool:
+        mx, my = VIEW[0] - MINIMAP[0], VIEW[1] - MINIMAP[1]
+        return any((n["pos"][0] + n["size"][0] + offset[0]) * scale > mx
+                   and (n["pos"][1] + n["size"][1] + offset[1]) * scale > my for n in nodes)
+
+    bottom = VIEW_MARGIN[3]
+    scale, offset = fit(bottom)
+    while covered(scale, offset) and bottom < MINIMAP[1] + 20:  # the largest view that leaves the minimap clear
+        bottom += 10
+        scale, offset = fit(bottom)
+    return {"scale": scale, "offset": [round(offset[0], 1), round(offset[1], 1)]}
+
+
 def build(name: str, object_info: dict) -> dict:
     note, spec = WORKFLOWS[name]
     nodes, links, link_id = [], [], 0
     out_links: dict[tuple[int, int], list[int]] = {}
     by_id = {}
-    for order, (nid, ntype, widgets, inputs) in enumerate(spec):
+    groups_of: dict[int, str] = {}
+    for order, (nid, ntype, widgets, inputs, *tags) in enumerate(spec):
         info = object_info[ntype]
         order_names = info["input_order"].get("required", []) + info["input_order"].get("optional", [])
         specs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
         node_inputs, values = [], []
+        n_widgets = 0
         for inp in order_names:
             t = _spec_type(specs[inp])
             if _is_widget(t):  # a widget keeps its slot in widgets_values even when a link feeds it
                 opts = specs[inp][1] if len(specs[inp]) > 1 else {}
                 values.append(_widget_value(name, nid, ntype, inp, specs[inp], widgets) if inp not in inputs
                               else widgets.get(inp, opts.get("default")))
+                if inp not in inputs:  # a linked widget is drawn as an input slot, not a widget row
+                    n_widgets += 4 if opts.get("multiline") else 1  # a text box is four rows high
                 if opts.get("control_after_generate") or (ntype == "KSampler" and inp == "seed"):
                     values.append("fixed")
+                    n_widgets += 1
                 if opts.get("image_upload"):
                     values.append("image")
+                    n_widgets += 1
                 if inp not in inputs:
                     continue
             if inp in inputs:
@@ -221,19 +385,28 @@ def build(name: str, object_info: dict) -> dict:
             elif inp in info["input"].get("required", {}):
                 raise KeyError(f"{name}: node {nid} {ntype} input {inp} is not connected")
         by_id[nid] = (info, ntype)
-        nodes.append({"id": nid, "type": ntype, "pos": [60 + 340 * (order % 4), 80 + 360 * (order // 4)],
-                      "size": [320, 260], "flags": {}, "order": order, "mode": 0, "inputs": node_inputs,
-                      "outputs": [], "properties": {"Node name for S&R": ntype}, "widgets_values": values})
+        groups_of[nid] = group_of(ntype, tags[0] if tags else None)
+        nodes.append({"id": nid, "type": ntype, "pos": None,
+                      "size": node_size(ntype, len(node_inputs), len(info["output"]), n_widgets), "flags": {},
+                      "order": order, "mode": 0, "inputs": node_inputs, "outputs": [],
+                      "properties": {"Node name for S&R": ntype}, "widgets_values": values})
     for node in nodes:
         info, _ = by_id[node["id"]]
         node["outputs"] = [{"name": n, "type": t, "links": out_links.get((node["id"], i), []), "slot_index": i}
                            for i, (n, t) in enumerate(zip(info["output_name"], info["output"]))]
+    groups, box = layout(nodes, links, groups_of)
+    # the note: above the groups, left-aligned, as wide as they are (the graphs are wider than high)
     note_id = max(n["id"] for n in nodes) + 1
-    nodes.append({"id": note_id, "type": "Note", "pos": [60, -200], "size": [700, 160], "flags": {},
+    width = max(500.0, min(900.0, box[2] - box[0]))
+    lines = sum(1 + int(len(par) * 7.5 // (width - 30)) for par in note.split("\n"))
+    note_size = [width, 30 + 22 * lines]
+    note_pos = [box[0], box[1] - note_size[1] - 40]
+    nodes.append({"id": note_id, "type": "MarkdownNote", "pos": note_pos, "size": note_size, "flags": {},
                   "order": len(nodes), "mode": 0, "inputs": [], "outputs": [], "properties": {},
-                  "widgets_values": [note], "color": "#432", "bgcolor": "#653"})
-    return {"last_node_id": note_id, "last_link_id": link_id, "nodes": nodes, "links": links, "groups": [],
-            "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
+                  "widgets_values": [note], "color": "#222", "bgcolor": "#000"})
+    box = [box[0], note_pos[1] - TITLE_H, box[2], box[3]]
+    return {"last_node_id": note_id, "last_link_id": link_id, "nodes": nodes, "links": links, "groups": groups,
+            "config": {}, "extra": {"ds": fit_view(box, nodes)}, "version": 0.4}
 
 
 if __name__ == "__main__":

@@ -200,3 +200,55 @@ def test_rollingdepth_layout_loads_as_a_video_depth_model(make_checkpoint):
     plain = marigold.load(make_checkpoint("depth"), device="cpu", dtype="fp32", progress=False)
     assert not plain.video_model and not snippet_attention_enabled(plain.unet)
     assert "prs-eth/rollingdepth-v1-0" in marigold.PUBLISHED
+
+
+def test_offline_message_names_the_installed_hub_command(tmp_path, monkeypatch):
+    from importlib.metadata import version
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(marigold.CheckpointError) as e:
+        marigold.load("prs-eth/marigold-depth-v1-1", cache_dir=tmp_path / "empty", progress=False)
+    major, minor = (int(x) for x in version("huggingface_hub").split(".")[:2])
+    want = "hf download" if (major, minor) >= (0, 34) else "huggingface-cli download"
+    assert f"{want} prs-eth/marigold-depth-v1-1" in str(e.value)
+    if want == "hf download":
+        assert "huggingface-cli" not in str(e.value)
+
+
+def test_text_encoder_runs_before_the_unet_and_vae_are_read(make_checkpoint, tmp_path, monkeypatch):
+    """First run on a new checkpoint: the encoder must be loaded and freed before any UNet/VAE weight is read,
+    so that the three are never in memory together (the first run's peak RSS is then that of later runs)."""
+    folder = make_checkpoint("depth", copy_to=tmp_path / "fresh")
+    (folder / checkpoint.EMBEDDING_FILE).unlink(missing_ok=True)
+    order: list[str] = []
+    compute, read = checkpoint._compute_empty_embedding, checkpoint._read_state
+    monkeypatch.setattr(checkpoint, "_compute_empty_embedding", lambda f: (order.append("encoder"), compute(f))[1])
+    monkeypatch.setattr(checkpoint, "_read_state", lambda *a: (order.append("weights"), read(*a))[1])
+    marigold.load(folder, device="cpu", dtype="fp32", progress=False)
+    assert order[0] == "encoder" and order.count("encoder") == 1 and order.count("weights") == 2
+    order.clear()
+    marigold.load(folder, device="cpu", dtype="fp32", progress=False)  # later runs: the cache, no encoder
+    assert order == ["weights", "weights"]
+
+
+@pytest.mark.parametrize("repo,task", [("GonzaloMG/marigold-e2e-ft-depth", "depth"),
+                                       ("GonzaloMG/marigold-e2e-ft-normals", "normals")])
+def test_e2e_fine_tuned_checkpoints_load_from_their_stable_diffusion_model_index(make_checkpoint, tmp_path,
+                                                                                   monkeypatch, repo, task):
+    """Garcia et al.'s repos carry a plain StableDiffusionPipeline model_index.json; the published facts give
+    the task and the single step of their protocol."""
+    assert repo in marigold.PUBLISHED
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    snap = _fake_hub_cache(make_checkpoint(task), tmp_path / "hub", repo)
+    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.31.0.dev0",
+             "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+             "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
+             "vae": ["diffusers", "AutoencoderKL"]}
+    (snap / "model_index.json").write_text(json.dumps(index))
+    m = marigold.load(repo, cache_dir=tmp_path / "hub", device="cpu", dtype="fp32", progress=False)
+    assert m.task == task and m.default_denoising_steps == 1
+    assert checkpoint.inspect(snap)["task"] == task  # found from the hub cache layout alone
+    plain = make_checkpoint(task, copy_to=tmp_path / "plain")
+    (plain / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(marigold.CheckpointError, match="not a Marigold one"):
+        checkpoint.inspect(plain)  # the same files outside a known repo are not guessed at

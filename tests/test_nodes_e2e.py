@@ -9,8 +9,6 @@ bad input is answered by a message a user understands, and the server keeps serv
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -26,21 +24,15 @@ WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 P = "MarigoldSuite_"
 DISPLAY = {"LoadMarigold", "MarigoldDepth", "EnsembleAlign", "DepthToNormal", "Colorize", "MarigoldNormals",
            "MarigoldIntrinsics", "SaveDepth16", "MarigoldVideoDepth", "DepthToRelief", "DepthToMesh"}
-W, H = 96, 64  # the test photo
+W, H = comfy.PHOTO_SIZE  # the test photo
 FAST = {"processing_resolution": 64, "denoising_steps": 2}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, make_checkpoint):
     py, comfy_dir = comfy.ensure()
-    base = tmp_path_factory.mktemp("comfy_base")
-    (base / "custom_nodes").mkdir()
-    (base / "custom_nodes" / "comfyui-marigold-suite").symlink_to(ROOT, target_is_directory=True)
+    base = comfy.prepare_base(tmp_path_factory.mktemp("comfy_base"), make_checkpoint, py, comfy_dir)
     models = base / "models" / "marigold"
-    models.mkdir(parents=True)
-    for name in ("depth", "normals", "iid-lighting", "lcm", "rollingdepth"):
-        make_checkpoint(name, copy_to=models / f"tiny-{name}")
-    make_checkpoint("depth", copy_to=models / "my-finetune")
     broken = make_checkpoint("depth", copy_to=models / "broken-missing-file")
     (broken / "vae" / "diffusion_pytorch_model.safetensors").unlink()
     sd = make_checkpoint("depth", copy_to=base / "models" / "diffusers" / "sd15")
@@ -53,37 +45,13 @@ def server(tmp_path_factory, make_checkpoint):
     sd4 = make_checkpoint("depth", copy_to=models / "sd-unet-4ch")  # a Marigold index, but an SD UNet inside
     (sd4 / "unet" / "config.json").write_text(json.dumps(cfg))
 
-    (base / "input").mkdir()
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (H, W, 3), dtype=np.uint8)).save(base / "input" / "example.png")
-    subprocess.run([str(py), "-c", _MAKE_VIDEO, str(base / "input" / "example.mp4"), str(CLIP_FRAMES)], check=True)
-    subprocess.run([str(py), "-c", _MAKE_VIDEO, str(base / "input" / "long.mp4"), "48"], check=True)
-
-    # full-size random SD1.5 and depth ControlNet files under the names the ControlNet workflow uses
-    (base / "models" / "checkpoints").mkdir()
-    (base / "models" / "controlnet").mkdir()
-    subprocess.run([str(py), str(ROOT / "tests" / "nodes_sd15_fake.py"),
-                    str(base / "models" / "checkpoints" / "v1-5-pruned-emaonly.safetensors"),
-                    str(base / "models" / "controlnet" / "control_v11f1p_sd15_depth.safetensors")],
-                   check=True, env={**os.environ, "COMFYUI_DIR": str(comfy_dir)})
-
     s = comfy.Server(base, py, comfy_dir).start()
     s.object_info = s.get("/object_info")
     yield s
     s.stop()
 
 
-CLIP_FRAMES, CLIP_FPS, CLIP_W, CLIP_H = 6, 12, 64, 48
-_MAKE_VIDEO = f"""
-import sys, av, numpy as np
-n = int(sys.argv[2])
-with av.open(sys.argv[1], "w") as c:
-    st = c.add_stream("libx264", rate={CLIP_FPS}); st.width, st.height, st.pix_fmt = {CLIP_W}, {CLIP_H}, "yuv420p"
-    for i in range(n):
-        a = np.full(({CLIP_H}, {CLIP_W}, 3), 30 * (i % 8), np.uint8); a[:, : 9 * (i % 7 + 1)] = 200
-        for p in st.encode(av.VideoFrame.from_ndarray(a, format="rgb24")): c.mux(p)
-    for p in st.encode(): c.mux(p)
-"""
+CLIP_FRAMES, CLIP_FPS, (CLIP_W, CLIP_H) = comfy.CLIP_FRAMES, comfy.CLIP_FPS, comfy.VIDEO_SIZE
 
 
 def to_api(server, workflow: Path) -> dict:

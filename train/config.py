@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
+from marigold.optional import require
 
 DEFAULTS: dict[str, Any] = {
     "task": "depth",  # depth | normals
@@ -84,7 +84,7 @@ def load_file(path: str | Path) -> dict:
     if path.suffix.lower() == ".toml":
         import tomllib
         return tomllib.loads(text)
-    return yaml.safe_load(text) or {}
+    return require("yaml", "train", "Reading a YAML config").safe_load(text) or {}
 
 
 def set_dotted(cfg: dict, dotted: str, value: Any) -> None:
@@ -158,7 +158,7 @@ def parse(argv: list[str] | None = None) -> dict:
 
 def _value(text: str):
     """A --set value: YAML, plus the floats YAML 1.1 reads as strings ("1e-3")."""
-    v = yaml.safe_load(text)
+    v = require("yaml", "train", "--set values").safe_load(text)
     if isinstance(v, str):
         try:
             return float(v)

@@ -50,6 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
+from marigold.optional import require
+
 from . import metrics as M
 from .data.formats import read_png16, read_rgb
 from .data.vkitti import kitti_benchmark_crop
@@ -92,7 +94,7 @@ class EvalSet:
 
 def nyu_items(mat_path: str | Path, split_path: str | Path | None = None, limit: int | None = None
               ) -> Iterator[EvalItem]:
-    import h5py
+    h5py = require("h5py", "train", "Reading NYUv2's .mat file")
 
     mat_path = Path(mat_path)
     split_path = Path(split_path) if split_path else mat_path.with_name("splits.mat")
@@ -100,7 +102,7 @@ def nyu_items(mat_path: str | Path, split_path: str | Path | None = None, limit:
         n = f["images"].shape[0]
         idx = list(range(n))
         if split_path.is_file():
-            from scipy.io import loadmat
+            loadmat = require("scipy.io", "train", "Reading NYUv2's splits.mat").loadmat
 
             idx = [int(i) - 1 for i in np.asarray(loadmat(str(split_path))["testNdxs"]).ravel()]
         for k, i in enumerate(idx[:limit]):
@@ -163,9 +165,9 @@ def diode_items(root: str | Path, limit: int | None = None) -> Iterator[EvalItem
 
 def middlebury_motorcycle() -> EvalItem:
     """The Middlebury 2014 Motorcycle left view with metric depth from its disparity (``+inf`` = invalid)."""
-    import skimage.data
+    skimage_data = require("skimage.data", "train", "The Middlebury motorcycle (scikit-image data)")
 
-    left, _, disp = skimage.data.stereo_motorcycle()
+    left, _, disp = skimage_data.stereo_motorcycle()
     valid = np.isfinite(disp) & (disp > 0)
     depth = np.zeros(disp.shape, np.float32)
     depth[valid] = MOTORCYCLE_F * MOTORCYCLE_BASELINE_MM / (disp[valid] + MOTORCYCLE_DOFFS) / 1000.0  # metres
@@ -290,6 +292,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="video sets: each frame alone, or marigold.video.predict_video")
     ap.add_argument("--max-frames", type=int, default=None, help="video sets: frames per video")
     a = ap.parse_args(argv)
+    from marigold.errors import MarigoldError
+
+    try:
+        return _run(a)
+    except MarigoldError as e:  # a missing package, a bad checkpoint: one line, no traceback
+        print(f"python -m train.evaluate: {e}", file=sys.stderr, flush=True)
+        return 2
+
+
+def _run(a: argparse.Namespace) -> int:
     import marigold
 
     model = marigold.load(a.checkpoint, device=a.device, dtype=a.dtype)

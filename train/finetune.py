@@ -43,6 +43,8 @@ from .data import StreamSampler, make_stream
 from .ema import EMA
 from .losses import affine_invariant_l1, angular, latent_mask, masked_mse
 from .noise import training_noise
+from marigold.errors import MarigoldError
+from marigold.optional import require
 
 
 def lr_lambda(warmup: int, decay: int, final_ratio: float):
@@ -140,7 +142,7 @@ class Trainer:
                                       cfg["flip_p"])
         self.writer = None
         if self.acc.is_main_process:
-            from torch.utils.tensorboard import SummaryWriter
+            SummaryWriter = require("torch.utils.tensorboard", "train", "Training logs").SummaryWriter
 
             self.output.mkdir(parents=True, exist_ok=True)
             (self.output / "config.json").write_text(dumps(cfg), encoding="utf-8")
@@ -435,11 +437,32 @@ class _null:
         return False
 
 
+def check_dependencies(cfg: dict | None = None) -> None:
+    """Fail before the base model loads (minutes on a real SD2) when an optional package the run needs is
+    missing: one line naming the ``train`` extra, not a traceback after the load."""
+    require("torch.utils.tensorboard", "train", "Training logs")
+    if cfg is None:
+        return
+    kinds = {str(d.get("name") if isinstance(d, dict) else d).split(":")[0].split("@")[0] for d in cfg["data"]}
+    if "synthetic" in kinds:
+        require("skimage.data", "train", "The synthetic scenes (scikit-image photographs as textures)")
+    if kinds - {"synthetic"}:
+        require("scipy.ndimage", "train", "Filling invalid depth pixels")
+    if "hypersim" in kinds:
+        require("h5py", "train", "Reading HDF5 files (Hypersim)")
+
+
 def main(argv: list[str] | None = None) -> int:
     torch.set_flush_denormal(True)  # before torch's thread pool starts: threads inherit the FP mode
-    cfg = parse(argv)
-    trainer = Trainer(cfg)
-    final = trainer.run()
+    try:
+        check_dependencies()  # every run needs these; before the arguments, so that even --help says it
+        cfg = parse(argv)
+        check_dependencies(cfg)
+        trainer = Trainer(cfg)
+        final = trainer.run()
+    except MarigoldError as e:  # a missing package, a bad base checkpoint: one line, no traceback
+        print(f"python -m train.finetune: {e}", file=sys.stderr, flush=True)
+        return 2
     if trainer.acc.is_main_process:
         print(f"done: {trainer.step} steps; the model is at {final}", flush=True)
     return 0

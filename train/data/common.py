@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from marigold.optional import require
+
 QUANTILE = 0.02
 
 
@@ -35,7 +37,7 @@ def fill_invalid(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Replace invalid pixels of ``x`` ([H,W] or [H,W,C]) by their nearest valid pixel's value."""
     if valid.all() or not valid.any():
         return x if valid.any() else np.zeros_like(x)
-    from scipy.ndimage import distance_transform_edt
+    distance_transform_edt = require("scipy.ndimage", "train", "Filling invalid depth pixels").distance_transform_edt
 
     _, (iy, ix) = distance_transform_edt(~valid, return_indices=True)
     return x[iy, ix]

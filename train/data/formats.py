@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from marigold.io import read_exr, save_exr  # noqa: F401  (one EXR codec: the core's)
+from marigold.optional import require
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
@@ -35,7 +36,7 @@ def write_exr(path: str | Path, depth: np.ndarray) -> None:
 
 
 def read_hdf5(path: str | Path, key: str = "dataset") -> np.ndarray:
-    import h5py
+    h5py = require("h5py", "train", "Reading HDF5 files (Hypersim)")
 
     with h5py.File(path, "r") as f:
         return np.asarray(f[key])

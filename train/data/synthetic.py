@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from marigold.optional import require
+
 from .common import DepthSample
 
 TEXTURE_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "brick", "grass", "gravel", "camera", "cat",
@@ -30,7 +32,7 @@ SPLIT_SEEDS = {"train": 0, "heldout": 1_000_003, "val": 2_000_003}
 @functools.lru_cache(maxsize=1)
 def textures() -> tuple[np.ndarray, ...]:
     """The scikit-image photographs as float32 RGB arrays in 0..1 (at most 256 px a side, to keep it light)."""
-    import skimage.data as sd
+    sd = require("skimage.data", "train", "The synthetic scenes (scikit-image photographs as textures)")
 
     out = []
     for name in TEXTURE_NAMES:
