@@ -6,14 +6,14 @@
     out.prediction  # [N,1,H,W] float32 in 0..1
 """
 
+from .bas_relief import relief
 from .checkpoint import PUBLISHED, MarigoldModel, empty_text_embedding, inspect, load, resolve
 from .colorize import colorize_depth, normals_to_rgb, uncertainty_to_gray
 from .ensemble import ensemble_depth, ensemble_intrinsics, ensemble_normals
 from .errors import Cancelled, CheckpointError, InputError, MarigoldError
 from .geometry import depth_to_normals
-from .mesh import depth_to_mesh, depth_to_points, save_3d
 from .io import load_image, save_depth_16bit, save_exr, save_npy, save_rgb
-from .relief import relief
+from .mesh import depth_to_mesh, depth_to_points, save_3d
 from .predict import Members, Prediction, ensemble_members, finish, iter_members, predict, predict_depth, \
     predict_intrinsics, predict_normals
 from .snippet import enable_snippet_attention, snippet_frames

@@ -110,7 +110,7 @@ def write_geometry(args: argparse.Namespace, depth, image, out_dir: Path, stem: 
     """The 3D files asked for, from one depth map ``[1,H,W]`` (``space``: "depth", near = 0, or "disparity",
     near = high) and the photo it was predicted from."""
     from . import mesh
-    from .relief import relief
+    from .bas_relief import relief
 
     if args.relief:
         solid = relief(depth, image, size_mm=args.relief_size_mm, resolution_px=args.relief_resolution,
