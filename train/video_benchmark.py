@@ -128,7 +128,7 @@ def _oracle_maps(clip, gamma: float, seed: int):
 
 def marigold_video_mode(base: Path, out: Path, steps: int, videos: int, frames: int, seed: int, path: str = "random",
                         size: tuple[int, int] = (48, 64), model_dir: Path | None = None,
-                        oracle: float | None = None) -> dict:
+                        oracle: float | None = None, window: int | None = None) -> dict:
     """Issue 10's measurement: a tiny Marigold depth model (``configs/cpu_tiny.yaml``: e2e, 48×64) trained here
     (or ``model_dir``), run on whole held-out synthetic videos (camera ``path``) frame by frame and in video mode
     (:func:`marigold.video.predict_video`'s core); one alignment per video (in depth), AbsRel, δ1, temporal error,
@@ -156,16 +156,17 @@ def marigold_video_mode(base: Path, out: Path, steps: int, videos: int, frames: 
     model = marigold.load(run, device="cpu", dtype="fp32")
     clips = synthetic_videos(videos, frames, *size, split="heldout", path=path)
     res_kw = dict(processing_resolution=max(size), seed=0)
+    vid_kw = res_kw if window is None else {**res_kw, "window": window}
     per = {"frames": [], "video": []}
     diag: dict[str, list] = {}
     for i, c in enumerate(clips):
         mask = c.valid & (c.depth > 1e-3)
         if oracle is None:
             fr = np.stack([marigold.predict(model, f, **res_kw).prediction[0, 0].numpy() for f in c.rgb])
-            vid, core = _video_mode(model, c, **res_kw)
+            vid, core = _video_mode(model, c, **vid_kw)
         else:
             fr = _oracle_maps(c, oracle, seed + i)
-            vid, core = _video_mode(model, c, fr, **res_kw)
+            vid, core = _video_mode(model, c, fr, **vid_kw)
         for mode, pred in (("frames", fr), ("video", vid)):
             m = evaluate_video(pred, c.depth, c.valid, space="depth", intrinsics=c.intrinsics, poses=c.poses)
             per[mode].append([m["abs_rel"], m["delta1"], m["temporal_error"]])
@@ -222,10 +223,12 @@ def main(argv=None) -> int:
     ap.add_argument("--oracle", type=float, metavar="GAMMA",
                     help="--marigold-video: feed the core exact per-frame-normalised depth with a per-frame random "
                          "power exp(GAMMA·N(0,1)) instead of the model's predictions (the model only sets the type)")
+    ap.add_argument("--window", type=int, help="--marigold-video: the video mode's solve window (default: the core's; "
+                    "at least the frame count: one global solve, no streaming)")
     a = ap.parse_args(argv)
     if a.marigold_video:
         rows = marigold_video_mode(Path(a.base), Path(a.out), a.steps, a.videos, a.frames, a.seed, a.path,
-                                   tuple(a.size), Path(a.model) if a.model else None, a.oracle)
+                                   tuple(a.size), Path(a.model) if a.model else None, a.oracle, a.window)
         Path(a.out).mkdir(parents=True, exist_ok=True)
         (Path(a.out) / "marigold_video.json").write_text(json.dumps(rows, indent=2))
         what = f"oracle, flicker γ={a.oracle}" if a.oracle is not None else "tiny Marigold trained here"
