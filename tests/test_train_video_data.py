@@ -52,8 +52,21 @@ def test_synthetic_video_dataset_renders_single_frames_of_the_same_clip(clip):
     assert not np.array_equal(a.frame(0, 0).rgb, b.frame(0, 0).rgb)  # splits never share a video
 
 
-# --------------------------------------------------------------------------------------------------- folder
+def test_dolly_path_changes_the_visible_depth_range_with_exact_geometry(clip):
+    dolly = render_video(500_007, 48, 24, 32, path="dolly")
+    np.testing.assert_array_equal(render_video(500_007, 2, 24, 32).poses[0], clip.poses[0])  # default unchanged
+    z = dolly.poses[:, 2, 3]
+    assert abs(z[-1] - z[0]) >= 2.0 and z.max() <= 1e-9  # a long dolly, never past the objects (z >= 0.7)
+    assert np.linalg.norm(np.diff(dolly.poses[:, :3, 3], axis=0), axis=1).max() < 0.15  # smooth
+    far = [dolly.depth[k][dolly.valid[k]].max() for k in (0, 47)]
+    assert abs(far[1] - far[0]) > 1.5  # what makes per-frame normalisation flicker
+    gt = evaluate_video(dolly.depth, dolly.depth, dolly.valid, intrinsics=dolly.intrinsics, poses=dolly.poses)
+    assert gt["temporal_error"] < 1e-12 and gt["correspondences"] > 5_000
+    with pytest.raises(ValueError, match="camera path"):
+        render_video(500_007, 2, 24, 32, path="orbit")
 
+
+# --------------------------------------------------------------------------------------------------- folder
 
 def test_video_folder_round_trip_with_intrinsics_and_poses(clip, tmp_path):
     write_sequence(tmp_path / "walk", clip.rgb[:6], clip.depth[:6], clip.valid[:6], clip.intrinsics,

@@ -228,6 +228,7 @@ class CameraPath:
     pitch_amp: float
     roll_amp: float
     phase: float
+    z0: float = 0.0  # start depth of the camera (negative: behind the room's origin, where nothing stands)
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> "CameraPath":
@@ -236,11 +237,23 @@ class CameraPath:
                    pitch_amp=rng.uniform(0.0, 0.06), roll_amp=rng.uniform(-0.05, 0.05),
                    phase=rng.uniform(0, 2 * np.pi))
 
+    @classmethod
+    def dolly(cls, rng: np.random.Generator) -> "CameraPath":
+        """A long dolly (2-3.5 m along z, in or out at random) behind the objects (z <= 0), so the visible depth
+        range changes over the clip (far wall and objects recede or approach): what makes per-frame
+        normalisation flicker. The room has no front wall, so the camera never leaves it."""
+        d = rng.uniform(2.0, 3.5)
+        out = rng.random() < 0.5
+        return cls(forward=-d if out else d, lateral=rng.uniform(-0.3, 0.3), bob=rng.uniform(-0.05, 0.05),
+                   yaw0=rng.uniform(-0.15, 0.15), yaw1=rng.uniform(-0.15, 0.15), pitch0=rng.uniform(-0.1, 0.1),
+                   pitch_amp=rng.uniform(0.0, 0.04), roll_amp=rng.uniform(-0.03, 0.03),
+                   phase=rng.uniform(0, 2 * np.pi), z0=0.0 if out else -d)
+
     def pose(self, s: float) -> np.ndarray:
         """Camera-to-world ``[4,4]`` at ``s`` in [0, 1]."""
         ease = 3 * s * s - 2 * s * s * s  # smoothstep: starts and stops gently
         centre = np.array([self.lateral * (ease - 0.5) * 2 * 0.5, self.bob * np.sin(2 * np.pi * s + self.phase),
-                           self.forward * ease])
+                           self.z0 + self.forward * ease])
         rot = rotation(self.yaw0 + (self.yaw1 - self.yaw0) * ease,
                        self.pitch0 + self.pitch_amp * np.sin(2 * np.pi * s + self.phase),
                        self.roll_amp * np.sin(np.pi * s))
@@ -261,14 +274,19 @@ class VideoClip:
     name: str = ""
 
 
+CAMERA_PATHS = ("random", "dolly")  # CameraPath constructors: "random" (default) and "dolly"
+
+
 class _VideoScene:
     """Scene, field of view and camera path of video ``seed``: a pure function of the seed."""
 
-    def __init__(self, seed: int, frames: int, height: int, width: int, supersample: int):
+    def __init__(self, seed: int, frames: int, height: int, width: int, supersample: int, path: str = "random"):
         rng = np.random.default_rng(seed)
         self.scene = _Scene(rng)
         fov = np.deg2rad(rng.uniform(50, 70))
-        self.path = CameraPath.random(rng)
+        if path not in CAMERA_PATHS:
+            raise ValueError(f"camera path must be one of {', '.join(CAMERA_PATHS)}; got {path!r}.")
+        self.path = getattr(CameraPath, path)(rng)
         self.frames, self.height, self.width, self.s = frames, height, width, supersample
         self.f = 0.5 * width * supersample / np.tan(fov / 2)  # in supersampled pixels
         # the depth of output pixel u is the ray through supersampled pixel s·u + s//2 (see _shoot)
@@ -285,9 +303,11 @@ class _VideoScene:
                        name=name)
 
 
-def render_video(seed: int, frames: int, height: int, width: int, supersample: int = 2) -> VideoClip:
-    """Render video ``seed``: ``frames`` views along its camera path, with exact depth, intrinsics and poses."""
-    v = _VideoScene(seed, frames, height, width, supersample)
+def render_video(seed: int, frames: int, height: int, width: int, supersample: int = 2,
+                 path: str = "random") -> VideoClip:
+    """Render video ``seed``: ``frames`` views along its camera path (``path``: one of :data:`CAMERA_PATHS`),
+    with exact depth, intrinsics and poses."""
+    v = _VideoScene(seed, frames, height, width, supersample, path)
     samples = [v.frame(k, f"video_{seed}_{k:06d}") for k in range(frames)]
     return VideoClip(rgb=np.stack([s.rgb for s in samples]), depth=np.stack([s.depth for s in samples]),
                      valid=np.stack([s.valid for s in samples]), intrinsics=v.K.copy(),
@@ -319,11 +339,11 @@ class SyntheticVideoDataset:
     """``size`` videos of ``frames`` frames of one split, rendered frame by frame on demand."""
 
     def __init__(self, size: int = 200, frames: int = 48, height: int = 96, width: int = 128, split: str = "train",
-                 supersample: int = 2):
+                 supersample: int = 2, path: str = "random"):
         if split not in SPLIT_SEEDS:
             raise ValueError(f"synthetic split must be one of {', '.join(SPLIT_SEEDS)}; got {split!r}.")
         self.size, self.frames, self.height, self.width = int(size), int(frames), int(height), int(width)
-        self.split, self.supersample = split, int(supersample)
+        self.split, self.supersample, self.path = split, int(supersample), path
         self.native_size = (self.height, self.width)
         self._cache: tuple[int, _VideoScene] | None = None
 
@@ -337,7 +357,8 @@ class SyntheticVideoDataset:
 
     def _scene(self, i: int) -> _VideoScene:
         if self._cache is None or self._cache[0] != i:
-            self._cache = (i, _VideoScene(self.seed(i), self.frames, self.height, self.width, self.supersample))
+            self._cache = (i, _VideoScene(self.seed(i), self.frames, self.height, self.width, self.supersample,
+                                                 self.path))
         return self._cache[1]
 
     def num_frames(self, i: int) -> int:
@@ -356,4 +377,4 @@ class SyntheticVideoDataset:
         return np.stack([v.pose(k) for k in range(self.frames)])
 
     def clip(self, i: int) -> VideoClip:
-        return render_video(self.seed(i), self.frames, self.height, self.width, self.supersample)
+        return render_video(self.seed(i), self.frames, self.height, self.width, self.supersample, self.path)
