@@ -188,6 +188,36 @@ def test_marigold_mode_removes_per_frame_affine_jumps(depth_model, monkeypatch):
         assert (back.float() - truth).abs().max().item() < 2e-3, window
 
 
+def test_marigold_mode_streaming_does_not_flatten_the_clip(depth_model, monkeypatch):
+    """Regression: once emitted frames are fixed anchors, the relative co-alignment loss could be lowered by
+    flattening the new frames (their scales decayed to 0.08 over 48 frames with both penalties off). Per-frame
+    predictions with a non-affine flicker (each frame a random power of one map, renormalised to 0..1), streamed
+    through a 16-frame window: the last frames keep the contrast of the first."""
+    n_frames = 48
+    yy, xx = torch.meshgrid(torch.arange(48) / 64.0, torch.arange(64) / 64.0, indexing="ij")
+    base = 0.3 + 0.5 * yy + 0.2 * torch.sin(6 * xx)  # [48,64]
+    gen = torch.Generator().manual_seed(0)
+    powers = torch.exp(0.3 * torch.randn(n_frames, generator=gen))
+    calls = []
+
+    def fake_members(model, frame, **kw):
+        from marigold.predict import Members
+
+        x = base ** powers[len(calls)]
+        calls.append(1)
+        yield Members(index=0, values=((x - x.min()) / (x.max() - x.min()))[None, None], original_size=SIZE,
+                      task="depth")
+
+    monkeypatch.setattr(sys.modules["marigold.predict"], "iter_members", fake_members)
+    out = torch.stack([f.value[0] for f in video.iter_video_depth(depth_model, torch.zeros(n_frames, 3, *SIZE),
+                                                                  seed=0, window=16)])  # [T,48,64]
+    spread = out.reshape(n_frames, -1).std(dim=1)  # [T] each aligned frame's contrast
+    assert spread[-8:].min() > 0.5 * spread[:8].mean(), spread
+    # and the frames still follow one map: each aligned frame correlates with the base map
+    for f in out:
+        assert torch.corrcoef(torch.stack([f.reshape(-1), base.reshape(-1)]))[0, 1] > 0.9
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Tiny checkpoints through the library
 
