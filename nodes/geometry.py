@@ -18,7 +18,7 @@ from ._core import marigold
 from .wires import CATEGORY, PREFIX
 
 core_mesh = import_module(f"{marigold.__name__}.mesh")
-core_relief = import_module(f"{marigold.__name__}.relief")
+core_relief = import_module(f"{marigold.__name__}.bas_relief")
 
 NEAR = {"dark (Marigold)": "depth", "bright (Depth Anything, MiDaS, ControlNet)": "disparity"}
 
