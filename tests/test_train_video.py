@@ -182,6 +182,21 @@ def test_snippet_checkpoint_matches_the_published_layout_and_predicts_snippets(t
     video = predict_video(model, torch.rand(7, 3, 24, 32, generator=torch.Generator().manual_seed(1)),
                           processing_resolution=32, dilations=[1, 2])
     assert video.depth.shape == (7, 1, 24, 32) and video.space == "disparity" and torch.isfinite(video.depth).all()
+    # and the CLI's --video takes it as it is: a folder of frames → a depth video and 16-bit disparity frames
+    from PIL import Image
+
+    frames = tmp_path / "clip"
+    frames.mkdir()
+    for i in range(5):
+        Image.fromarray((torch.rand(24, 32, 3, generator=torch.Generator().manual_seed(i)) * 255).byte().numpy()
+                        ).save(frames / f"{i:06d}.png")
+    res = subprocess.run([sys.executable, "-m", "marigold", str(frames), "--video", "-o", str(tmp_path / "cli"),
+                          "--checkpoint", str(folder), "--processing-resolution", "32", "--dilations", "1,2",
+                          "--dtype", "fp32", "--fps", "5"], env=_env(), cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(list((tmp_path / "cli" / "clip_disparity_16bit").glob("*.png"))) == 5
+    assert (tmp_path / "cli" / "clip_depth.mp4").stat().st_size > 0
 
 
 def test_evaluate_cli_scores_videos_frame_by_frame(depth_checkpoint, tmp_path, capsys):
