@@ -37,9 +37,11 @@ class MarigoldVideoDepth(io.ComfyNode):
                 io.Int.Input("refine_steps", default=-1, min=-1, max=100,
                              tooltip="Refinement steps after the snippets are aligned; 0 = none, -1 = the preset's "
                                      "(RollingDepth checkpoints only; 10 in the full and paper presets.)"),
-                io.Int.Input("processing_resolution", default=-1, min=-1, max=core_image.MAX_PROCESSING_SIDE,
-                             step=8, tooltip="Longest side the model sees (multiple of 8); -1 = the preset's, "
-                                             "0 = the frames' own size."),
+                # 0, not -1, stands for the preset's: the front end snaps an Int to min + k·step, so a minimum of
+                # -1 with step 8 offered only 63, 71, … 767 (found by the browser test)
+                io.Int.Input("processing_resolution", default=0, min=0, max=core_image.MAX_PROCESSING_SIDE,
+                             step=8, tooltip="Longest side the model sees (multiple of 8); 0 = the preset's "
+                                             "(768 in fast and paper, 1024 in full)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
                 io.Int.Input("batch_size", default=1, min=1, max=64, advanced=True,
                              tooltip="Snippets denoised together; larger is faster on a big GPU, needs more memory."),
@@ -59,7 +61,7 @@ class MarigoldVideoDepth(io.ComfyNode):
                 f"Marigold depth model), but '{model.name}' is a {model.task} checkpoint. Choose one in "
                 f"LoadMarigold, or use Marigold{model.task.capitalize()} frame by frame.")
         clip = core_image.from_bhwc(frames)  # [T,3,H,W]
-        res = None if processing_resolution < 0 else processing_resolution
+        res = processing_resolution or None  # 0: the preset's
         n = None if snippet_length < 0 else snippet_length
         pixels, batch = video_output.snippet_workload(tuple(clip.shape[-2:]), preset, res, n, batch_size)
         m = comfy_glue.prepare(model, comfy_glue.sampling_memory(model, pixels, batch))

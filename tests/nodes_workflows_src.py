@@ -20,7 +20,7 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SAMPLING = dict(denoising_steps=0, ensemble_size=1, processing_resolution=768, match_input_resolution=True,
                 resample_method="bilinear", seed=0, batch_size=1)
 
-VIDEO = dict(preset="fast", dilations="", snippet_length=-1, refine_steps=-1, processing_resolution=-1, seed=0,
+VIDEO = dict(preset="fast", dilations="", snippet_length=-1, refine_steps=-1, processing_resolution=0, seed=0,
              batch_size=1)
 
 NOTE_MODELS = ("Model files: Marigold checkpoints are folders in the diffusers layout (model_index.json, unet/, "
@@ -206,7 +206,8 @@ GAP_X, GAP_Y = 60, 40  # between columns, between the nodes of a column (plus th
 GROUP_PAD, GROUP_TITLE = 12, 40  # a group's margin around its nodes and its title bar
 TITLE_H, SLOT_H, WIDGET_H = 30, 22, 26  # LiteGraph's node title, slot row and widget row heights
 PREVIEW_H = 280  # image previews under LoadImage / SaveImage / PreviewImage
-IMAGE_NODES = {"LoadImage", "SaveImage", "PreviewImage", "LoadVideo", "SaveVideo"}
+# nodes that draw a preview under their widgets: an image, a video, or (Preview 3D, Save 3D Model) a 3D viewer
+IMAGE_NODES = {"LoadImage", "SaveImage", "PreviewImage", "LoadVideo", "SaveVideo", "Preview3D", "SaveGLB"}
 VIEW = (1600, 1000)  # the window the workflow must open fully visible in (at the saved view, extra.ds)
 VIEW_MARGIN = (80, 110, 40, 40)  # left (side bar), top (tabs, Run bar), right, bottom: screen pixels, frontend 1.47
 

@@ -153,8 +153,11 @@ def test_snippet_checkpoint_matches_the_published_layout_and_predicts_snippets(t
                          env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     ref = make_checkpoint("rollingdepth")
-    files = sorted(str(p.relative_to(ref)) for p in ref.rglob("*") if p.is_file())
-    assert sorted(str(p.relative_to(out / "final")) for p in (out / "final").rglob("*") if p.is_file()) == files
+    def listing(folder):  # the empty-text cache appears beside any checkpoint once something has loaded it
+        return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                      if p.is_file() and p.name != "marigold_empty_text_embedding.safetensors")
+
+    assert listing(out / "final") == listing(ref)
     for f in ("scheduler/scheduler_config.json", "model_index.json"):
         a, b = (json.loads((d / f).read_text()) for d in (ref, out / "final"))
         a.pop("_diffusers_version"), b.pop("_diffusers_version")
