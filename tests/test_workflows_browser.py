@@ -142,9 +142,13 @@ def load_workflow(page, path: Path, text: str | None = None) -> dict:
                                                 f"dialogs {state['dialogs']}"
     left, top, right, bottom = state["canvas"]
 
-    def hidden(b) -> bool:  # off the canvas, or under the minimap
+    def inside(c, b) -> bool:  # a page element within the node's own box is its own widget (Preview 3D's viewer)
+        return b[0] <= c[0] and b[1] <= c[1] and c[2] <= b[2] and c[3] <= b[3]
+
+    def hidden(b) -> bool:  # off the canvas, or under the minimap or another node's page element
         return (b[0] < left or b[1] < top or b[2] > right or b[3] > bottom
-                or any(b[0] < c[2] and c[0] < b[2] and b[1] < c[3] and c[1] < b[3] for c in state["covers"]))
+                or any(b[0] < c[2] and c[0] < b[2] and b[1] < c[3] and c[1] < b[3] and not inside(c, b)
+                       for c in state["covers"]))
 
     outside = [(n["type"], [round(v) for v in n["box"]]) for n in state["nodes"] if hidden(n["box"])]
     assert not outside, f"{path.name} does not open fully visible in {VIEW}: {outside} (canvas {state['canvas']}, " \
@@ -193,10 +197,15 @@ def output_sizes(server, entry: dict) -> dict[str, list[tuple[int, int]]]:
     """(W, H) of every file each output node wrote, by node id."""
     sizes = {}
     for nid, out in entry["outputs"].items():
-        files = out.get("images") or out.get("files") or []
+        paths = []  # every file the node reports: {filename, subfolder, type} records under any key ("images",
+        for key, value in out.items():  # "files", Save 3D Model's "3d"), or Preview 3D's bare name in output/
+            for f in value if isinstance(value, list) else []:
+                if isinstance(f, dict) and "filename" in f:
+                    paths.append(server.base / f.get("type", "output") / f.get("subfolder", "") / f["filename"])
+                elif key == "result" and isinstance(f, str) and f:
+                    paths.append(server.base / "output" / f)
         got = []
-        for f in files:
-            p = server.base / f.get("type", "output") / f["subfolder"] / f["filename"]
+        for p in paths:
             if p.suffix == ".npy":
                 got.append(tuple(np.load(p).shape[::-1][:2]))
             elif p.suffix == ".exr":
