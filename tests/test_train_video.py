@@ -16,6 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from test_train_finetune import _env  # the trainer's subprocess environment, one definition
 from train.video_metrics import evaluate_video, temporal_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,14 +71,6 @@ def test_occluded_points_do_not_count():
 
 
 # --------------------------------------------------------------------------------------------------- training
-
-
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("OMP_NUM_THREADS", "1")
-    env["TOKENIZERS_PARALLELISM"] = "false"
-    return env
 
 
 ARGS = ["--mode", "snippet", "--resolution", "32", "--batch-size", "1", "--grad-accum", "2", "--max-steps", "8",
