@@ -9,8 +9,9 @@ snippet are fitted so that all snippets covering a frame agree (:func:`marigold.
 snippets are averaged per frame, and the clip is normalised once.
 
 **Marigold depth checkpoints** in video mode: the same noise for every frame, each frame predicted through the
-image path (:func:`marigold.predict.iter_members`), then one scale and shift per *frame*, fitted so that
-consecutive frames agree, which removes the per-frame scale/shift jumps (flicker) of independent predictions.
+image path (:func:`marigold.predict.iter_members`), then one scale and shift per *frame*, fitted so that each
+frame agrees with the frames 1, 2, 4 and 8 before it (:mod:`marigold.frame_align`), which removes the per-frame
+scale/shift jumps (flicker) of independent predictions without letting the scale drift along the clip.
 
 Optional refinement (``refine_steps > 0``; the "full" and "paper" presets run 10): the reference's ``refine``
 (re-encode the co-aligned clip normalised to [-1, 1], noise it to mid-schedule with the same noise, denoise with
@@ -427,7 +428,7 @@ class VideoStream:
         self.max_held_maps = 0
         if not model.video_model and (dilations is not None or snippet_length is not None or refine_steps):
             self._note("dilations, snippet length and refinement are RollingDepth's; a Marigold checkpoint predicts "
-                       "every frame and co-aligns consecutive frames.")
+                       "every frame and co-aligns it with the frames 1, 2, 4 and 8 before it.")
         if p.dtype == "fp32" and model.dtype != torch.float32:
             self._note(f"the {preset!r} preset runs in fp32 in the reference; this model runs in {model.dtype} "
                        f"(load it with dtype='fp32' to match).")
@@ -604,23 +605,19 @@ class VideoStream:
     # ---- Marigold depth checkpoints ----
 
     def _marigold(self) -> Iterator[VideoFrame]:
+        from .frame_align import WINDOW, FrameAligner
         from .predict import iter_members
 
         model = self.model
-        window = self.window if self.window is not None else 16
-        # Frames of a Marigold model are each predicted in their own 0..1 range, so neighbours can differ by
-        # large shifts: RollingDepth's shift penalty (10·t²) would pull those back and leave jumps, so the shift
-        # is free (mean shift held at 0, or set by the anchors). Its scale penalty (0.1·relu(1-s)²) stays: the
-        # loss is relative (each group's residual over its mean), so once emitted frames are fixed anchors the
-        # new frames could lower it by flattening; without the penalty the scales of a 48-frame clip decayed to
-        # 0.08 along the stream (tests/test_video.py, the streaming-collapse test).
-        self.aligner.solve_opts = {"shift_penalty": 0.0, **self.aligner.solve_opts}
-        keep = window // 2  # frames held back after a solve, so the next frames still pull on them
-        aligner = self.aligner
+        # frames compared pixel by pixel with the frames 1, 2, 4 and 8 before them (marigold.frame_align). Warping
+        # along OpenCV DIS optical flow did not pay (bench/video_flow.py, synthetic moving scene, 24 frames
+        # 320×240, per-frame affine jumps): the L1 fit ignores the moved pixels, so both recover the clip exactly
+        # without noise, and with noise 0.01 the error left is 1.38 % vs 1.38 % of the range at 3 px/frame,
+        # 1.44 % vs 1.31 % at 8 px/frame, for 30-40 ms of flow per frame pair
+        aligner = FrameAligner(_lowres, window=self.window or WINDOW, solve_opts=self.aligner.solve_opts)
+        self.aligner = aligner
         total = self.frame_count or 0
-        emitted = 0
         size = None
-        prev_obs = None
         t = -1
         for t, frame in enumerate(_frames(self.frames)):
             size = tuple(frame.shape[-2:])
@@ -628,30 +625,15 @@ class VideoStream:
             members = next(iter_members(model, frame, num_inference_steps=self.num_inference_steps,
                                         processing_resolution=self.processing_resolution,
                                         batch_size=1, seed=self.seed, check_cancel=self.check_cancel))
-            value = members.values[0, 0]  # [PH,PW] depth 0..1
-            unit = aligner.new_unit()
-            aligner.contribute(unit, t, value)
-            obs = _lowres(value)
-            # frames compared pixel by pixel with their predecessor (group t: the pair (t-1, t)). Warping along
-            # OpenCV DIS optical flow did not pay (bench/video_flow.py, synthetic moving scene, 24 frames 320×240,
-            # per-frame affine jumps): the L1 fit ignores the moved pixels, so both recover the clip exactly without
-            # noise, and with noise 0.01 the error left is 1.38 % vs 1.38 % of the range at 3 px/frame, 1.44 % vs
-            # 1.31 % at 8 px/frame, for 30-40 ms of flow per frame pair
-            aligner.observe(unit, t, obs)
-            if prev_obs is not None:
-                aligner.observe(unit - 1, t, prev_obs)
-            aligner.complete(t)
-            prev_obs = obs
+            out = aligner.add(t, members.values[0, 0])  # [PH,PW] depth 0..1
             self._track()
             if self.progress is not None:
                 self.progress(t + 1, total)
-            if t - emitted + 1 > window:
-                for f, v in aligner.flush(range(emitted, t + 1 - keep)):
-                    yield self._finish(f, v, size)
-                emitted = t + 1 - keep
+            for f, v in out:
+                yield self._finish(f, v, size)
         if t == 0:
             self._note("1 frame: predicted as a single image.")
-        for f, v in aligner.flush(range(emitted, t + 1)):
+        for f, v in aligner.finish():
             yield self._finish(f, v, size)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -421,3 +422,45 @@ def test_refinement_streams_the_reference_refine_loop(rolling):
     small = video.iter_video_depth(rolling, (f for f in clip), refine_steps=k_steps,
                                    **{**kw, "window": 6})
     assert [f.index for f in small] == list(range(12))
+
+
+def test_marigold_mode_beats_frame_by_frame_on_a_moving_camera(depth_model, monkeypatch):
+    """Issue 10's goal on an oracle: exact depth of a held-out synthetic video (moving camera, 48 frames), each
+    frame normalised to 0..1 after a random per-frame power (train.video_benchmark's ``--oracle 0.3``), fed through
+    the video mode as the per-frame predictions, streamed in 16-frame windows. One alignment per clip: the clip
+    AbsRel is better than frame by frame (it was 2.4-3.5× worse when frames were compared with their predecessor
+    alone under RollingDepth's objective), and the temporal error is well below frame by frame and within 15 % of
+    the best that any per-frame scale and shift can reach (each frame fitted to the true depth: the power flicker
+    is not affine, so even that leaves an error)."""
+    from train.metrics import fit_scale_shift
+    from train.video_benchmark import _oracle_maps
+    from train.video_eval import synthetic_videos
+    from train.video_metrics import evaluate_video
+
+    for path in ("random", "dolly"):
+        # 96×128: the co-alignment compares every 10th pixel, and at 48×64 that leaves 30 pixels per frame
+        clip = synthetic_videos(1, 48, 96, 128, split="heldout", path=path)[0]
+        maps = _oracle_maps(clip, 0.3, seed=0)  # [T,96,128]
+        ok = clip.valid & (clip.depth > 1e-3)
+        best = np.stack([m * a + b for m, d, v in zip(maps, clip.depth, ok)
+                         for a, b in [fit_scale_shift(m, d, v)]])  # [T,96,128]
+        calls = []
+
+        def fake_members(model, frame, **kw):
+            from marigold.predict import Members
+
+            calls.append(1)
+            yield Members(index=0, values=torch.from_numpy(maps[len(calls) - 1])[None, None],
+                          original_size=(96, 128), task="depth")
+
+        monkeypatch.setattr(sys.modules["marigold.predict"], "iter_members", fake_members)
+        stream = video.iter_video_depth(depth_model, torch.zeros(48, 3, 96, 128), seed=0, window=16,
+                                        processing_resolution=128)
+        out = np.stack([f.value[0].numpy() for f in stream])  # [T,96,128]
+        score = {name: evaluate_video(p, clip.depth, clip.valid, space="depth", intrinsics=clip.intrinsics,
+                                      poses=clip.poses) for name, p in (("frames", maps), ("video", out),
+                                                                         ("best", best))}
+        abs_rel = {k: v["abs_rel"] for k, v in score.items()}
+        te = {k: v["temporal_error"] for k, v in score.items()}
+        assert abs_rel["video"] < abs_rel["frames"], (path, abs_rel)
+        assert te["video"] < 0.7 * te["frames"] and te["video"] < 1.15 * te["best"], (path, te)
