@@ -32,6 +32,8 @@ at a time and dropped once encoded. With snippet length n, largest dilation g an
 What grows with the number of frames is only the per-snippet (scale, shift) list: |D| snippets per frame,
 two Python floats each (~64 bytes per snippet), kept in :attr:`VideoStream.snippet_scales` for inspection.
 A clip no longer than the window is held whole and solved once, which is exactly the reference's global solve.
+Several processes (``accelerate launch`` / ``torchrun``) split a clip's snippets and solve once over the whole
+clip: :mod:`marigold.video_distributed`.
 
 Deviations from the reference, each for streaming: the co-alignment's origin (the reference subtracts the
 minimum of all snippets before fitting, ``DepthAligner.run``) and the refinement's [-1, 1] normalisation use

@@ -30,6 +30,12 @@ runs such a clip whole on one process and says so). The gather / solve / broadca
 over *units* (snippets here, frames in Marigold's video mode): :class:`Collective`, :class:`UnitRow`,
 :func:`solve_units`, :func:`aligned_mean`, :func:`clip_range`, :class:`SharedFrameStore`, :func:`write_split_clip`.
 
+Frames as units (Marigold's video mode, not split yet): each process predicts its block of frames, one unit per
+frame, and hands :func:`solve_units` its rows with ``seq`` in the stream's observe order, e.g. ``(t, 0)`` for frame
+t's own row in group t and ``(t, 1)`` for frame t-1's row in group t; a block's first frame needs the previous
+block's last low-resolution map (one row), then :func:`aligned_mean` with one part per frame, :class:`SharedFrameStore`,
+:func:`clip_range` and :func:`write_split_clip` as here.
+
 All communication is a few Python objects over a gloo process group on the CPU (started on first use from the
 launcher's ``MASTER_ADDR``/``MASTER_PORT``), whatever device the model runs on.
 """
