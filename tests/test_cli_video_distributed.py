@@ -55,6 +55,12 @@ def test_two_processes_split_a_clips_snippets_and_write_what_one_process_writes(
     for i, f in enumerate(_clip()[::-1]):
         Image.fromarray(f).save(shot / f"f{i}.png")
     (src / "empty.mp4").write_bytes(b"")  # refused by both processes alike, said once
+    late = src / "late"  # its last frame cannot be decoded: only the process whose snippets read it finds out
+    late.mkdir()
+    for i, f in enumerate(_clip()):
+        Image.fromarray(f).save(late / f"f{i}.png")
+    data = (late / "f8.png").read_bytes()
+    (late / "f8.png").write_bytes(data[:len(data) // 2])
     Image.fromarray(_clip()[4]).save(src / "photo.png")  # images are still shared out whole
     # 9 frames, snippets of 3 at dilations 1 and 2: 12 snippets (6 per process), and the clip fits a single
     # process's window (2·(4+1) = 10 frames), which then solves once, globally, as the split run does
@@ -63,22 +69,24 @@ def test_two_processes_split_a_clips_snippets_and_write_what_one_process_writes(
     # runs that read the cache (measured: the embedding is bit-equal, the difference comes with loading the text
     # encoder in that process); with the cache made first, both runs read it and must agree bit for bit
     empty_text_embedding(ckpt)
-    args = ["-m", "marigold", str(src / "walk.mp4"), str(shot), str(src / "empty.mp4"), str(src / "photo.png"),
+    args = ["-m", "marigold", str(src / "walk.mp4"), str(shot), str(src / "empty.mp4"), str(late),
+            str(src / "photo.png"),
             "--video", "--checkpoint", str(ckpt), "--processing-resolution", "64",
             "--dilations", "1,2", "--dtype", "fp32", "--npy", "--seed", "2"]
     one = subprocess.run([sys.executable, *args, "-o", str(tmp_path / "one")], env=_env(), cwd=ROOT,
                          capture_output=True, text=True, timeout=400)
-    assert one.returncode == 1, one.stderr[-3000:]  # the empty file
+    assert one.returncode == 1, one.stderr[-3000:]  # the empty file, the bad frame
     two = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                           "--main_process_port", str(_free_port()), *args, "-o", str(tmp_path / "two")],
                          env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=400)
     # exit status 1 from rank 0 (the launcher adds its own traceback); no traceback through marigold's code
     assert two.returncode != 0 and str(ROOT / "marigold") not in two.stderr, two.stderr[-3000:]
-    assert "1 of 4 inputs failed in process 1 of 2: " in two.stderr and "process 2 of 2" not in two.stderr
+    assert "2 of 5 inputs failed in process 1 of 2: " in two.stderr and "process 2 of 2" not in two.stderr
     assert "walk: snippets [1/2]" in two.stderr and "walk: snippets [2/2]" in two.stderr  # both ran snippets
     errors = [line for line in two.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "empty.mp4" in errors[0], two.stderr[-3000:]
+    # each bad clip said once; the bad frame, found by process 2 alone, stopped both (no hang) before the next clip
+    assert len(errors) == 2 and "empty.mp4" in errors[0] and "f8.png" in errors[1], two.stderr[-3000:]
 
     a, b = _outputs(tmp_path / "one"), _outputs(tmp_path / "two")
     assert sorted(a) == sorted(b)
