@@ -13,6 +13,8 @@ videos; --video only changes what a folder of images means (one clip instead of 
 From depth, 3D files too: ``--relief stl|glb|obj`` a 3D-printable bas-relief ``<stem>_relief.<ext>`` (the
 Marigold demo's defaults: 10 cm, 512 px, 20 % embossing, 5 mm frame), ``--mesh glb|obj|ply`` the scene as the
 camera saw it ``<stem>_mesh.<ext>``, ``--points`` a coloured point cloud ``<stem>_points.ply``.
+Under ``accelerate launch`` / ``torchrun`` each process takes every N-th image, and all processes split each
+RollingDepth clip's snippets (README, "Several processes or GPUs").
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """One video, several processes: a RollingDepth clip's snippets split across ``accelerate launch`` /
 ``torchrun`` processes, co-aligned once, written once.
 
-Every process runs the same plan (:func:`marigold.video.plan_snippets`, :func:`marigold.video.rolling_units`:
+Rank 0 counts the frames first (a video file is decoded once for this: a container's count can be wrong). Every
+process then runs the same plan (:func:`marigold.video.plan_snippets`, :func:`marigold.video.rolling_units`:
 the snippets in the order a single process creates its units) and takes a contiguous block of it, balanced by
 snippet count; it encodes only the frames its snippets read (a block boundary re-encodes at most
 ``(n-1)·g_max`` frames) and runs its snippets with the single process's :class:`~marigold.video.SnippetRunner`.
