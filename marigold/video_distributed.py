@@ -63,6 +63,7 @@ from .video_io import DepthFrameStore, DepthFrameWriter, VideoWriter
 
 # the processes wait for each other at the gather (the slowest share) and while rank 0 writes the mp4
 TIMEOUT = timedelta(hours=2)
+_GLOO = None  # the process group the collectives use, made once per process
 
 
 class Collective:
@@ -83,7 +84,11 @@ class Collective:
                     raise MarigoldError("WORLD_SIZE > 1 but MASTER_ADDR / MASTER_PORT are not set: start several "
                                         "processes with `accelerate launch` or `torchrun`.")
                 dist.init_process_group("gloo", rank=world.rank, world_size=world.size, timeout=TIMEOUT)
-            self._dist = dist
+            global _GLOO
+            if _GLOO is None:  # a host that started NCCL itself: our objects still travel on the CPU, over gloo
+                _GLOO = dist.group.WORLD if dist.get_backend() == "gloo" else dist.new_group(backend="gloo",
+                                                                                               timeout=TIMEOUT)
+            self._dist, self._group = dist, _GLOO
 
     @property
     def rank(self) -> int:
@@ -99,7 +104,7 @@ class Collective:
             got = [(error, obj)]
         else:
             got = [None] * self.size
-            self._dist.all_gather_object(got, (error, obj))
+            self._dist.all_gather_object(got, (error, obj), group=self._group)
         _raise_first(got)
         return [o for _, o in got]
 
@@ -109,7 +114,7 @@ class Collective:
         if self.size == 1:
             return [(error, obj)]
         got = [None] * self.size if self.rank == 0 else None
-        self._dist.gather_object((error, obj), got, dst=0)
+        self._dist.gather_object((error, obj), got, dst=0, group=self._group)
         return got
 
     def broadcast(self, obj: Any = None, error: str | None = None) -> Any:
@@ -118,7 +123,7 @@ class Collective:
             got = [(error, obj)]
         else:
             got = [(error, obj) if self.rank == 0 else None]
-            self._dist.broadcast_object_list(got, src=0)
+            self._dist.broadcast_object_list(got, src=0, group=self._group)
         _raise_first(got)
         return got[0][1]
 
