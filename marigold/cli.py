@@ -13,6 +13,8 @@ videos; --video only changes what a folder of images means (one clip instead of 
 From depth, 3D files too: ``--relief stl|glb|obj`` a 3D-printable bas-relief ``<stem>_relief.<ext>`` (the
 Marigold demo's defaults: 10 cm, 512 px, 20 % embossing, 5 mm frame), ``--mesh glb|obj|ply`` the scene as the
 camera saw it ``<stem>_mesh.<ext>``, ``--points`` a coloured point cloud ``<stem>_points.ply``.
+Under ``accelerate launch`` / ``torchrun`` each process takes every N-th image, and all processes split each
+RollingDepth clip's snippets (README, "Several processes or GPUs").
 """
 
 from __future__ import annotations
@@ -185,12 +187,17 @@ def run(args: argparse.Namespace) -> int:
 
     items = collect_inputs(args.inputs, video=args.video)
     w = world()  # under accelerate launch / torchrun: this process's share, named as in a single run
-    named = w.shard(list(zip(items, _stems(items))))
-    clips = [(f, stem) for f, stem in named if is_clip(f)]
-    files = [(f, stem) for f, stem in named if not is_clip(f)]
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = load(args.checkpoint, device=w.device(args.device), dtype=args.dtype, cache_dir=args.cache_dir)
+    pairs = list(zip(items, _stems(items)))
+    # several processes: a RollingDepth clip's snippets are split across all of them, clip after clip; other
+    # inputs (images, and clips that cannot be split) are shared out whole, every N-th to each process
+    split = w.size > 1 and model.task == "depth" and split_clips(model, args, w, any(is_clip(f) for f in items))
+    together = [(f, stem) for f, stem in pairs if split and is_clip(f)]
+    named = w.shard([(f, stem) for f, stem in pairs if not (split and is_clip(f))])
+    clips = [(f, stem) for f, stem in named if is_clip(f)]
+    files = [(f, stem) for f, stem in named if not is_clip(f)]
     if clips and model.task != "depth":
         raise InputError(f"Videos need a depth checkpoint (RollingDepth or a Marigold depth model); "
                          f"{args.checkpoint} is a {model.task} checkpoint. Videos given: "
@@ -243,12 +250,38 @@ def run(args: argparse.Namespace) -> int:
         except MarigoldError as e:  # a bad video is one line, and the others are still processed
             print(f"error: {e}", file=sys.stderr)
             failed.append(f)
+    for f, stem in together:
+        try:
+            run_clip_split(model, f, stem, out_dir, args, w)
+        except MarigoldError as e:  # every process fails alike (errors travel with the collectives): rank 0 says it
+            if w.is_main:
+                print(f"error: {e}", file=sys.stderr)
+                failed.append(f)
     if failed:
+        clips += together if w.is_main else []
         what = "inputs" if clips and files else "videos" if clips else "images"
         where = "" if w.size == 1 else f" in process {w.rank + 1} of {w.size}"
-        print(f"{len(failed)} of {len(named)} {what} failed{where}: {', '.join(map(str, failed))}", file=sys.stderr)
+        total = len(named) + (len(together) if w.is_main else 0)
+        print(f"{len(failed)} of {total} {what} failed{where}: {', '.join(map(str, failed))}",
+              file=sys.stderr)
         return 1
     return 0
+
+
+def split_clips(model, args: argparse.Namespace, w, any_clip: bool) -> bool:
+    """Whether several processes split each clip's snippets (a RollingDepth checkpoint without refinement);
+    otherwise each clip runs whole on one process, and rank 0 says why in one line."""
+    from .video import PRESETS
+
+    refine = args.refine_steps if args.refine_steps is not None else PRESETS[args.preset].refine_steps
+    if model.video_model and not refine:
+        return True
+    if any_clip and w.is_main:
+        why = (f"refinement (--refine-steps {refine}) reads neighbouring frames at every step; --refine-steps 0 "
+               f"splits a clip's snippets across the processes" if model.video_model else
+               "a Marigold checkpoint's video mode is not split yet")
+        print(f"note: each clip runs whole on one of the {w.size} processes: {why}.", file=sys.stderr)
+    return False
 
 
 def run_clip(model, path: Path, name: str, out_dir: Path, args: argparse.Namespace) -> None:
@@ -264,6 +297,19 @@ def run_clip(model, path: Path, name: str, out_dir: Path, args: argparse.Namespa
                               batch_size=args.batch_size, frame_count=source.frame_count)
     export_clip(frames, out_dir, name, source.fps, space=frames.space, cmap=args.colormap, keep_raw=args.npy,
                 total=source.frame_count)
+
+
+def run_clip_split(model, path: Path, name: str, out_dir: Path, args: argparse.Namespace, w) -> None:
+    """One clip's snippets split across every process (each must call this), the files as :func:`run_clip`'s."""
+    from .video_distributed import Collective, run_split_clip
+    from .video_io import open_video
+    from .video_output import parse_dilations
+
+    source = open_video(path, fps=args.fps)  # a bad file fails in every process alike, before any collective
+    run_split_clip(model, source, out_dir, name, Collective(w), preset=args.preset,
+                   dilations=parse_dilations(args.dilations), snippet_length=args.snippet_length,
+                   processing_resolution=args.processing_resolution, seed=args.seed or 0,
+                   batch_size=args.batch_size, cmap=args.colormap, keep_raw=args.npy)
 
 
 def entry() -> None:

@@ -33,6 +33,8 @@ at a time and dropped once encoded. With snippet length n, largest dilation g an
 What grows with the number of frames is only the per-snippet (scale, shift) list: |D| snippets per frame,
 two Python floats each (~64 bytes per snippet), kept in :attr:`VideoStream.snippet_scales` for inspection.
 A clip no longer than the window is held whole and solved once, which is exactly the reference's global solve.
+Several processes (``accelerate launch`` / ``torchrun``) split a clip's snippets and solve once over the whole
+clip: :mod:`marigold.video_distributed`.
 
 Deviations from the reference, each for streaming: the co-alignment's origin (the reference subtracts the
 minimum of all snippets before fitting, ``DepthAligner.run``) and the refinement's [-1, 1] normalisation use
@@ -186,6 +188,73 @@ def plan_snippets(n_frames: int, dilations: Iterable[int], snippet_length: int, 
     return n, sorted(out), notes
 
 
+def snippet_kind(snippet: list[int]) -> int:
+    """A snippet's dilation (1 for a one-frame snippet): the group its (scale, shift) penalty is averaged in."""
+    return snippet[1] - snippet[0] if len(snippet) > 1 else 1
+
+
+def rolling_units(n_frames: int, snippet_length: int, dilations: Iterable[int]) -> list[list[int]]:
+    """Every snippet of a clip in the order the stream creates its units: by last frame, then by dilation
+    (the order in which :meth:`VideoStream._rolling` runs them; unit ``u`` is ``rolling_units(...)[u]``)."""
+    span = {g: (snippet_length - 1) * g for g in dilations}
+    return [list(range(t - span[g], t + 1, g)) for t in range(n_frames) for g in sorted(span) if t - span[g] >= 0]
+
+
+class SnippetRunner:
+    """RollingDepth's per-snippet work, shared by :class:`VideoStream` and by several processes
+    (:mod:`marigold.video_distributed`): frame → latent, and a batch of snippets → each frame's decoded map.
+
+    ONE noise tensor for every frame (reference: ``init_noise`` repeated over the sequence), from a CPU generator
+    in the model's dtype as in marigold.predict, so one seed gives one video on any device and in any process.
+    """
+
+    def __init__(self, model: MarigoldModel, size: tuple[int, int], processing_resolution: int, seed: int,
+                 num_inference_steps: int | None = None) -> None:
+        self.model = model
+        dev, dt = model.device, model.dtype
+        self.sf = model.vae_scaling_factor
+        self.processing_resolution = processing_resolution
+        ph, pw = img.padded_size(img.processing_size(size, processing_resolution))
+        h, w = ph // img.LATENT_FACTOR, pw // img.LATENT_FACTOR
+        self.noise = torch.randn((1, 4, h, w), generator=torch.Generator("cpu").manual_seed(seed),
+                                 dtype=dt).to(dev)  # [1,4,h,w]
+        self.text = model.empty_text_embedding.to(device=dev, dtype=dt)  # [1,2,D]
+        self.scheduler = model.make_scheduler()
+        self.steps = num_inference_steps or model.default_denoising_steps or 1
+        self.padding = (0, 0)
+
+    def encode(self, frame: torch.Tensor) -> torch.Tensor:
+        """``[1,3,H,W]`` 0..1 → its latent ``[1,4,h,w]`` (scaled), the image condition of every snippet."""
+        model = self.model
+        x, self.padding = img.preprocess(frame, self.processing_resolution, "bilinear")  # [1,3,PPH,PPW] -1..1
+        return model.vae.encode(x.to(device=model.device, dtype=model.dtype)).latent_dist.mode() * self.sf
+
+    def run(self, latents: dict[int, torch.Tensor], batch: list[list[int]]) -> list[list[torch.Tensor]]:
+        """Snippets of equal length (frame indices into ``latents``) → per snippet, per frame, the decoded map
+        ``[PH,PW]`` on the CPU in the decoder's dtype: ``(x + 1) / 2`` of the channel mean, unclipped."""
+        from .snippet import snippet_frames
+
+        model, dev, sf = self.model, self.model.device, self.sf
+        cond = torch.cat([latents[f] for s in batch for f in s])  # [S·n,4,h,w]
+        x = self.noise.expand(cond.shape[0], -1, -1, -1)  # [S·n,4,h,w]
+        self.scheduler.set_timesteps(self.steps, device=dev)  # reset per call, as the reference does per snippet
+        with snippet_frames(model.unet, len(batch[0])):
+            for ts in self.scheduler.timesteps:
+                out = model.unet(torch.cat([cond, x], dim=1), ts, encoder_hidden_states=self.text.expand(
+                    cond.shape[0], -1, -1), return_dict=False)[0]  # [S·n,4,h,w]
+                x = self.scheduler.step(out, ts, x).prev_sample  # [S·n,4,h,w]
+        maps, k = [], 0
+        for s in batch:
+            values = []
+            for _ in s:
+                dec = model.vae.decode(x[k:k + 1] / sf, return_dict=False)[0]  # [1,3,PPH,PPW]
+                # the reference's decode_depth: channel mean, unclipped; read as (x+1)/2 (module docstring)
+                values.append(img.unpad((dec.mean(dim=1)[0] + 1.0) / 2.0, self.padding).cpu())  # [PH,PW]
+                k += 1
+            maps.append(values)
+        return maps
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Streaming co-alignment
 
@@ -243,6 +312,11 @@ class StreamingAligner:
     @property
     def held_maps(self) -> int:
         return sum(len(v) for v in self._contrib.values())
+
+    def solve(self) -> None:
+        """Fit (scale, shift) of the units not yet fixed over every row held (what :meth:`flush` does first);
+        several processes call it once, on rank 0, over the whole clip's rows (:mod:`marigold.video_distributed`)."""
+        self._solve()
 
     def _solve(self) -> None:
         from . import coalign
@@ -465,49 +539,26 @@ class VideoStream:
 
     def _rolling(self) -> Iterator[VideoFrame]:
         model, n_want = self.model, self.snippet_length
-        dev, dt = model.device, model.dtype
-        sf = model.vae_scaling_factor
         source = _frames(self.frames)
         first = next(source)
         size = tuple(first.shape[-2:])
-        ph, pw = img.padded_size(img.processing_size(size, self.processing_resolution))
-        h, w = ph // img.LATENT_FACTOR, pw // img.LATENT_FACTOR
-        # ONE noise tensor for every frame (reference: ``init_noise`` repeated over the sequence), from a CPU
-        # generator in the model's dtype as in marigold.predict, so one seed gives one video on any device
-        noise = torch.randn((1, 4, h, w), generator=torch.Generator("cpu").manual_seed(self.seed), dtype=dt).to(dev)
-        text = model.empty_text_embedding.to(device=dev, dtype=dt)  # [1,2,D]
-        scheduler = model.make_scheduler()
-        steps = self.num_inference_steps or model.default_denoising_steps or 1
+        runner = SnippetRunner(model, size, self.processing_resolution, self.seed, self.num_inference_steps)
+        noise, text, sf = runner.noise, runner.text, runner.sf
 
         latents: dict[int, torch.Tensor] = {}
         rgb: dict[int, torch.Tensor] = {}  # the frames' latents as the refinement still needs them
-        padding = (0, 0)
         aligner = self.aligner
         refine = self.refine_steps > 0
         refiner = None
-        from .snippet import snippet_frames
 
         def run(batch: list[list[int]]) -> None:
             if self.check_cancel is not None:
                 self.check_cancel()
-            cond = torch.cat([latents[f] for s in batch for f in s])  # [S·n,4,h,w]
-            x = noise.expand(cond.shape[0], -1, -1, -1)  # [S·n,4,h,w]
-            scheduler.set_timesteps(steps, device=dev)  # reset per call, as the reference does per snippet
-            with snippet_frames(model.unet, len(batch[0])):
-                for ts in scheduler.timesteps:
-                    out = model.unet(torch.cat([cond, x], dim=1), ts, encoder_hidden_states=text.expand(
-                        cond.shape[0], -1, -1), return_dict=False)[0]  # [S·n,4,h,w]
-                    x = scheduler.step(out, ts, x).prev_sample  # [S·n,4,h,w]
-            k = 0
-            for s in batch:
-                unit = aligner.new_unit(s[1] - s[0] if len(s) > 1 else 1)
-                for f in s:
-                    dec = model.vae.decode(x[k:k + 1] / sf, return_dict=False)[0]  # [1,3,PPH,PPW]
-                    # the reference's decode_depth: channel mean, unclipped; read as (x+1)/2 (module docstring)
-                    value = img.unpad((dec.mean(dim=1)[0] + 1.0) / 2.0, padding).cpu()  # [PH,PW]
+            for s, values in zip(batch, runner.run(latents, batch)):
+                unit = aligner.new_unit(snippet_kind(s))
+                for f, value in zip(s, values):
                     aligner.contribute(unit, f, value)
                     aligner.observe(unit, f, _lowres(value))
-                    k += 1
             self._done += len(batch)
             self._track()
             if self.progress is not None:
@@ -543,7 +594,7 @@ class VideoStream:
                 # start dilation that leaves frames uncovered would fail its coverage assertion, so cap it then too
                 if self.preset.cap_dilation or (n_r - 1) * start >= n_frames:
                     start = cap_dilation(n_frames, n_r, start)
-                refiner = _Refiner(self, n_r, start, noise, text, rgb, sf, lambda: padding)
+                refiner = _Refiner(self, n_r, start, noise, text, rgb, sf, lambda: runner.padding)
                 if count:
                     self._total += sum(max(0, count - (n_r - 1) * g) for g in refiner.dilations)
             return n, dilations, span, window
@@ -582,11 +633,10 @@ class VideoStream:
 
         t = -1
         for t, frame in enumerate(itertools.chain([first], source)):
-            x, padding = img.preprocess(frame, self.processing_resolution, "bilinear")  # [1,3,PPH,PPW] -1..1
-            latents[t] = model.vae.encode(x.to(device=dev, dtype=dt)).latent_dist.mode() * sf  # [1,4,h,w]
+            latents[t] = runner.encode(frame)  # [1,4,h,w]
             if refine:
                 rgb[t] = latents[t]
-            del frame, x
+            del frame
             if plan is None and t + 1 >= read_ahead:
                 plan = make_plan(read_ahead, known=False)  # at least this long: no cap bites
                 for u in range(t + 1):

@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -313,11 +313,11 @@ class DepthFrameStore:
             raise InputError("No frames were predicted.")
         return self.lo, self.hi
 
-    def normalized(self) -> Iterator[tuple[int, torch.Tensor]]:
-        """``(index, [1,H,W] float32 in 0..1)`` in frame order, all with the clip's one range."""
+    def normalized(self, indices: Iterable[int] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(index, [1,H,W] float32 in 0..1)`` in frame order (or for ``indices``), all with the clip's one range."""
         lo, hi = self.value_range
         span = max(hi - lo, 1e-12)
-        for i in range(self.count):
+        for i in range(self.count) if indices is None else indices:
             a = np.load(self.folder / f"{i:06d}.npy")  # [H,W]
             # a division, not a product with 1/span: the clip's maximum must map to exactly 1 (65535)
             yield i, ((torch.from_numpy(a) - lo) / span).clamp(0.0, 1.0)[None]  # [1,H,W]

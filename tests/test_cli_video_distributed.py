@@ -1,0 +1,192 @@
+"""A video's snippets split across processes: ``accelerate launch -m marigold CLIP --video`` with two CPU
+processes (gloo) writes the same files as one process, bit for bit (tiny RollingDepth checkpoint, 9 frames)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from marigold.checkpoint import empty_text_embedding
+from marigold.distributed import World
+from marigold.video import plan_snippets, rolling_units
+from marigold.video_distributed import Collective, aligned_mean, solve_units, split_range
+from marigold.video_io import VideoWriter
+from test_cli_distributed import ROOT, _env, _free_port
+
+T, H, W, FPS = 9, 48, 64, 12
+
+
+def _clip() -> np.ndarray:
+    frames = np.zeros((T, H, W, 3), np.uint8)
+    for i in range(T):
+        frames[i] = 25 * i
+        frames[i, :, : 6 * (i + 2)] = (220, 140, 60)  # a bar that grows: near and far change over the clip
+        frames[i, 30:, 40:] = (40, 200, 90)
+    return frames
+
+
+def _decoded(path: Path) -> np.ndarray:
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])])  # [T,H,W,3]
+
+
+def _outputs(out: Path) -> dict[str, np.ndarray]:
+    files = {p.relative_to(out).as_posix(): np.asarray(Image.open(p)).astype(np.int64) for p in out.rglob("*.png")}
+    files.update({p.relative_to(out).as_posix(): np.load(p) for p in out.rglob("*.npy")})
+    files.update({p.name: _decoded(p) for p in out.glob("*.mp4")})
+    return files
+
+
+def test_two_processes_split_a_clips_snippets_and_write_what_one_process_writes(make_checkpoint, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    with VideoWriter(src / "walk.mp4", FPS) as vw:
+        for f in _clip():
+            vw.write(f)
+    shot = src / "shot"  # a frame folder: a second clip, split after the first
+    shot.mkdir()
+    for i, f in enumerate(_clip()[::-1]):
+        Image.fromarray(f).save(shot / f"f{i}.png")
+    (src / "empty.mp4").write_bytes(b"")  # refused by both processes alike, said once
+    late = src / "late"  # its last frame cannot be decoded: only the process whose snippets read it finds out
+    late.mkdir()
+    for i, f in enumerate(_clip()):
+        Image.fromarray(f).save(late / f"f{i}.png")
+    data = (late / "f8.png").read_bytes()
+    (late / "f8.png").write_bytes(data[:len(data) // 2])
+    Image.fromarray(_clip()[4]).save(src / "photo.png")  # images are still shared out whole
+    # 9 frames, snippets of 3 at dilations 1 and 2: 12 snippets (6 per process), and the clip fits a single
+    # process's window (2·(4+1) = 10 frames), which then solves once, globally, as the split run does
+    ckpt = make_checkpoint("rollingdepth")
+    # the run that first computes a checkpoint's empty-text embedding (and caches it) gives floats ~1e-5 apart from
+    # runs that read the cache (measured: the embedding is bit-equal, the difference comes with loading the text
+    # encoder in that process); with the cache made first, both runs read it and must agree bit for bit
+    empty_text_embedding(ckpt)
+    args = ["-m", "marigold", str(src / "walk.mp4"), str(shot), str(src / "empty.mp4"), str(late),
+            str(src / "photo.png"),
+            "--video", "--checkpoint", str(ckpt), "--processing-resolution", "64",
+            "--dilations", "1,2", "--dtype", "fp32", "--npy", "--seed", "2"]
+    one = subprocess.run([sys.executable, *args, "-o", str(tmp_path / "one")], env=_env(), cwd=ROOT,
+                         capture_output=True, text=True, timeout=400)
+    assert one.returncode == 1, one.stderr[-3000:]  # the empty file, the bad frame
+    two = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                          "--main_process_port", str(_free_port()), *args, "-o", str(tmp_path / "two")],
+                         env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=400)
+    # exit status 1 from rank 0 (the launcher adds its own traceback); no traceback through marigold's code
+    assert two.returncode != 0 and str(ROOT / "marigold") not in two.stderr, two.stderr[-3000:]
+    assert "2 of 5 inputs failed in process 1 of 2: " in two.stderr and "process 2 of 2" not in two.stderr
+    assert "walk: snippets [1/2]" in two.stderr and "walk: snippets [2/2]" in two.stderr  # both ran snippets
+    errors = [line for line in two.stderr.splitlines() if line.startswith("error:")]
+    # each bad clip said once; the bad frame, found by process 2 alone, stopped both (no hang) before the next clip
+    assert len(errors) == 2 and "empty.mp4" in errors[0] and "f8.png" in errors[1], two.stderr[-3000:]
+
+    a, b = _outputs(tmp_path / "one"), _outputs(tmp_path / "two")
+    assert sorted(a) == sorted(b)
+    for clip, space in (("walk", "disparity"), ("shot", "disparity")):
+        assert sum(k.startswith(f"{clip}_{space}_16bit/") for k in a) == T
+        assert sum(k.startswith(f"{clip}_{space}_npy/") for k in a) == T
+        assert f"{clip}_depth.mp4" in a and a[f"{clip}_depth.mp4"].shape == (T, H, W, 3)
+    assert "photo_disparity_16bit.png" in a
+    # the same snippets, the same solve with the rows in the same order, each frame's aligned maps summed in the
+    # same unit order, the exact min/max for the range: bit-equal floats, so equal files (no tolerance)
+    for name in a:
+        assert a[name].shape == b[name].shape and np.array_equal(a[name], b[name]), name
+    frames = np.stack([a[f"walk_disparity_16bit/{i:06d}.png"] for i in range(T)])
+    assert frames.min() == 0 and frames.max() == 65535  # one normalisation for the clip
+    assert not [p for p in (tmp_path / "two").iterdir() if p.name.startswith(".")]  # parked maps are gone
+
+
+def test_units_are_split_in_contiguous_blocks_in_the_single_process_order():
+    n, dilations, _ = plan_snippets(30, [1, 25], 3)  # capped to 1 and 9
+    units = rolling_units(30, n, dilations)
+    assert dilations == [1, 9] and len(units) == 28 + 12
+    assert units[:3] == [[0, 1, 2], [1, 2, 3], [2, 3, 4]]
+    assert units[-2:] == [[27, 28, 29], [11, 20, 29]]  # last frame 29: dilation 1, then 9 (the stream's order)
+    shares = [split_range(len(units), World(r, 3)) for r in range(3)]
+    assert [len(s) for s in shares] == [13, 13, 14] and list(shares[0]) + list(shares[1]) + list(shares[2]) == list(
+        range(40))
+
+
+def test_solve_units_and_aligned_mean_give_what_the_streaming_aligner_gives():
+    from marigold.video import StreamingAligner, _lowres
+    from marigold.video_distributed import UnitRow
+
+    g = torch.Generator().manual_seed(0)
+    truth = torch.rand(6, 24, 32, generator=g)  # [frames, PH, PW]
+    units = rolling_units(6, 3, [1, 2])
+    stream, rows, kinds = StreamingAligner(), [], {}
+    for u, s in enumerate(units):
+        kinds[u] = s[1] - s[0]
+        stream.new_unit(kinds[u])
+        scale, shift = 1 + 0.3 * u, 0.1 * u  # each snippet in its own affine frame, plus noise
+        for j, f in enumerate(s):
+            value = (truth[f] - shift) / scale + 0.01 * torch.randn(24, 32, generator=g)  # [PH,PW]
+            stream.contribute(u, f, value)
+            stream.observe(u, f, _lowres(value))
+            rows.append((UnitRow((u, j), u, f, _lowres(value)), value))
+    origin = min(float(v.min()) for _, v in rows)
+    expected = dict(stream.flush(range(6)))  # one global solve, then each frame's mean
+    # the rows handed over in another order (as gathered from several processes) are solved in the stream's
+    scales, shifts = solve_units(Collective(World()), kinds, [r for r, _ in rows[::-1]], origin)
+    assert scales == stream.scales and shifts == stream.shifts
+    assert len(set(scales)) > 1  # the solve did something
+    for f in range(6):
+        parts = [(r.unit, v) for r, v in rows if r.group == f]
+        assert torch.equal(aligned_mean(parts, scales, shifts), expected[f])
+
+
+def test_a_clip_longer_than_the_window_is_solved_once_over_the_whole_clip(make_checkpoint, tmp_path):
+    """One process through the split path: what a single stream gives with a window as long as the clip (one
+    global solve), not what it gives with its default window (10 frames here: solved window by window)."""
+    from marigold.checkpoint import load
+    from marigold.video import iter_video_depth
+    from marigold.video_distributed import run_split_clip
+    from marigold.video_io import FrameFolder
+    from marigold.video_output import export_clip
+
+    clip = np.concatenate([_clip(), _clip()[::-1]])  # 18 frames
+    for i, f in enumerate(clip):
+        Image.fromarray(f).save(tmp_path / f"{i:02d}.png")
+    model = load(make_checkpoint("rollingdepth"), dtype="fp32")
+    opts = dict(dilations=[1, 2], processing_resolution=64, seed=1)
+    split = run_split_clip(model, FrameFolder(tmp_path), tmp_path / "split", "c", Collective(World()), keep_raw=True,
+                           progress=False, **opts)
+    outs = {}
+    for window in (len(clip), None):
+        frames = iter_video_depth(model, FrameFolder(tmp_path), window=window, **opts)
+        outs[window] = export_clip(frames, tmp_path / f"w{window}", "c", 30, space=frames.space, keep_raw=True,
+                                   progress=False)
+    raw = {k: np.stack([np.load(p) for p in sorted(c.raw.iterdir())]) for k, c in [("split", split), *outs.items()]}
+    assert raw["split"].shape == (18, H, W)
+    assert np.array_equal(raw["split"], raw[len(clip)])
+    assert not np.array_equal(raw["split"], raw[None])  # the streamed solve differs: the comparison can fail
+
+
+def test_split_clips_says_why_a_clip_runs_whole(capsys):
+    from marigold.cli import parse_args, split_clips
+
+    class Model:
+        video_model = True
+
+    w = World(0, 2)
+    assert split_clips(Model(), parse_args(["x.mp4", "-o", "o"]), w, True)
+    assert not split_clips(Model(), parse_args(["x.mp4", "-o", "o", "--preset", "full"]), w, True)
+    assert "--refine-steps 0" in capsys.readouterr().err
+    assert split_clips(Model(), parse_args(["x.mp4", "-o", "o", "--preset", "full", "--refine-steps", "0"]), w, True)
+    Model.video_model = False
+    assert not split_clips(Model(), parse_args(["x.mp4", "-o", "o"]), w, True)
+    assert "Marigold checkpoint" in capsys.readouterr().err
+    assert not split_clips(Model(), parse_args(["x.mp4", "-o", "o"]), World(1, 2), True)
+    assert capsys.readouterr().err == ""  # said once, by rank 0
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
