@@ -269,18 +269,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def split_clips(model, args: argparse.Namespace, w, any_clip: bool) -> bool:
-    """Whether several processes split each clip's snippets (a RollingDepth checkpoint without refinement);
-    otherwise each clip runs whole on one process, and rank 0 says why in one line."""
+    """Whether several processes split each clip (a RollingDepth checkpoint's snippets without refinement, or a
+    Marigold checkpoint's frames); otherwise each clip runs whole on one process, and rank 0 says why in one line."""
     from .video import PRESETS
 
     refine = args.refine_steps if args.refine_steps is not None else PRESETS[args.preset].refine_steps
-    if model.video_model and not refine:
+    if not model.video_model or not refine:  # a Marigold checkpoint's video mode never refines
         return True
     if any_clip and w.is_main:
-        why = (f"refinement (--refine-steps {refine}) reads neighbouring frames at every step; --refine-steps 0 "
-               f"splits a clip's snippets across the processes" if model.video_model else
-               "a Marigold checkpoint's video mode is not split yet")
-        print(f"note: each clip runs whole on one of the {w.size} processes: {why}.", file=sys.stderr)
+        print(f"note: each clip runs whole on one of the {w.size} processes: refinement (--refine-steps {refine}) "
+              f"reads neighbouring frames at every step; --refine-steps 0 splits a clip's snippets across the "
+              f"processes.", file=sys.stderr)
     return False
 
 

@@ -83,24 +83,14 @@ class FrameAligner:
         return out
 
     def _solve(self) -> None:
-        from . import coalign
-
         frames = sorted(self._rows)
         if len(frames) < 2 or all(f < self.emitted for f in frames):
             return
-        local = {f: i for i, f in enumerate(frames)}
-        maps, unit, group = [], [], []
-        for g in self.offsets:
-            for f in frames:
-                if f - g in local:
-                    maps += [self._rows[f], self._rows[f - g]]
-                    unit += [local[f], local[f - g]]
-                    group += [len(group) // 2] * 2
-        if not maps:  # no pair reaches (the offsets skip every held frame): nothing to compare
+        fit = solve_frames(self._rows, self.offsets, self.solve_opts)
+        if fit is None:
             return
-        s, c = coalign.solve(torch.stack(maps), torch.tensor(unit), torch.tensor(group), len(frames),
-                             **self.solve_opts)  # [F], [F]
-        s, c = s.double(), c.double()
+        s, c = fit  # [F], [F] in the order of ``frames``
+        local = {f: i for i, f in enumerate(frames)}
         anchors = [f for f in frames if f < self.emitted]
         a, b = 1.0, 0.0
         if anchors:  # one affine map from this window's free answer onto the emitted frames' fixed values
@@ -113,3 +103,26 @@ class FrameAligner:
                 self.scales[f] = a * float(s[local[f]])
                 self.shifts[f] = a * float(c[local[f]]) + b
         self.solves += 1
+
+
+def solve_frames(rows: dict[int, torch.Tensor], offsets: Iterable[int] = OFFSETS, solve_opts: dict | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The free solve: ``rows`` (frame → its low-resolution row ``[K]``) → (scales, shifts) ``[F]`` float64 for
+    the frames in sorted order, or None when no pair of frames is ``offsets`` apart. Every frame is compared
+    with the held frames ``g`` before it, for each ``g`` in ``offsets`` (one comparison group per pair)."""
+    from . import coalign
+
+    frames = sorted(rows)
+    local = {f: i for i, f in enumerate(frames)}
+    maps, unit, group = [], [], []
+    for g in sorted(set(int(g) for g in offsets)):
+        for f in frames:
+            if f - g in local:
+                maps += [rows[f], rows[f - g]]
+                unit += [local[f], local[f - g]]
+                group += [len(group) // 2] * 2
+    if not maps:
+        return None
+    s, c = coalign.solve(torch.stack(maps), torch.tensor(unit), torch.tensor(group), len(frames),
+                         **{**SOLVE_OPTIONS, **(solve_opts or {})})  # [F], [F]
+    return s.double(), c.double()

@@ -654,11 +654,19 @@ class VideoStream:
 
     # ---- Marigold depth checkpoints ----
 
-    def _marigold(self) -> Iterator[VideoFrame]:
-        from .frame_align import WINDOW, FrameAligner
+    def predict_frame(self, frame: torch.Tensor) -> torch.Tensor:
+        """Marigold's video mode: one frame ``[1,3,H,W]`` → its prediction ``[PH,PW]`` (depth 0..1), with the
+        same seed for every frame: :func:`marigold.predict.iter_members` draws the same noise each time."""
         from .predict import iter_members
 
-        model = self.model
+        members = next(iter_members(self.model, frame, num_inference_steps=self.num_inference_steps,
+                                    processing_resolution=self.processing_resolution, batch_size=1, seed=self.seed,
+                                    check_cancel=self.check_cancel))
+        return members.values[0, 0]  # [PH,PW]
+
+    def _marigold(self) -> Iterator[VideoFrame]:
+        from .frame_align import WINDOW, FrameAligner
+
         # frames compared pixel by pixel with the frames 1, 2, 4 and 8 before them (marigold.frame_align). Warping
         # along OpenCV DIS optical flow did not pay (bench/video_flow.py, synthetic moving scene, 24 frames
         # 320×240, per-frame affine jumps): the L1 fit ignores the moved pixels, so both recover the clip exactly
@@ -671,11 +679,7 @@ class VideoStream:
         t = -1
         for t, frame in enumerate(_frames(self.frames)):
             size = tuple(frame.shape[-2:])
-            # the same seed for every frame: iter_members draws the same noise each time (shared noise)
-            members = next(iter_members(model, frame, num_inference_steps=self.num_inference_steps,
-                                        processing_resolution=self.processing_resolution,
-                                        batch_size=1, seed=self.seed, check_cancel=self.check_cancel))
-            out = aligner.add(t, members.values[0, 0])  # [PH,PW] depth 0..1
+            out = aligner.add(t, self.predict_frame(frame))
             self._track()
             if self.progress is not None:
                 self.progress(t + 1, total)

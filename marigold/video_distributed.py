@@ -1,5 +1,5 @@
-"""One video, several processes: a RollingDepth clip's snippets split across ``accelerate launch`` /
-``torchrun`` processes, co-aligned once, written once.
+"""One video, several processes: a RollingDepth clip's snippets, or a Marigold depth checkpoint's frames, split
+across ``accelerate launch`` / ``torchrun`` processes, co-aligned once, written once.
 
 Rank 0 counts the frames first (a video file is decoded once for this: a container's count can be wrong). Every
 process then runs the same plan (:func:`marigold.video.plan_snippets`, :func:`marigold.video.rolling_units`:
@@ -31,11 +31,11 @@ runs such a clip whole on one process and says so). The gather / solve / broadca
 over *units* (snippets here, frames in Marigold's video mode): :class:`Collective`, :class:`UnitRow`,
 :func:`solve_units`, :func:`aligned_mean`, :func:`clip_range`, :class:`SharedFrameStore`, :func:`write_split_clip`.
 
-Frames as units (Marigold's video mode, not split yet): each process predicts its block of frames, one unit per
-frame, and hands :func:`solve_units` its rows with ``seq`` in the stream's observe order, e.g. ``(t, 0)`` for frame
-t's own row in group t and ``(t, 1)`` for frame t-1's row in group t; a block's first frame needs the previous
-block's last low-resolution map (one row), then :func:`aligned_mean` with one part per frame, :class:`SharedFrameStore`,
-:func:`clip_range` and :func:`write_split_clip` as here.
+Marigold depth checkpoints (video mode, frames as units): each process predicts its contiguous block of frames
+(:meth:`marigold.video.VideoStream.predict_frame`, the same seed for every frame) and parks them in ``OUT``; rank 0
+gathers every frame's low-resolution row, solves once over the whole clip (:func:`marigold.frame_align.solve_frames`:
+every frame against the frames 1, 2, 4 and 8 before it) and broadcasts the per-frame (scale, shift); each process
+aligns its own frames. A clip no longer than the single process's window (16 frames) gets exactly its solve.
 
 All communication is a few Python objects over a gloo process group on the CPU (started on first use from the
 launcher's ``MASTER_ADDR``/``MASTER_PORT``), whatever device the model runs on.
@@ -276,20 +276,16 @@ def run_split_clip(model, source, out_dir: str | os.PathLike, name: str, comm: C
                    processing_resolution: int | None = None, seed: int = 0, batch_size: int = 1,
                    cmap: str = "Spectral", keep_raw: bool = False, coalign_options: dict | None = None,
                    progress: bool = True):
-    """One clip (a :class:`~marigold.video_io.VideoSource`) through a RollingDepth checkpoint, its snippets
-    split across ``comm``'s processes; writes what :func:`marigold.video_output.export_clip` writes and returns
-    its :class:`~marigold.video_output.ClipFiles` (the same in every process). Every process must call it."""
-    from tqdm.auto import tqdm
-
-    from .video import SnippetRunner, VideoStream, _frames, _lowres, plan_snippets, rolling_units, snippet_kind
+    """One clip (a :class:`~marigold.video_io.VideoSource`) split across ``comm``'s processes: a RollingDepth
+    checkpoint's snippets (:func:`_split_snippets`), or a Marigold depth checkpoint's frames in its video mode
+    (:func:`_split_frames`); writes what :func:`marigold.video_output.export_clip` writes and returns its
+    :class:`~marigold.video_output.ClipFiles` (the same in every process). Every process must call it."""
+    from .video import VideoStream
     from .video_output import ClipFiles, clip_paths
 
     stream = VideoStream(model, source, preset=preset, dilations=dilations, snippet_length=snippet_length,
                          refine_steps=0, processing_resolution=processing_resolution, seed=seed,
                          batch_size=batch_size, frame_count=source.frame_count, coalign_options=coalign_options)
-    if not model.video_model:
-        raise InputError(f"{model.path.name} is not a RollingDepth (snippet) checkpoint: its video mode is not split "
-                         f"across processes.")
     out_dir = Path(out_dir)
     video_path, frames_dir, raw_dir = clip_paths(out_dir, name, stream.space)
 
@@ -301,93 +297,16 @@ def run_split_clip(model, source, out_dir: str | os.PathLike, name: str, comm: C
         for old in frames_dir.glob("[0-9][0-9][0-9][0-9][0-9][0-9].png") if frames_dir.is_dir() else ():
             old.unlink()  # a longer earlier run must not leave frames past this clip's end
         frames = tempfile.mkdtemp(prefix=".marigold-frames-", dir=out_dir)
-        snippets = tempfile.mkdtemp(prefix=".marigold-snippets-", dir=out_dir)
-        return n_frames, frames, snippets
+        units = tempfile.mkdtemp(prefix=".marigold-units-", dir=out_dir)
+        return n_frames, frames, units
 
     setup_result, error = _guard(setup) if comm.rank == 0 else (None, None)
-    n_frames, frames_folder, snippet_folder = comm.broadcast(setup_result, error)
+    n_frames, frames_folder, units_folder = comm.broadcast(setup_result, error)
     store = SharedFrameStore(frames_folder, n_frames)
-    units_dir = Path(snippet_folder)
+    units_dir = Path(units_folder)
     try:
-        n, plan_dilations, notes = plan_snippets(n_frames, stream.dilations, stream.snippet_length,
-                                                 stream.preset.cap_dilation)
-        for note in notes:
-            stream._note(note)
-        units = rolling_units(n_frames, n, plan_dilations)  # [U] snippets, unit order
-        mine = list(split_range(len(units), comm.world))
-        kinds = {u: snippet_kind(units[u]) for u in mine}
-        rows: list[UnitRow] = []
-        local_min = math.inf
-        size = (source.size[1], source.size[0])  # (H, W)
-
-        def compute():
-            nonlocal local_min
-            if not mine:
-                return
-            first, last = min(units[u][0] for u in mine), max(units[u][-1] for u in mine)
-            span = (n - 1) * max(plan_dilations)
-            by_last: dict[int, list[int]] = {}
-            for u in mine:
-                by_last.setdefault(units[u][-1], []).append(u)
-            runner = SnippetRunner(model, size, stream.processing_resolution, stream.seed, stream.num_inference_steps)
-            latents: dict[int, torch.Tensor] = {}
-            pending: list[int] = []
-            bar = tqdm(total=len(mine), desc=f"{name}: snippets [{comm.rank + 1}/{comm.size}]", unit="snippet",
-                       disable=not progress)
-
-            def run(batch: list[int]) -> None:
-                nonlocal local_min
-                for u, values in zip(batch, runner.run(latents, [units[u] for u in batch])):
-                    torch.save(torch.stack(values), units_dir / f"{u:07d}.pt")  # [n,PH,PW]
-                    for j, (f, value) in enumerate(zip(units[u], values)):
-                        rows.append(UnitRow((u, j), u, f, _lowres(value)))
-                        local_min = min(local_min, float(value.min()))
-                bar.update(len(batch))
-
-            with torch.inference_mode():
-                for t, frame in enumerate(_frames(source)):
-                    if t > last:
-                        break
-                    if t < first:
-                        continue
-                    latents[t] = runner.encode(frame)  # [1,4,h,w]
-                    pending.extend(by_last.get(t, []))
-                    while len(pending) >= stream.batch_size:
-                        run(pending[:stream.batch_size])
-                        del pending[:stream.batch_size]
-                    need = min([units[u][0] for u in pending] + [t + 1 - span])
-                    for f in [f for f in latents if f < need]:  # no snippet still to come reads them
-                        del latents[f]
-                if pending:
-                    run(pending)
-            bar.close()
-            if len(rows) != sum(len(units[u]) for u in mine):
-                raise InputError(f"{source.path}: fewer frames than the {n_frames} counted; the file may be truncated.")
-
-        _, error = _guard(compute)
-        comm.barrier(error)  # an error anywhere stops every process before the solve
-        scales, shifts = solve_units(comm, kinds, rows, local_min, stream.aligner.solve_opts)
-        rows.clear()
-
-        def assemble():
-            contrib: dict[int, list[tuple[int, int]]] = {}  # frame → [(unit, position)], unit order
-            own = split_range(n_frames, comm.world)
-            for u, s in enumerate(units):
-                for j, f in enumerate(s):
-                    if f in own:
-                        contrib.setdefault(f, []).append((u, j))
-            cache: dict[int, torch.Tensor] = {}
-            for f in own:
-                for u in [u for u in cache if units[u][-1] < f]:  # no later frame of this block reads it
-                    del cache[u]
-                parts = []
-                for u, j in contrib[f]:
-                    if u not in cache:
-                        cache[u] = torch.load(units_dir / f"{u:07d}.pt")  # [n,PH,PW]
-                    parts.append((u, cache[u][j]))
-                store.add(f, stream._finish(f, aligned_mean(parts, scales, shifts), size).value)
-
-        _, error = _guard(assemble)
+        split = _split_snippets if model.video_model else _split_frames
+        error = split(stream, source, comm, n_frames, units_dir, store, name, progress)
         store.share_range(comm, error)
         write_split_clip(comm, store, split_range(n_frames, comm.world), video_path, frames_dir, source.fps,
                          stream.space, cmap, progress)
@@ -400,3 +319,150 @@ def run_split_clip(model, source, out_dir: str | os.PathLike, name: str, comm: C
         if comm.rank == 0:
             shutil.rmtree(units_dir, ignore_errors=True)
             store.cleanup()
+
+
+def _split_snippets(stream, source, comm: Collective, n_frames: int, units_dir: Path, store: SharedFrameStore,
+                    name: str, progress: bool) -> str | None:
+    """RollingDepth: this process's block of snippets run, parked in ``units_dir`` and rowed; one solve on rank
+    0; this process's block of frames averaged into ``store``. Returns the assembly's error (None if fine)."""
+    from tqdm.auto import tqdm
+
+    from .video import SnippetRunner, _frames, _lowres, plan_snippets, rolling_units, snippet_kind
+
+    model = stream.model
+    n, plan_dilations, notes = plan_snippets(n_frames, stream.dilations, stream.snippet_length,
+                                             stream.preset.cap_dilation)
+    for note in notes:
+        stream._note(note)
+    units = rolling_units(n_frames, n, plan_dilations)  # [U] snippets, unit order
+    mine = list(split_range(len(units), comm.world))
+    kinds = {u: snippet_kind(units[u]) for u in mine}
+    rows: list[UnitRow] = []
+    local_min = math.inf
+    size = (source.size[1], source.size[0])  # (H, W)
+
+    def compute():
+        nonlocal local_min
+        if not mine:
+            return
+        first, last = min(units[u][0] for u in mine), max(units[u][-1] for u in mine)
+        span = (n - 1) * max(plan_dilations)
+        by_last: dict[int, list[int]] = {}
+        for u in mine:
+            by_last.setdefault(units[u][-1], []).append(u)
+        runner = SnippetRunner(model, size, stream.processing_resolution, stream.seed, stream.num_inference_steps)
+        latents: dict[int, torch.Tensor] = {}
+        pending: list[int] = []
+        bar = tqdm(total=len(mine), desc=f"{name}: snippets [{comm.rank + 1}/{comm.size}]", unit="snippet",
+                   disable=not progress)
+
+        def run(batch: list[int]) -> None:
+            nonlocal local_min
+            for u, values in zip(batch, runner.run(latents, [units[u] for u in batch])):
+                torch.save(torch.stack(values), units_dir / f"{u:07d}.pt")  # [n,PH,PW]
+                for j, (f, value) in enumerate(zip(units[u], values)):
+                    rows.append(UnitRow((u, j), u, f, _lowres(value)))
+                    local_min = min(local_min, float(value.min()))
+            bar.update(len(batch))
+
+        with torch.inference_mode():
+            for t, frame in enumerate(_frames(source)):
+                if t > last:
+                    break
+                if t < first:
+                    continue
+                latents[t] = runner.encode(frame)  # [1,4,h,w]
+                pending.extend(by_last.get(t, []))
+                while len(pending) >= stream.batch_size:
+                    run(pending[:stream.batch_size])
+                    del pending[:stream.batch_size]
+                need = min([units[u][0] for u in pending] + [t + 1 - span])
+                for f in [f for f in latents if f < need]:  # no snippet still to come reads them
+                    del latents[f]
+            if pending:
+                run(pending)
+        bar.close()
+        if len(rows) != sum(len(units[u]) for u in mine):
+            raise InputError(f"{source.path}: fewer frames than the {n_frames} counted; the file may be truncated.")
+
+    _, error = _guard(compute)
+    comm.barrier(error)  # an error anywhere stops every process before the solve
+    scales, shifts = solve_units(comm, kinds, rows, local_min, stream.aligner.solve_opts)
+    rows.clear()
+
+    def assemble():
+        contrib: dict[int, list[tuple[int, int]]] = {}  # frame → [(unit, position)], unit order
+        own = split_range(n_frames, comm.world)
+        for u, s in enumerate(units):
+            for j, f in enumerate(s):
+                if f in own:
+                    contrib.setdefault(f, []).append((u, j))
+        cache: dict[int, torch.Tensor] = {}
+        for f in own:
+            for u in [u for u in cache if units[u][-1] < f]:  # no later frame of this block reads it
+                del cache[u]
+            parts = []
+            for u, j in contrib[f]:
+                if u not in cache:
+                    cache[u] = torch.load(units_dir / f"{u:07d}.pt")  # [n,PH,PW]
+                parts.append((u, cache[u][j]))
+            store.add(f, stream._finish(f, aligned_mean(parts, scales, shifts), size).value)
+
+    return _guard(assemble)[1]
+
+
+def _split_frames(stream, source, comm: Collective, n_frames: int, units_dir: Path, store: SharedFrameStore,
+                  name: str, progress: bool) -> str | None:
+    """Marigold's video mode: this process predicts its contiguous block of frames (parked in ``units_dir``),
+    rank 0 gathers every frame's low-resolution row and solves once (:func:`marigold.frame_align.solve_frames`,
+    what a single process's stream solves when the clip fits its window), every process applies the broadcast
+    (scale, shift) to its own frames. Returns the assembly's error (None if fine)."""
+    from tqdm.auto import tqdm
+
+    from .frame_align import solve_frames
+    from .video import _frames, _lowres
+
+    own = split_range(n_frames, comm.world)
+    rows: dict[int, torch.Tensor] = {}
+    size = (source.size[1], source.size[0])  # (H, W)
+
+    def compute():
+        bar = tqdm(total=len(own), desc=f"{name}: frames [{comm.rank + 1}/{comm.size}]", unit="frame",
+                   disable=not progress)
+        with torch.inference_mode():
+            for t, frame in enumerate(_frames(source)):
+                if t >= own.stop:
+                    break
+                if t < own.start:
+                    continue
+                value = stream.predict_frame(frame)  # [PH,PW]
+                torch.save(value, units_dir / f"{t:07d}.pt")
+                rows[t] = _lowres(value)
+                bar.update(1)
+        bar.close()
+        if len(rows) != len(own):
+            raise InputError(f"{source.path}: fewer frames than the {n_frames} counted; the file may be truncated.")
+
+    _, error = _guard(compute)
+    comm.barrier(error)
+    got = comm.gather(rows)
+    result, error = None, None
+    if comm.rank == 0:
+        def work():
+            everything: dict[int, torch.Tensor] = {}
+            for _, part in got:
+                everything.update(part)
+            fit = solve_frames(everything, solve_opts=stream.aligner.solve_opts)
+            if fit is None:  # one frame: nothing to compare
+                return [1.0] * n_frames, [0.0] * n_frames
+            return [float(v) for v in fit[0]], [float(v) for v in fit[1]]
+        result, error = _guard(work)
+    scales, shifts = comm.broadcast(result, error)
+    rows.clear()
+
+    def assemble():
+        for f in own:
+            value = torch.load(units_dir / f"{f:07d}.pt").float() * scales[f] + shifts[f]  # [PH,PW]
+            store.add(f, stream._finish(f, value, size).value)
+
+    return _guard(assemble)[1]

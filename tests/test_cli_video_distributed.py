@@ -1,5 +1,6 @@
-"""A video's snippets split across processes: ``accelerate launch -m marigold CLIP --video`` with two CPU
-processes (gloo) writes the same files as one process, bit for bit (tiny RollingDepth checkpoint, 9 frames)."""
+"""A video split across processes: ``accelerate launch -m marigold CLIP --video`` with two CPU processes (gloo)
+writes the same files as one process, bit for bit (tiny RollingDepth checkpoint: its snippets; tiny Marigold depth
+checkpoint: its frames; 9 frames)."""
 
 from __future__ import annotations
 
@@ -104,6 +105,64 @@ def test_two_processes_split_a_clips_snippets_and_write_what_one_process_writes(
     assert not [p for p in (tmp_path / "two").iterdir() if p.name.startswith(".")]  # parked maps are gone
 
 
+def _launch(args: list[str], out: Path, processes: int) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, *args, "-o", str(out)] if processes == 1 else [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+        str(_free_port()), *args, "-o", str(out)]
+    return subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=400)
+
+
+def test_two_processes_split_a_marigold_clips_frames_and_write_what_one_process_writes(make_checkpoint, tmp_path):
+    """Marigold's video mode: each process predicts its block of frames, rank 0 solves the frame alignment once;
+    a 9-frame clip fits a single process's window (16 frames), which then solves once too: the same files."""
+    with VideoWriter(tmp_path / "walk.mp4", FPS) as vw:
+        for f in _clip():
+            vw.write(f)
+    ckpt = make_checkpoint("depth")
+    empty_text_embedding(ckpt)  # see the test above: both runs read the cached embedding
+    args = ["-m", "marigold", str(tmp_path / "walk.mp4"), "--video", "--checkpoint", str(ckpt),
+            "--processing-resolution", "64", "--dtype", "fp32", "--npy", "--seed", "3"]
+    one = _launch(args, tmp_path / "one", 1)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = _launch(args, tmp_path / "two", 2)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "walk: frames [1/2]" in two.stderr and "walk: frames [2/2]" in two.stderr  # both predicted frames
+    a, b = _outputs(tmp_path / "one"), _outputs(tmp_path / "two")
+    assert sorted(a) == sorted(b) and sum(k.startswith("walk_depth_16bit/") for k in a) == T
+    for name in a:
+        assert np.array_equal(a[name], b[name]), name
+    raw = np.stack([a[f"walk_depth_npy/{i:06d}.npy"] for i in range(T)])  # [T,H,W] aligned, not normalised
+    assert np.abs(np.diff(raw, axis=0)).max() > 0  # the frames differ: the comparison can fail
+
+
+def test_a_marigold_clip_longer_than_the_window_is_solved_once(make_checkpoint, tmp_path):
+    """The split path on a Marigold depth checkpoint gives what a single stream gives with a window as long as
+    the clip (one free solve over every frame), not what it gives with its default 16-frame window."""
+    from marigold.checkpoint import load
+    from marigold.video import iter_video_depth
+    from marigold.video_distributed import run_split_clip
+    from marigold.video_io import FrameFolder
+    from marigold.video_output import export_clip
+
+    clip = np.concatenate([_clip(), _clip()[::-1], _clip()])  # 27 frames
+    for i, f in enumerate(clip):
+        Image.fromarray(f).save(tmp_path / f"{i:02d}.png")
+    model = load(make_checkpoint("depth"), dtype="fp32")
+    opts = dict(processing_resolution=64, seed=1)
+    split = run_split_clip(model, FrameFolder(tmp_path), tmp_path / "split", "c", Collective(World()), keep_raw=True,
+                           progress=False, **opts)
+    outs = {}
+    for window in (len(clip), None):
+        frames = iter_video_depth(model, FrameFolder(tmp_path), window=window, **opts)
+        outs[window] = export_clip(frames, tmp_path / f"w{window}", "c", 30, space=frames.space, keep_raw=True,
+                                   progress=False)
+    raw = {k: np.stack([np.load(p) for p in sorted(c.raw.iterdir())]) for k, c in [("split", split), *outs.items()]}
+    assert split.space == "depth" and raw["split"].shape == (27, H, W)
+    assert np.array_equal(raw["split"], raw[len(clip)])
+    assert not np.array_equal(raw["split"], raw[None])  # the streamed solve differs: the comparison can fail
+
+
 def test_units_are_split_in_contiguous_blocks_in_the_single_process_order():
     n, dilations, _ = plan_snippets(30, [1, 25], 3)  # capped to 1 and 9
     units = rolling_units(30, n, dilations)
@@ -181,11 +240,11 @@ def test_split_clips_says_why_a_clip_runs_whole(capsys):
     assert not split_clips(Model(), parse_args(["x.mp4", "-o", "o", "--preset", "full"]), w, True)
     assert "--refine-steps 0" in capsys.readouterr().err
     assert split_clips(Model(), parse_args(["x.mp4", "-o", "o", "--preset", "full", "--refine-steps", "0"]), w, True)
-    Model.video_model = False
-    assert not split_clips(Model(), parse_args(["x.mp4", "-o", "o"]), w, True)
-    assert "Marigold checkpoint" in capsys.readouterr().err
-    assert not split_clips(Model(), parse_args(["x.mp4", "-o", "o"]), World(1, 2), True)
+    assert not split_clips(Model(), parse_args(["x.mp4", "-o", "o", "--preset", "full"]), World(1, 2), True)
     assert capsys.readouterr().err == ""  # said once, by rank 0
+    Model.video_model = False  # a Marigold checkpoint's video mode never refines: its frames are always split
+    assert split_clips(Model(), parse_args(["x.mp4", "-o", "o", "--preset", "full"]), w, True)
+    assert capsys.readouterr().err == ""
 
 
 if __name__ == "__main__":
