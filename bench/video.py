@@ -89,8 +89,10 @@ def worker(row: str, ckpt_depth: str, ckpt_rolling: str, frames: int, res: int, 
         pipe = MarigoldDepthPipeline.from_pretrained(ckpt_depth, dtype=dt)
         pipe.set_progress_bar_config(disable=True)
         loaded = time.perf_counter()
+        # the frames are made at the processing size and diffusers processes them as they are (0 = native): its
+        # resize in bf16 on the CPU took minutes per frame (and crashes in bench/run.py's image cases)
         for f in _frames(frames, h, w):
-            pipe(f[None], num_inference_steps=1, ensemble_size=1, processing_resolution=res,
+            pipe(f[None], num_inference_steps=1, ensemble_size=1, processing_resolution=0,
                  generator=torch.Generator().manual_seed(0), output_type="pt")
     else:
         model = marigold.load(ckpt_rolling if row.startswith("rolling") else ckpt_depth, device="cpu", dtype=dtype,
