@@ -174,10 +174,11 @@ def middlebury_motorcycle() -> EvalItem:
     return EvalItem(np.asarray(left, np.float32) / 255.0, depth, valid, "middlebury_motorcycle")
 
 
-def synthetic_eval_set(n: int = 8, split: str = "heldout", height: int = 96, width: int = 128) -> EvalSet:
+def synthetic_eval_set(n: int = 8, split: str = "heldout", height: int = 96, width: int = 128,
+                       texture: str = "photo") -> EvalSet:
     from .data.synthetic import SyntheticDataset
 
-    ds = SyntheticDataset(n, height, width, split)
+    ds = SyntheticDataset(n, height, width, split, texture)
 
     def items():
         for i in range(len(ds)):

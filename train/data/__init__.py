@@ -59,7 +59,7 @@ def build_dataset(spec: dict):
     kw = {k: v for k, v in spec.items() if k not in ("name", "path", "prob", "resolution")}
     if name == "synthetic":
         from .synthetic import SyntheticDataset
-        return SyntheticDataset(**kw)
+        return SyntheticDataset(**({"texture": path} if path else {}), **kw)  # synthetic:flat
     if name == "hypersim":
         from .hypersim import HypersimDataset
         return HypersimDataset(path, **kw)
