@@ -1,11 +1,11 @@
-"""The ComfyUI video node on a snippet checkpoint that OUR trainer wrote (issue 11: "the checkpoint it writes runs
-in ... the ComfyUI video node with no conversion"), in a real ComfyUI 0.30.0 (tests/nodes_comfyui.py).
+"""The ComfyUI video node on a snippet checkpoint that OUR trainer wrote (issue 11: "the checkpoint it writes
+runs in ... the ComfyUI video node with no conversion"), in a real ComfyUI 0.30.0 (tests/nodes_comfyui.py).
 
-``train.finetune --mode snippet`` runs a few steps from the tiny SD2 stand-in (as tests/test_train_video.py does);
-its ``final/`` folder is copied as it is into ``models/marigold/`` and picked in LoadMarigold. The shipped video
-workflow (LoadVideo → MarigoldVideoDepth → Colorize → CreateVideo → SaveVideo, plus 16-bit frames) must write one
-depth frame per input frame at the input's rate, and the depth must come from the frames: the input's frames differ,
-so must the depth's, and a different clip gives a different depth clip.
+``train.finetune --mode snippet`` runs a few steps from the tiny SD2 stand-in (as tests/test_train_video.py
+does); its ``final/`` folder is copied as it is into ``models/marigold/`` and picked in LoadMarigold. The shipped
+video workflow (LoadVideo → MarigoldVideoDepth → Colorize → CreateVideo → SaveVideo, plus 16-bit frames) must write
+one depth frame per input frame at the input's rate, and the depth must come from the frames: the input's frames
+differ, so must the depth's, and a different clip gives a different depth clip.
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ almost perfectly; a random one does not, and nothing trained through it can be m
 the tiny VAE as a plain autoencoder on synthetic RGB and depth renders first (a stand-in for SD2's pretrained
 VAE, which Marigold keeps frozen). The fit sees photo-textured and flat-coloured renders (``texture="flat"``,
 what ``configs/cpu_tiny.yaml`` trains on) and their depth maps; its ``scaling_factor`` is then set so that the
-scaled latents have unit standard deviation, the rule that gave SD's 0.18215 (Rombach et al. 2022, LDM: the latent
-is rescaled by 1/σ of its first batch). The random tiny VAE's own 0.18215 left the scaled latents at std ≈ 0.2,
-so the image condition was five times weaker than the unit noise beside it in the UNet's input.
+scaled latents have unit standard deviation, the rule that gave SD's 0.18215 (Rombach et al. 2022, LDM: the
+latent is rescaled by 1/σ estimated on training data). The random tiny VAE's own 0.18215 left the scaled latents
+at std ≈ 0.2, so the image condition was five times weaker than the unit noise beside it in the UNet's input.
 """
 
 from __future__ import annotations
