@@ -73,5 +73,8 @@ def tiny_sd2(make_checkpoint, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sd2") / "tiny-sd2"
     subprocess.run([sys.executable, "-m", "train.tiny", str(out), "--from", str(make_checkpoint("depth")),
                     "--vae-steps", "400"], check=True, capture_output=True, cwd=ROOT,
-                   env={**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")})
+                   env={**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                        # one thread, as the trainer's tests run: two OpenMP threads on a loaded 2-core machine
+                        # spin-wait for each other (the 400 fitting steps took 10 min instead of 40 s)
+                        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
     return out

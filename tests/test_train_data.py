@@ -127,6 +127,27 @@ def test_synthetic_render_is_exact_and_deterministic():
     assert all(not np.array_equal(train[i].depth, held[j].depth) for i in range(5) for j in range(5))
 
 
+def test_flat_texture_keeps_the_scene_and_colours_each_surface_once():
+    """``texture="flat"`` (the tiny CPU setup's scenes): the same geometry as the photo-textured scene, and on one
+    plane (the floor, one palette colour) the only change across pixels is the shading, which is constant on a
+    plane under a directional light. ``synthetic:flat`` / ``synthetic-video:flat`` select it in a data spec."""
+    from train.data import build_dataset
+    from train.data.video import build_video_dataset
+
+    photo = render(11, 48, 64, supersample=1, objects=False)
+    flat = render(11, 48, 64, supersample=1, objects=False, texture="flat")
+    assert np.array_equal(photo.depth, flat.depth) and np.array_equal(photo.normals, flat.normals)
+    floor = flat.normals[..., 1] > 0.95
+    assert floor.sum() > 100
+    assert np.ptp(flat.rgb[floor], axis=0).max() < 1e-6 < np.ptp(photo.rgb[floor], axis=0).max()
+    ds = build_dataset(parse_spec("synthetic:flat"))
+    assert ds.texture == "flat" and np.array_equal(ds[0].rgb, render(0, 96, 128, texture="flat").rgb)
+    assert build_video_dataset(parse_spec("synthetic-video:flat", video=True)).texture == "flat"
+    assert build_dataset(parse_spec("synthetic")).texture == "photo"
+    with pytest.raises(ValueError, match="texture must be one of photo, flat"):
+        build_dataset(parse_spec("synthetic:marble"))
+
+
 def test_synthetic_depth_is_exact_planar_depth():
     """On a plane n·P = c seen by a pinhole camera, 1/z is an affine function of the pixel coordinates; the
     floor pixels of a render (normal pointing up) must satisfy that to float precision."""

@@ -48,7 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "keep_last": 3,
     "log_every": 10,
     "validation": {"every": 0, "data": "synthetic", "split": "val", "num_images": 4, "steps": 1,
-                   "ensemble_size": 1, "processing_resolution": 0},
+                   "ensemble_size": 1, "processing_resolution": 0, "texture": "photo"},  # texture: photo | flat
     "export": {"default_denoising_steps": None, "default_processing_resolution": 768, "text_encoder": True},
     "cache_dir": None,
     "resume": False,

@@ -20,7 +20,7 @@ scannet     ``SCENE/color/N.jpg`` with ``SCENE/depth/N.png`` (16-bit, mm)       
 diode       ``**/NAME.png`` with ``NAME_depth.npy`` ([H,W,1] m) and ``NAME_depth_mask.npy``  0.6..350 m   –
 middlebury  ``skimage.data.stereo_motorcycle()`` (Middlebury 2014, quarter size): depth =    0..inf       –
             f·B / (d + doffs), f = 994.978 px, doffs = 31.086 px, B = 193.001 mm
-synthetic   held-out scenes of the training renderer (``synthetic[:N]``)                     0..inf       –
+synthetic   held-out scenes of the training renderer (``synthetic[:N[:flat]]``)              0..inf       –
 ==========  ==============================================================================  ===========  =====
 
 The prediction comes from :func:`marigold.predict` (the one sampling path of the project), is aligned by least
@@ -174,10 +174,11 @@ def middlebury_motorcycle() -> EvalItem:
     return EvalItem(np.asarray(left, np.float32) / 255.0, depth, valid, "middlebury_motorcycle")
 
 
-def synthetic_eval_set(n: int = 8, split: str = "heldout", height: int = 96, width: int = 128) -> EvalSet:
+def synthetic_eval_set(n: int = 8, split: str = "heldout", height: int = 96, width: int = 128,
+                       texture: str = "photo") -> EvalSet:
     from .data.synthetic import SyntheticDataset
 
-    ds = SyntheticDataset(n, height, width, split)
+    ds = SyntheticDataset(n, height, width, split, texture)
 
     def items():
         for i in range(len(ds)):
@@ -201,8 +202,9 @@ def make_eval_set(spec: str, limit: int | None = None) -> EvalSet:
         return EvalSet("diode", diode_items(path, limit=limit), 0.6, 350.0)
     if name == "middlebury":
         return EvalSet("middlebury", [middlebury_motorcycle()], 1e-3, np.inf, size=1)
-    if name == "synthetic":
-        return synthetic_eval_set(int(path) if path else (limit or 8))
+    if name == "synthetic":  # synthetic[:N[:flat]]
+        n, _, texture = path.partition(":")
+        return synthetic_eval_set(int(n) if n else (limit or 8), texture=texture or "photo")
     raise ValueError(f"unknown data set {name!r}: nyu, kitti, eth3d, scannet, diode, middlebury or synthetic")
 
 

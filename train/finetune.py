@@ -329,7 +329,8 @@ class Trainer:
                 k = min(1.0, 128 / max(h, w))  # rendered videos: light, whatever the training size
                 h, w = max(8, round(h * k / 8) * 8), max(8, round(w * k / 8) * 8)
                 res = evaluate_snippets(unet, self.base.vae, self.text, rollingdepth_scheduler_config(self.noise_cfg),
-                                        synthetic_videos(vcfg["num_images"], 24, h, w, vcfg["split"]),
+                                        synthetic_videos(vcfg["num_images"], 24, h, w, vcfg["split"],
+                                                         texture=vcfg["texture"]),
                                         frames=self.frames, space=self.cfg["snippet"]["space"],
                                         steps=vcfg["steps"], per_video=2)
                 res["metrics"] = {k: v for k, v in res["metrics"].items() if k in ("abs_rel", "delta1",
@@ -337,7 +338,8 @@ class Trainer:
                 return self._log_validation(res)
             model = in_memory_model(self.base, unet, self.noise_cfg, self.cfg["task"], self.acc.device,
                                     processing_resolution=vcfg["processing_resolution"])
-            res = evaluate_model(model, synthetic_eval_set(vcfg["num_images"], split=vcfg["split"]),
+            res = evaluate_model(model, synthetic_eval_set(vcfg["num_images"], split=vcfg["split"],
+                                                           texture=vcfg["texture"]),
                                  steps=vcfg["steps"], ensemble_size=vcfg["ensemble_size"],
                                  processing_resolution=vcfg["processing_resolution"], seed=0, keep_images=2)
         finally:

@@ -7,7 +7,11 @@ and writes a ``StableDiffusionPipeline``-layout folder whose UNet sees 4 latent 
 with that checkpoint's VAE, text encoder and tokenizer. A real SD2 VAE reconstructs images and depth maps
 almost perfectly; a random one does not, and nothing trained through it can be measured. ``--vae-steps`` fits
 the tiny VAE as a plain autoencoder on synthetic RGB and depth renders first (a stand-in for SD2's pretrained
-VAE, which Marigold keeps frozen).
+VAE, which Marigold keeps frozen). The fit sees photo-textured and flat-coloured renders (``texture="flat"``,
+what ``configs/cpu_tiny.yaml`` trains on) and their depth maps; its ``scaling_factor`` is then set so that the
+scaled latents have unit standard deviation, the rule that gave SD's 0.18215 (Rombach et al. 2022, LDM: the
+latent is rescaled by 1/σ estimated on training data). The random tiny VAE's own 0.18215 left the scaled latents
+at std ≈ 0.2, so the image condition was five times weaker than the unit noise beside it in the UNet's input.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ def fit_vae(vae, steps: int, size: tuple[int, int] = (64, 64), batch: int = 8, s
     torch.set_flush_denormal(True)  # denormals from the shrinking weights slow CPU convolutions ~10×
     pool = []
     for i in range(64):  # a small pool of renders, reused (val/heldout scenes are never used here)
-        s = render(5_000_000 + i, *size, supersample=1)
+        s = render(5_000_000 + i, *size, supersample=1, texture="flat" if i % 2 else "photo")
         d = normalize_depth(s.depth, s.valid)
         pool.append(torch.from_numpy(s.rgb.transpose(2, 0, 1) * 2 - 1))
         pool.append(torch.from_numpy(np.repeat(d[None], 3, 0)))
@@ -62,6 +66,11 @@ def fit_vae(vae, steps: int, size: tuple[int, int] = (64, 64), batch: int = 8, s
         if log and (step % 50 == 0 or step == steps - 1):
             log(f"vae step {step}: loss {float(loss):.4f}")
     vae.eval().requires_grad_(False)
+    with torch.no_grad():
+        std = float(torch.cat([vae.encode(x).latent_dist.mode() for x in data.split(32)]).std())
+    vae.register_to_config(scaling_factor=1.0 / std)  # unit-variance scaled latents, as SD's 0.18215 gives
+    if log:
+        log(f"vae scaling_factor 1/{std:.4f} = {1.0 / std:.4f}")
     return float(loss.detach())
 
 

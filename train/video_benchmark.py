@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def train(base: Path, out: Path, frames: int, batch: int, steps: int, objective: str, size: tuple[int, int],
-          seed: int, lr: float) -> float:
-    cfg = {"data": [{"name": "synthetic-video", "height": size[0], "width": size[1], "frames": 48, "size": 400}]}
+          seed: int, lr: float, texture: str = "flat") -> float:
+    cfg = {"data": [{"name": "synthetic-video", "height": size[0], "width": size[1], "frames": 48, "size": 400,
+                     "texture": texture}]}
     cfg_path = out.with_suffix(".yaml")
     out.parent.mkdir(parents=True, exist_ok=True)
     cfg_path.write_text(json.dumps(cfg))
@@ -39,7 +40,7 @@ def train(base: Path, out: Path, frames: int, batch: int, steps: int, objective:
            "--grad-accum", "1", "--max-steps", str(steps), "--checkpoint-every", "0", "--num-workers", "1",
            "--lr", str(lr), "--seed", str(seed), "--no-progress", "--set", f"snippet.frames={frames}",
            "--set", f"snippet.objective={objective}", "--set", "lr_schedule.warmup_steps=20",
-           "--set", f"lr_schedule.decay_steps={steps}", "--set", "lr_schedule.final_ratio=0.1"]
+           "--set", f"lr_schedule.decay_steps={steps}", "--set", "lr_schedule.final_ratio=1.0"]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     t0 = time.perf_counter()
@@ -128,7 +129,7 @@ def _oracle_maps(clip, gamma: float, seed: int):
 
 def marigold_video_mode(base: Path, out: Path, steps: int, videos: int, frames: int, seed: int, path: str = "random",
                         size: tuple[int, int] = (48, 64), model_dir: Path | None = None,
-                        oracle: float | None = None, window: int | None = None) -> dict:
+                        oracle: float | None = None, window: int | None = None, texture: str = "flat") -> dict:
     """Issue 10's measurement: a tiny Marigold depth model (``configs/cpu_tiny.yaml``: e2e, 48×64) trained here
     (or ``model_dir``), run on whole held-out synthetic videos (camera ``path``) frame by frame and in video mode
     (:func:`marigold.video.predict_video`'s core); one alignment per video (in depth), AbsRel, δ1, temporal error,
@@ -154,7 +155,7 @@ def marigold_video_mode(base: Path, out: Path, steps: int, videos: int, frames: 
         if res.returncode:
             raise SystemExit(f"training failed:\n{res.stderr[-3000:]}")
     model = marigold.load(run, device="cpu", dtype="fp32")
-    clips = synthetic_videos(videos, frames, *size, split="heldout", path=path)
+    clips = synthetic_videos(videos, frames, *size, split="heldout", path=path, texture=texture)
     res_kw = dict(processing_resolution=max(size), seed=0)
     vid_kw = res_kw if window is None else {**res_kw, "window": window}
     per = {"frames": [], "video": []}
@@ -181,8 +182,8 @@ def marigold_video_mode(base: Path, out: Path, steps: int, videos: int, frames: 
         for k, v in d.items():
             diag.setdefault(k, []).append(v)
     if oracle is None:  # does the model look at its input? the same seed on different held-out image scenes
-        ps = [marigold.predict(model, render(1_000_003 + i, *size).rgb, **res_kw).prediction[0, 0].numpy()
-              for i in range(4)]
+        ps = [marigold.predict(model, render(1_000_003 + i, *size, texture=texture).rgb, **res_kw)
+              .prediction[0, 0].numpy() for i in range(4)]
         diag["scene_change"] = [float(np.mean([np.abs(p - ps[0]).mean() for p in ps[1:]]))]
     rows = {}
     for mode, v in per.items():
@@ -204,10 +205,13 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", required=True, help="tiny SD2 stand-in (python -m train.tiny)")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--snippets-per-step", type=int, default=2)
     ap.add_argument("--objective", choices=("diffusion", "e2e"), default="e2e")
-    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--lr", type=float, default=1e-3, help="constant after 20 warm-up steps (configs/cpu_tiny.yaml)")
+    ap.add_argument("--texture", choices=("flat", "photo"), default="flat",
+                    help="synthetic surfaces of the training and test videos (flat: what tiny models can learn; "
+                         "train/README.md, 'Tiny models')")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--videos", type=int, default=6)
     ap.add_argument("--reuse", action="store_true", help="score runs already in OUT instead of training again")
@@ -228,7 +232,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.marigold_video:
         rows = marigold_video_mode(Path(a.base), Path(a.out), a.steps, a.videos, a.frames, a.seed, a.path,
-                                   tuple(a.size), Path(a.model) if a.model else None, a.oracle, a.window)
+                                   tuple(a.size), Path(a.model) if a.model else None, a.oracle, a.window, a.texture)
         Path(a.out).mkdir(parents=True, exist_ok=True)
         (Path(a.out) / "marigold_video.json").write_text(json.dumps(rows, indent=2))
         what = f"oracle, flicker γ={a.oracle}" if a.oracle is not None else "tiny Marigold trained here"
@@ -245,17 +249,18 @@ def main(argv=None) -> int:
             "single frames (same frames per step)": (1, 3 * a.snippets_per_step)}
     from .video_eval import synthetic_videos
 
-    videos = synthetic_videos(a.videos, 48, *size, split="heldout")
+    videos = synthetic_videos(a.videos, 48, *size, split="heldout", texture=a.texture)
     rows = {"untrained (widened SD2 stand-in, per frame)": score(base, 1, videos, a.dilations, 4, 1, True)}
     for name, (frames, batch) in runs.items():
         run = out / f"frames{frames}"
         if (run / "final").is_dir() and a.reuse:
             secs = float("nan")
         else:
-            secs = train(base, run, frames, batch, a.steps, a.objective, size, a.seed, a.lr)
+            secs = train(base, run, frames, batch, a.steps, a.objective, size, a.seed, a.lr, a.texture)
         rows[name] = score(run / "final", frames, videos, a.dilations, 4, 1) | {"train_s": round(secs, 1)}
         print(name, rows[name], flush=True)
-    result = {"steps": a.steps, "objective": a.objective, "size": size, "videos": a.videos,
+    result = {"steps": a.steps, "objective": a.objective, "size": size, "videos": a.videos, "texture": a.texture,
+              "lr": a.lr,
               "dilations": a.dilations, "rows": rows}
     (out / "results.json").write_text(json.dumps(result, indent=2))
     print(f"\n| model (tiny, {a.steps} CPU steps, {a.objective}) | snippet dilation | AbsRel | δ1 | temporal error |"

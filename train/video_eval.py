@@ -23,8 +23,8 @@ from .video_metrics import evaluate_video
 
 
 def synthetic_videos(n: int = 4, frames: int = 48, height: int = 48, width: int = 64,
-                     split: str = "heldout", path: str = "random") -> list[VideoClip]:
-    ds = SyntheticVideoDataset(n, frames, height, width, split, path=path)
+                     split: str = "heldout", path: str = "random", texture: str = "photo") -> list[VideoClip]:
+    ds = SyntheticVideoDataset(n, frames, height, width, split, path=path, texture=texture)
     return [ds.clip(i) for i in range(n)]
 
 

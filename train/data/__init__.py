@@ -1,7 +1,8 @@
 """Training data: loaders for each data set, and the deterministic stream that mixes them.
 
 A data spec is ``NAME[:PATH][@PROB]`` (``synthetic``, ``hypersim:/data/hypersim@0.9``, ``vkitti:/data/vkitti@0.1``,
-``folder:/my/data``), or in a config file a mapping ``{name, path, prob, resolution, ...}``.
+``folder:/my/data``; ``synthetic:flat``: the synthetic scenes with flat-coloured surfaces, what tiny CPU models
+train on), or in a config file a mapping ``{name, path, prob, resolution, ...}``.
 
 The stream is a pure function of ``(seed, micro-batch number, rank)``: micro-batch ``m`` of rank ``r`` picks its
 data set with the mixing probabilities (a whole micro-batch comes from one data set, as in Marigold's mixed
@@ -59,7 +60,7 @@ def build_dataset(spec: dict):
     kw = {k: v for k, v in spec.items() if k not in ("name", "path", "prob", "resolution")}
     if name == "synthetic":
         from .synthetic import SyntheticDataset
-        return SyntheticDataset(**kw)
+        return SyntheticDataset(**({"texture": path} if path else {}), **kw)  # synthetic:flat
     if name == "hypersim":
         from .hypersim import HypersimDataset
         return HypersimDataset(path, **kw)

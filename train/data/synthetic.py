@@ -27,6 +27,19 @@ from .common import DepthSample
 TEXTURE_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "brick", "grass", "gravel", "camera", "cat",
                  "immunohistochemistry", "coins", "moon", "hubble_deep_field", "colorwheel")
 SPLIT_SEEDS = {"train": 0, "heldout": 1_000_003, "val": 2_000_003}
+TEXTURES = ("photo", "flat")
+# ``texture="flat"``: each surface gets one colour of this fixed palette instead of its photograph (same scene
+# geometry, lighting and RNG stream). Photographs at random scales camouflage the geometry at 48×64: a 1M-parameter
+# model (or a plain CNN on the pixels) trained for a few hundred CPU steps does not beat the best constant map on
+# them, and the tiny VAE cannot encode them (train/README.md, "tiny models"); flat surfaces leave shading,
+# silhouettes and occlusions as the depth cues, which tiny models learn in minutes.
+FLAT_PALETTE = np.random.default_rng(7).uniform(0.2, 1.0, (len(TEXTURE_NAMES), 3))
+
+
+def check_texture(texture: str) -> str:
+    if texture not in TEXTURES:
+        raise ValueError(f"synthetic texture must be one of {', '.join(TEXTURES)}; got {texture!r}.")
+    return texture
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,8 +71,9 @@ def _lookup(tex: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 class _Scene:
     """Random room + objects drawn from one RNG; ``cast`` intersects rays with all of it."""
 
-    def __init__(self, rng: np.random.Generator):
-        n_tex = len(textures())
+    def __init__(self, rng: np.random.Generator, texture: str = "photo"):
+        self.flat = check_texture(texture) == "flat"
+        n_tex = len(TEXTURE_NAMES)
         self.floor_y = rng.uniform(0.9, 1.6)  # camera height above the floor
         self.back_z = rng.uniform(4.0, 9.0)
         self.side = [rng.uniform(1.5, 3.5) if rng.random() < 0.6 else None,  # left wall at x = -w
@@ -93,7 +107,7 @@ class _Scene:
         t_best = np.full(p, np.inf)
         normal = np.zeros((p, 3))
         color = np.tile(self.sky, (p, 1)).astype(np.float64)
-        tex = textures()
+        tex = None if self.flat else textures()
 
         def take(t, n, uv, k):
             hit = (t > 1e-6) & (t < t_best)
@@ -101,6 +115,9 @@ class _Scene:
                 return
             t_best[hit] = t[hit]
             normal[hit] = n[hit] if n.ndim == 2 else n
+            if self.flat:
+                color[hit] = FLAT_PALETTE[self.tex[k]]
+                return
             s = self.tex_scale[k]
             color[hit] = _lookup(tex[self.tex[k]], uv[0][hit] * s, uv[1][hit] * s)
 
@@ -185,11 +202,12 @@ def _sample(rgb: np.ndarray, depth: np.ndarray, n_cam: np.ndarray, name: str) ->
                        valid=valid, normals=normals.astype(np.float32), name=name)
 
 
-def render(seed: int, height: int, width: int, supersample: int = 2, objects: bool = True) -> DepthSample:
+def render(seed: int, height: int, width: int, supersample: int = 2, objects: bool = True,
+           texture: str = "photo") -> DepthSample:
     """Render scene ``seed`` at ``height × width``: RGB 0..1, planar depth (inf where the sky is), normals.
-    ``objects=False`` leaves only the room (for geometry tests)."""
+    ``objects=False`` leaves only the room (for geometry tests); ``texture="flat"``: see :data:`FLAT_PALETTE`."""
     rng = np.random.default_rng(seed)
-    scene = _Scene(rng)
+    scene = _Scene(rng, texture)
     if not objects:
         scene.spheres, scene.boxes = [], []
     fov = np.deg2rad(rng.uniform(50, 70))
@@ -280,9 +298,10 @@ CAMERA_PATHS = ("random", "dolly")  # CameraPath constructors: "random" (default
 class _VideoScene:
     """Scene, field of view and camera path of video ``seed``: a pure function of the seed."""
 
-    def __init__(self, seed: int, frames: int, height: int, width: int, supersample: int, path: str = "random"):
+    def __init__(self, seed: int, frames: int, height: int, width: int, supersample: int, path: str = "random",
+                 texture: str = "photo"):
         rng = np.random.default_rng(seed)
-        self.scene = _Scene(rng)
+        self.scene = _Scene(rng, texture)
         fov = np.deg2rad(rng.uniform(50, 70))
         if path not in CAMERA_PATHS:
             raise ValueError(f"camera path must be one of {', '.join(CAMERA_PATHS)}; got {path!r}.")
@@ -304,10 +323,10 @@ class _VideoScene:
 
 
 def render_video(seed: int, frames: int, height: int, width: int, supersample: int = 2,
-                 path: str = "random") -> VideoClip:
+                 path: str = "random", texture: str = "photo") -> VideoClip:
     """Render video ``seed``: ``frames`` views along its camera path (``path``: one of :data:`CAMERA_PATHS`),
     with exact depth, intrinsics and poses."""
-    v = _VideoScene(seed, frames, height, width, supersample, path)
+    v = _VideoScene(seed, frames, height, width, supersample, path, texture)
     samples = [v.frame(k, f"video_{seed}_{k:06d}") for k in range(frames)]
     return VideoClip(rgb=np.stack([s.rgb for s in samples]), depth=np.stack([s.depth for s in samples]),
                      valid=np.stack([s.valid for s in samples]), intrinsics=v.K.copy(),
@@ -320,10 +339,12 @@ VIDEO_SEED_OFFSET = 500_000  # video scenes never coincide with the image splits
 class SyntheticDataset:
     """``size`` scenes of one split, rendered on demand at ``height × width``."""
 
-    def __init__(self, size: int = 1000, height: int = 96, width: int = 128, split: str = "train"):
+    def __init__(self, size: int = 1000, height: int = 96, width: int = 128, split: str = "train",
+                 texture: str = "photo"):
         if split not in SPLIT_SEEDS:
             raise ValueError(f"synthetic split must be one of {', '.join(SPLIT_SEEDS)}; got {split!r}.")
         self.size, self.height, self.width, self.split = int(size), int(height), int(width), split
+        self.texture = check_texture(texture)
         self.native_size = (self.height, self.width)
 
     def __len__(self) -> int:
@@ -332,18 +353,19 @@ class SyntheticDataset:
     def __getitem__(self, i: int) -> DepthSample:
         if not 0 <= i < self.size:
             raise IndexError(i)
-        return render(SPLIT_SEEDS[self.split] + i, self.height, self.width)
+        return render(SPLIT_SEEDS[self.split] + i, self.height, self.width, texture=self.texture)
 
 
 class SyntheticVideoDataset:
     """``size`` videos of ``frames`` frames of one split, rendered frame by frame on demand."""
 
     def __init__(self, size: int = 200, frames: int = 48, height: int = 96, width: int = 128, split: str = "train",
-                 supersample: int = 2, path: str = "random"):
+                 supersample: int = 2, path: str = "random", texture: str = "photo"):
         if split not in SPLIT_SEEDS:
             raise ValueError(f"synthetic split must be one of {', '.join(SPLIT_SEEDS)}; got {split!r}.")
         self.size, self.frames, self.height, self.width = int(size), int(frames), int(height), int(width)
         self.split, self.supersample, self.path = split, int(supersample), path
+        self.texture = check_texture(texture)
         self.native_size = (self.height, self.width)
         self._cache: tuple[int, _VideoScene] | None = None
 
@@ -358,7 +380,7 @@ class SyntheticVideoDataset:
     def _scene(self, i: int) -> _VideoScene:
         if self._cache is None or self._cache[0] != i:
             self._cache = (i, _VideoScene(self.seed(i), self.frames, self.height, self.width, self.supersample,
-                                                 self.path))
+                                                 self.path, self.texture))
         return self._cache[1]
 
     def num_frames(self, i: int) -> int:
@@ -377,4 +399,5 @@ class SyntheticVideoDataset:
         return np.stack([v.pose(k) for k in range(self.frames)])
 
     def clip(self, i: int) -> VideoClip:
-        return render_video(self.seed(i), self.frames, self.height, self.width, self.supersample, self.path)
+        return render_video(self.seed(i), self.frames, self.height, self.width, self.supersample, self.path,
+                            self.texture)

@@ -77,7 +77,7 @@ def build_video_dataset(spec: dict):
     kw = {k: v for k, v in spec.items() if k not in ("name", "path", "prob", "resolution")}
     if name == "synthetic-video":
         from .synthetic import SyntheticVideoDataset
-        return SyntheticVideoDataset(**kw)
+        return SyntheticVideoDataset(**({"texture": path} if path else {}), **kw)  # synthetic-video:flat
     if name == "video-folder":
         from .video_folder import VideoFolderDataset
         return VideoFolderDataset(path, **kw)
