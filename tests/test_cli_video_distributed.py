@@ -136,33 +136,6 @@ def test_two_processes_split_a_marigold_clips_frames_and_write_what_one_process_
     assert np.abs(np.diff(raw, axis=0)).max() > 0  # the frames differ: the comparison can fail
 
 
-def test_a_marigold_clip_longer_than_the_window_is_solved_once(make_checkpoint, tmp_path):
-    """The split path on a Marigold depth checkpoint gives what a single stream gives with a window as long as
-    the clip (one free solve over every frame), not what it gives with its default 16-frame window."""
-    from marigold.checkpoint import load
-    from marigold.video import iter_video_depth
-    from marigold.video_distributed import run_split_clip
-    from marigold.video_io import FrameFolder
-    from marigold.video_output import export_clip
-
-    clip = np.concatenate([_clip(), _clip()[::-1], _clip()])  # 27 frames
-    for i, f in enumerate(clip):
-        Image.fromarray(f).save(tmp_path / f"{i:02d}.png")
-    model = load(make_checkpoint("depth"), dtype="fp32")
-    opts = dict(processing_resolution=64, seed=1)
-    split = run_split_clip(model, FrameFolder(tmp_path), tmp_path / "split", "c", Collective(World()), keep_raw=True,
-                           progress=False, **opts)
-    outs = {}
-    for window in (len(clip), None):
-        frames = iter_video_depth(model, FrameFolder(tmp_path), window=window, **opts)
-        outs[window] = export_clip(frames, tmp_path / f"w{window}", "c", 30, space=frames.space, keep_raw=True,
-                                   progress=False)
-    raw = {k: np.stack([np.load(p) for p in sorted(c.raw.iterdir())]) for k, c in [("split", split), *outs.items()]}
-    assert split.space == "depth" and raw["split"].shape == (27, H, W)
-    assert np.array_equal(raw["split"], raw[len(clip)])
-    assert not np.array_equal(raw["split"], raw[None])  # the streamed solve differs: the comparison can fail
-
-
 def test_units_are_split_in_contiguous_blocks_in_the_single_process_order():
     n, dilations, _ = plan_snippets(30, [1, 25], 3)  # capped to 1 and 9
     units = rolling_units(30, n, dilations)
@@ -202,20 +175,24 @@ def test_solve_units_and_aligned_mean_give_what_the_streaming_aligner_gives():
         assert torch.equal(aligned_mean(parts, scales, shifts), expected[f])
 
 
-def test_a_clip_longer_than_the_window_is_solved_once_over_the_whole_clip(make_checkpoint, tmp_path):
+@pytest.mark.parametrize("checkpoint, n_frames, extra", [("rollingdepth", 18, {"dilations": [1, 2]}),
+                                                       ("depth", 27, {})])
+def test_a_clip_longer_than_the_window_is_solved_once_over_the_whole_clip(make_checkpoint, tmp_path, checkpoint,
+                                                                          n_frames, extra):
     """One process through the split path: what a single stream gives with a window as long as the clip (one
-    global solve), not what it gives with its default window (10 frames here: solved window by window)."""
+    global solve), not what it gives with its default window (solved window by window: 10 frames for the
+    RollingDepth snippets here, 16 for a Marigold checkpoint's frames)."""
     from marigold.checkpoint import load
     from marigold.video import iter_video_depth
     from marigold.video_distributed import run_split_clip
     from marigold.video_io import FrameFolder
     from marigold.video_output import export_clip
 
-    clip = np.concatenate([_clip(), _clip()[::-1]])  # 18 frames
+    clip = np.concatenate([_clip(), _clip()[::-1], _clip()])[:n_frames]
     for i, f in enumerate(clip):
         Image.fromarray(f).save(tmp_path / f"{i:02d}.png")
-    model = load(make_checkpoint("rollingdepth"), dtype="fp32")
-    opts = dict(dilations=[1, 2], processing_resolution=64, seed=1)
+    model = load(make_checkpoint(checkpoint), dtype="fp32")
+    opts = dict(processing_resolution=64, seed=1, **extra)
     split = run_split_clip(model, FrameFolder(tmp_path), tmp_path / "split", "c", Collective(World()), keep_raw=True,
                            progress=False, **opts)
     outs = {}
@@ -224,7 +201,7 @@ def test_a_clip_longer_than_the_window_is_solved_once_over_the_whole_clip(make_c
         outs[window] = export_clip(frames, tmp_path / f"w{window}", "c", 30, space=frames.space, keep_raw=True,
                                    progress=False)
     raw = {k: np.stack([np.load(p) for p in sorted(c.raw.iterdir())]) for k, c in [("split", split), *outs.items()]}
-    assert raw["split"].shape == (18, H, W)
+    assert raw["split"].shape == (n_frames, H, W)
     assert np.array_equal(raw["split"], raw[len(clip)])
     assert not np.array_equal(raw["split"], raw[None])  # the streamed solve differs: the comparison can fail
 
