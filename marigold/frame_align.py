@@ -46,7 +46,7 @@ class FrameAligner:
         self.offsets = tuple(sorted(set(int(g) for g in offsets)))
         self.window = max(1, int(window))
         self.keep = self.window // 2  # frames held back after a solve, so that later frames still pull on them
-        self.solve_opts = {**SOLVE_OPTIONS, **(solve_opts or {})}
+        self.solve_opts = dict(solve_opts or {})  # over SOLVE_OPTIONS, in solve_frames
         self.scales: list[float] = []  # per frame, for the whole clip: the state that grows
         self.shifts: list[float] = []
         self._maps: dict[int, torch.Tensor] = {}  # frames not yet emitted → [PH,PW]

@@ -33,6 +33,12 @@ def _clip() -> np.ndarray:
     return frames
 
 
+def _write_mp4(path: Path) -> None:
+    with VideoWriter(path, FPS) as vw:
+        for f in _clip():
+            vw.write(f)
+
+
 def _decoded(path: Path) -> np.ndarray:
     with av.open(str(path)) as c:
         return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])])  # [T,H,W,3]
@@ -48,9 +54,7 @@ def _outputs(out: Path) -> dict[str, np.ndarray]:
 def test_two_processes_split_a_clips_snippets_and_write_what_one_process_writes(make_checkpoint, tmp_path):
     src = tmp_path / "in"
     src.mkdir()
-    with VideoWriter(src / "walk.mp4", FPS) as vw:
-        for f in _clip():
-            vw.write(f)
+    _write_mp4(src / "walk.mp4")
     shot = src / "shot"  # a frame folder: a second clip, split after the first
     shot.mkdir()
     for i, f in enumerate(_clip()[::-1]):
@@ -116,9 +120,7 @@ def _launch(args: list[str], out: Path, processes: int) -> subprocess.CompletedP
 def test_two_processes_split_a_marigold_clips_frames_and_write_what_one_process_writes(make_checkpoint, tmp_path):
     """Marigold's video mode: each process predicts its block of frames, rank 0 solves the frame alignment once;
     a 9-frame clip fits a single process's window (16 frames), which then solves once too: the same files."""
-    with VideoWriter(tmp_path / "walk.mp4", FPS) as vw:
-        for f in _clip():
-            vw.write(f)
+    _write_mp4(tmp_path / "walk.mp4")
     ckpt = make_checkpoint("depth")
     empty_text_embedding(ckpt)  # see the test above: both runs read the cached embedding
     args = ["-m", "marigold", str(tmp_path / "walk.mp4"), "--video", "--checkpoint", str(ckpt),
