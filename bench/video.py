@@ -75,43 +75,56 @@ def _frames(n: int, h: int, w: int):
 
 
 def worker(row: str, ckpt_depth: str, ckpt_rolling: str, frames: int, res: int, dilations: list[int],
-           dtype: str, full_dilations: list[int], refine_steps: int) -> dict:
+           dtype: str, full_dilations: list[int], refine_steps: int, device: str = "cpu") -> dict:
     import torch
 
     import marigold
 
     h, w = res * 3 // 4, res
+    cuda = device.startswith("cuda")
     t0 = time.perf_counter()
     if row == "diffusers-frames":
         from diffusers import MarigoldDepthPipeline
 
         dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
-        pipe = MarigoldDepthPipeline.from_pretrained(ckpt_depth, dtype=dt)
+        pipe = MarigoldDepthPipeline.from_pretrained(ckpt_depth, dtype=dt).to(device)
         pipe.set_progress_bar_config(disable=True)
-        loaded = time.perf_counter()
-        # the frames are made at the processing size and diffusers processes them as they are (0 = native): its
-        # resize in bf16 on the CPU took minutes per frame (and crashes in bench/run.py's image cases)
-        for f in _frames(frames, h, w):
-            pipe(f[None], num_inference_steps=1, ensemble_size=1, processing_resolution=0,
-                 generator=torch.Generator().manual_seed(0), output_type="pt")
+
+        def clip(n: int) -> None:
+            # the frames are made at the processing size and diffusers processes them as they are (0 = native):
+            # its resize in bf16 on the CPU took minutes per frame (and crashes in bench/run.py's image cases)
+            for f in _frames(n, h, w):
+                pipe(f[None], num_inference_steps=1, ensemble_size=1, processing_resolution=0,
+                     generator=torch.Generator().manual_seed(0), output_type="pt")
     else:
-        model = marigold.load(ckpt_rolling if row.startswith("rolling") else ckpt_depth, device="cpu", dtype=dtype,
+        model = marigold.load(ckpt_rolling if row.startswith("rolling") else ckpt_depth, device=device, dtype=dtype,
                               progress=False)
-        loaded = time.perf_counter()
-        if row == "frames":
-            for f in _frames(frames, h, w):
-                marigold.predict(model, f, num_inference_steps=1, processing_resolution=res, seed=0)
-        else:
-            kw = dict(processing_resolution=res, seed=0, frame_count=frames)
+
+        def clip(n: int) -> None:
+            if row == "frames":
+                for f in _frames(n, h, w):
+                    marigold.predict(model, f, num_inference_steps=1, processing_resolution=res, seed=0)
+                return
+            kw = dict(processing_resolution=res, seed=0, frame_count=n)
             if row == "rolling-full":
                 kw.update(dilations=full_dilations, refine_steps=refine_steps)
             elif row.startswith("rolling"):
                 kw["dilations"] = dilations
-            for _ in marigold.iter_video_depth(model, _frames(frames, h, w), **kw):
+            for _ in marigold.iter_video_depth(model, _frames(n, h, w), **kw):
                 pass
+    if cuda:  # kernels load and cuDNN picks its algorithms on the first calls: a short clip first, not timed
+        clip(8)
+        torch.cuda.synchronize()
+    loaded = time.perf_counter()
+    clip(frames)
+    if cuda:
+        torch.cuda.synchronize()
     end = time.perf_counter()
     return {"row": row, "frames": frames, "s_per_frame": (end - loaded) / frames, "load_s": loaded - t0,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            # what the CUDA caching allocator held at most: the GPU memory a user must have free
+            "peak_gpu_mb": torch.cuda.max_memory_reserved() / 2**20 if cuda else None,
+            "peak_gpu_alloc_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None, "device": device}
 
 
 def main(argv=None) -> None:
@@ -120,6 +133,8 @@ def main(argv=None) -> None:
     ap.add_argument("--frames", type=int, default=None)
     ap.add_argument("--res", type=int, default=None)
     ap.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (CUDA rows add the peak GPU memory)")
+    ap.add_argument("--out", default=None, help="append each row as a JSON line to this file")
     ap.add_argument("--rows", default="diffusers-frames,frames,video,rolling-fast,rolling-full,rolling-fast-long")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -137,7 +152,8 @@ def main(argv=None) -> None:
     for row in a.rows.split(","):
         n = frames * 4 if row == "rolling-fast-long" else frames
         spec = dict(row=row, ckpt_depth=str(depth), ckpt_rolling=str(rolling), frames=n, res=res,
-                    dilations=dilations, dtype=a.dtype, full_dilations=full_dilations, refine_steps=refine_steps)
+                    dilations=dilations, dtype=a.dtype, full_dilations=full_dilations, refine_steps=refine_steps,
+                    device=a.device)
         out = subprocess.run([sys.executable, "-m", "bench.video", "--worker", json.dumps(spec)], cwd=ROOT,
                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
         if out.returncode:
@@ -145,12 +161,18 @@ def main(argv=None) -> None:
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         results.append(r)
+        if a.out:
+            with open(a.out, "a") as f:
+                f.write(json.dumps(r) + "\n")
+        gpu = f"  peak GPU {r['peak_gpu_mb']:8.0f} MB" if r.get("peak_gpu_mb") is not None else ""
         print(f"{row:18s} {r['frames']:4d} frames  {r['s_per_frame']:8.3f} s/frame  peak RSS {r['peak_rss_mb']:8.0f} MB"
-              f"  (load {r['load_s']:.1f} s)", flush=True)
+              f"{gpu}  (load {r['load_s']:.1f} s)", flush=True)
     by = {r["row"]: r for r in results}
     if "rolling-fast" in by and "rolling-fast-long" in by:
-        ratio = by["rolling-fast-long"]["peak_rss_mb"] / by["rolling-fast"]["peak_rss_mb"]
-        print(f"peak RSS {4 * frames} frames / {frames} frames: {ratio:.3f} (goal: within 1.10)")
+        for key, name in (("peak_rss_mb", "RSS"), ("peak_gpu_mb", "GPU")):
+            if by["rolling-fast"].get(key):
+                ratio = by["rolling-fast-long"][key] / by["rolling-fast"][key]
+                print(f"peak {name} {4 * frames} frames / {frames} frames: {ratio:.3f} (goal: within 1.10)")
     if "diffusers-frames" in by:
         base = by["diffusers-frames"]["s_per_frame"]
         for r in results:
