@@ -20,8 +20,10 @@ from the same tool with ``--task rollingdepth``), so the numbers say nothing abo
     python -m bench.video                # full: 512 px, 100 frames (and 400); hours on a 2-core CPU
     python -m bench.video --quick        # tiny checkpoints, 64 px, 12 and 48 frames, dilations [1, 4] (full:
                                          # [1, 2, 4], 2 refinement steps): a smoke run
+    python -m bench.video --device cuda --dtype bf16   # on a GPU: adds the peak GPU memory (the allocator's
+                                         # reserve); each process runs an untimed 8-frame clip first
 
-The CPU this was written on is shared by several jobs; only ``--quick`` was run there.
+Results: bench/RESULTS.md ("Video at full size" on the 2-core CPU, 16 frames; "Video on a GPU", the full run).
 """
 
 from __future__ import annotations
@@ -155,7 +157,7 @@ def main(argv=None) -> None:
                     dilations=dilations, dtype=a.dtype, full_dilations=full_dilations, refine_steps=refine_steps,
                     device=a.device)
         out = subprocess.run([sys.executable, "-m", "bench.video", "--worker", json.dumps(spec)], cwd=ROOT,
-                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
         if out.returncode:
             print(f"{row}: failed\n{out.stderr[-2000:]}")
             continue
