@@ -358,7 +358,10 @@ def empty_text_embedding(folder: str | os.PathLike, cache_dir: str | os.PathLike
             with safe_open(str(p), framework="pt") as f:
                 meta = f.metadata() or {}
             if fingerprint is None or meta.get("text_encoder") in (None, fingerprint):
-                return load_file(str(p))["embedding"].float()
+                # a copy into a fresh (64-byte aligned) allocation: safetensors returns the tensor 8 bytes off such a
+                # boundary, and the CPU kernels then sum the cross-attention in another order than on the computed
+                # embedding (the first run on a checkpoint gave results ~1e-6 apart from all later runs)
+                return load_file(str(p))["embedding"].float().clone()
     if not has_encoder:
         raise CheckpointError(f"{folder} has neither text_encoder/ nor a cached {EMBEDDING_FILE}; "
                               f"copy the checkpoint's text_encoder/ and tokenizer/ folders.")

@@ -498,7 +498,13 @@ class VideoStream:
         self.progress, self.check_cancel = progress, check_cancel
         self.space = "disparity" if model.prediction_type == "disparity" else "depth"
         self.notes: list[str] = []
-        self.aligner = StreamingAligner(coalign_options)
+        self.coalign_options = dict(coalign_options or {})
+        if model.video_model:  # RollingDepth: per-snippet (scale, shift), the reference's objective
+            self.aligner = StreamingAligner(self.coalign_options)
+        else:  # Marigold: per-frame (scale, shift) against the frames before (marigold.frame_align)
+            from .frame_align import WINDOW, FrameAligner
+
+            self.aligner = FrameAligner(_lowres, window=self.window or WINDOW, solve_opts=self.coalign_options)
         self.max_held_maps = 0
         if not model.video_model and (dilations is not None or snippet_length is not None or refine_steps):
             self._note("dilations, snippet length and refinement are RollingDepth's; a Marigold checkpoint predicts "
@@ -665,15 +671,12 @@ class VideoStream:
         return members.values[0, 0]  # [PH,PW]
 
     def _marigold(self) -> Iterator[VideoFrame]:
-        from .frame_align import WINDOW, FrameAligner
-
         # frames compared pixel by pixel with the frames 1, 2, 4 and 8 before them (marigold.frame_align). Warping
         # along OpenCV DIS optical flow did not pay (bench/video_flow.py, synthetic moving scene, 24 frames
         # 320×240, per-frame affine jumps): the L1 fit ignores the moved pixels, so both recover the clip exactly
         # without noise, and with noise 0.01 the error left is 1.38 % vs 1.38 % of the range at 3 px/frame,
         # 1.44 % vs 1.31 % at 8 px/frame, for 30-40 ms of flow per frame pair
-        aligner = FrameAligner(_lowres, window=self.window or WINDOW, solve_opts=self.aligner.solve_opts)
-        self.aligner = aligner
+        aligner = self.aligner
         total = self.frame_count or 0
         size = None
         t = -1

@@ -387,7 +387,7 @@ def _split_snippets(stream, source, comm: Collective, n_frames: int, units_dir: 
 
     _, error = _guard(compute)
     comm.barrier(error)  # an error anywhere stops every process before the solve
-    scales, shifts = solve_units(comm, kinds, rows, local_min, stream.aligner.solve_opts)
+    scales, shifts = solve_units(comm, kinds, rows, local_min, stream.coalign_options)
     rows.clear()
 
     def assemble():
@@ -452,7 +452,7 @@ def _split_frames(stream, source, comm: Collective, n_frames: int, units_dir: Pa
             everything: dict[int, torch.Tensor] = {}
             for _, part in got:
                 everything.update(part)
-            fit = solve_frames(everything, solve_opts=stream.aligner.solve_opts)
+            fit = solve_frames(everything, solve_opts=stream.coalign_options)
             if fit is None:  # one frame: nothing to compare
                 return [1.0] * n_frames, [0.0] * n_frames
             return [float(v) for v in fit[0]], [float(v) for v in fit[1]]

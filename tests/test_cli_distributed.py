@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from marigold.checkpoint import EMBEDDING_FILE
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,8 +37,9 @@ def _assert_same_files(one: Path, two: Path) -> None:
     a, b = _files(one), _files(two)
     assert sorted(a) == sorted(b) and a
     for name in a:
-        # bit-equal floats give equal files; across processes oneDNN may order sums differently (test_outputs)
-        assert a[name].shape == b[name].shape and np.abs(a[name] - b[name]).max() <= 1, name
+        # the same thread count in every process: bit-equal floats, so equal files (a first run that computes the
+        # empty-text embedding agrees with the runs that read its cache, tests/test_checkpoint.py)
+        assert a[name].shape == b[name].shape and np.array_equal(a[name], b[name]), name
 
 
 def test_two_processes_split_a_folder_and_write_what_one_process_writes(depth_checkpoint, tmp_path):
@@ -45,6 +48,7 @@ def test_two_processes_split_a_folder_and_write_what_one_process_writes(depth_ch
     rng = np.random.default_rng(0)
     for i in range(5):  # odd: the ranks get 3 and 2
         Image.fromarray(rng.integers(0, 255, (24 + 8 * i, 32, 3), dtype=np.uint8)).save(src / f"im{i}.png")
+    (depth_checkpoint / EMBEDDING_FILE).unlink(missing_ok=True)  # the single run computes it, the split run reads it
     args = ["-m", "marigold", str(src), "--checkpoint", str(depth_checkpoint), "--processing-resolution", "32",
             "--steps", "2", "--seed", "3", "--dtype", "fp32"]
     one = subprocess.run([sys.executable, *args, "-o", str(tmp_path / "one")], env=_env(), cwd=ROOT,
