@@ -28,3 +28,29 @@ def test_bench_quick(tmp_path):
     ens = report["ensembling"][0]
     assert ens["ours_objective"] <= ens["diffusers_objective"]
     assert "| case |" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_device_check_runs_where_there_is_no_gpu(tmp_path):
+    """bench/device_check.py is what a session with a lent GPU runs once; here it runs on the CPU (device vs CPU
+    is then CPU vs CPU), so that it still works on the day a GPU is there."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "check.json"
+    res = subprocess.run([sys.executable, "-m", "bench.device_check", "--device", "cpu", "--out", str(out)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    strict = [r for r in rows if r["tol"] is not None]
+    assert len(strict) >= 9 and all(r["passed"] for r in strict)
+    assert {r["check"] for r in rows} >= {"video RollingDepth [1,3] + 2 refine: cpu vs cpu",
+                                          "video Marigold video mode: cpu vs cpu"}
+
+
+def test_video_bench_quick_rows_append_json(tmp_path):
+    env = {**os.environ, "MARIGOLD_BENCH_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT),
+           "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "rows.jsonl"
+    subprocess.run([sys.executable, "-m", "bench.video", "--quick", "--rows", "frames,rolling-fast", "--out", str(out)],
+                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["row"] for r in rows] == ["frames", "rolling-fast"]
+    assert all(r["s_per_frame"] > 0 and r["peak_rss_mb"] > 0 and r["peak_gpu_mb"] is None for r in rows)
