@@ -68,3 +68,24 @@ def test_two_seeds_two_arms_end_to_end(tiny_sd2, tmp_path, monkeypatch):
     assert cfg["snippet"]["snippet"]["frames"] == cfg["single-same-frames"]["snippet"]["frames"] == 3
     assert cfg["snippet"]["batch_size"] == cfg["single-same-frames"]["batch_size"] == 2
     assert cfg["snippet"]["seed"] == 1 and os.path.isdir(out / "snippet-seed0" / "final")
+
+
+def test_unjoint_trainer_treats_every_frame_alone(tiny_sd2, tmp_path):
+    """``snippet.joint: false``: the stream samples 3-frame snippets with per-frame targets, and the trainer
+    attends, draws noise and aligns the loss per frame (1 frame per snippet for the UNet and the loss)."""
+    import subprocess
+    import sys
+
+    from test_train_finetune import ROOT, _env
+
+    code = ("import sys; from train.config import parse; from train.finetune import Trainer\n"
+            "for joint in ('true', 'false'):\n"
+            f"    t = Trainer(parse(['--base', {str(tiny_sd2)!r}, '--output', {str(tmp_path)!r} + '/' + joint,\n"
+            "        '--mode', 'snippet', '--resolution', '32', '--batch-size', '2', '--num-workers', '0',\n"
+            "        '--set', 'snippet.objective=e2e', '--set', 'snippet.joint=' + joint, '--no-progress']))\n"
+            "    print(joint, t.frames, t.stream.frames, t.stream.joint, tuple(t.stream[0]['rgb'].shape))\n")
+    res = subprocess.run([sys.executable, "-c", code], env=_env(), cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = res.stdout.strip().splitlines()[-2:]
+    assert lines[0] == "true 3 3 True (3, 3, 24, 32)"
+    assert lines[1] == "false 1 3 False (3, 3, 24, 32)"
