@@ -231,6 +231,30 @@ def test_one_normalisation_per_snippet_in_inverse_depth(clip):
     assert np.corrcoef(nd[inner], t[inner])[0, 1] < -0.5
 
 
+def test_unjoint_snippets_are_the_same_frames_each_normalised_alone():
+    """``snippet.joint: false`` (the single-frame control of train.video_benchmark): the stream picks the very
+    frames and flips a snippet model gets with the same seed, but every frame's target spans -1..1 on its own."""
+    ds = SyntheticVideoDataset(3, 24, 24, 32, path="dolly")  # dolly: the depth range changes along the clip
+    joint = SnippetStream([ds], [1.0], [(24, 32)], batch_size=2, seed=3, frames=3, max_dilation=10)
+    alone = SnippetStream([ds], [1.0], [(24, 32)], batch_size=2, seed=3, frames=3, max_dilation=10, joint=False)
+    for k in range(4):
+        assert joint.choose(k) == alone.choose(k)
+        a, b = joint[k], alone[k]
+        torch.testing.assert_close(a["rgb"], b["rgb"], rtol=0, atol=0)
+        torch.testing.assert_close(a["depth"], b["depth"], rtol=0, atol=0)
+        assert not torch.allclose(a["target"], b["target"], atol=1e-3)
+        for i in range(3):
+            v = b["valid"][i, 0]
+            t = b["target"][i, 0][v].numpy()
+            assert t.min() == -1.0 and t.max() == 1.0  # each frame spans -1..1 on its own
+            # ... by its own 2 % / 98 % quantiles of inverse depth
+            disp = 1.0 / b["depth"][i, 0][v].numpy()
+            lo, hi = np.quantile(disp, [0.02, 0.98])
+            np.testing.assert_allclose(t, np.clip((disp - lo) / (hi - lo) * 2 - 1, -1, 1), atol=1e-5)
+    s = make_snippet_stream(["synthetic-video"], 32, 2, 0, 0.5, frames=3, joint=False)
+    assert s.joint is False and s[0]["target"].shape == (3, 3, 24, 32)
+
+
 def test_snippet_stream_is_deterministic_and_dilated():
     ds = SyntheticVideoDataset(4, 20, 16, 16)
     st = SnippetStream([ds], [1.0], [(16, 16)], batch_size=2, seed=5, frames=3, max_dilation=6)

@@ -21,8 +21,10 @@ DEFAULTS: dict[str, Any] = {
     "task": "depth",  # depth | normals
     "mode": "diffusion",  # diffusion (Marigold) | e2e (Garcia et al. 2024) | snippet (RollingDepth, video)
     # snippet mode (RollingDepth, Ke et al. 2024): n frames per snippet at a random dilation 1..max_dilation,
-    # one inverse-depth normalisation per snippet, cross-frame self-attention; objective: diffusion | e2e
-    "snippet": {"frames": 3, "max_dilation": 10, "objective": "diffusion", "space": "disparity"},
+    # one inverse-depth normalisation per snippet, cross-frame self-attention; objective: diffusion | e2e;
+    # joint: false samples the same snippets but treats every frame alone (normalisation, attention, noise,
+    # loss alignment): the single-frame control that sees exactly the snippet model's frames
+    "snippet": {"frames": 3, "max_dilation": 10, "objective": "diffusion", "space": "disparity", "joint": True},
     "base": None,
     "output": None,
     "data": ["synthetic"],

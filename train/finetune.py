@@ -107,7 +107,9 @@ class Trainer:
         self.text = self.base.empty_text_embedding.to(dev, self.weight_dtype)  # [1,T,D]
 
         unet = self.base.unet
-        self.frames = int(cfg["snippet"]["frames"]) if self.snippet else 1
+        # frames the UNet, the noise and the loss treat as one snippet (1: every frame alone); the stream samples
+        # snippet.frames frames either way, so snippet.joint: false sees the very frames a snippet model sees
+        self.frames = int(cfg["snippet"]["frames"]) if self.snippet and cfg["snippet"]["joint"] else 1
         if self.snippet:
             from marigold.snippet import enable_snippet_attention
 
@@ -136,7 +138,8 @@ class Trainer:
 
             sn = cfg["snippet"]
             self.stream = make_snippet_stream(cfg["data"], cfg["resolution"], cfg["batch_size"], cfg["seed"],
-                                              cfg["flip_p"], int(sn["frames"]), int(sn["max_dilation"]), sn["space"])
+                                              cfg["flip_p"], int(sn["frames"]), int(sn["max_dilation"]), sn["space"],
+                                              bool(sn["joint"]))
         else:
             self.stream = make_stream(cfg["data"], cfg["resolution"], cfg["batch_size"], cfg["seed"], cfg["task"],
                                       cfg["flip_p"])
@@ -397,7 +400,8 @@ class Trainer:
                 raise FloatingPointError(f"loss is {total} at step {self.step}; lower the learning rate or use bf16.")
             elapsed = time.perf_counter() - t0
             rate = (self.step - steps0) / max(elapsed, 1e-9)
-            samples = rate * cfg["batch_size"] * accum * self.world * self.frames  # frames per second
+            per_sample = int(cfg["snippet"]["frames"]) if self.snippet else 1
+            samples = rate * cfg["batch_size"] * accum * self.world * per_sample  # frames per second
             if pbar is not None:
                 pbar.update(1)
                 pbar.set_postfix(loss=f"{total:.4f}", lr=f"{self.lr_sched.get_last_lr()[0]:.2e}",

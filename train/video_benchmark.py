@@ -1,13 +1,17 @@
 r"""Snippet model vs the same model trained on single frames; Marigold's video mode vs frame by frame. Tiny
 models trained here on the CPU on synthetic data; measured on held-out synthetic videos with exact geometry.
 
-    python -m train.video_benchmark --base TINY_SD2 --out runs/video-bench [--steps 300] [--objective e2e]
+    python -m train.video_benchmark --base TINY_SD2 --out runs/video-bench [--steps 400] [--seeds 0 1 2] [--jobs 2]
     python -m train.video_benchmark --base TINY_SD2 --out runs/video-mode --marigold-video [--frames 48]
 
-Both runs start from the same tiny SD2 stand-in (``python -m train.tiny``), use ``--mode snippet`` with the same
-seed, data (synthetic videos), steps, learning rate and number of frames per optimiser step: the snippet model
-sees B snippets of 3 frames with cross-frame attention and one normalisation per snippet; the single-frame model
-sees 3·B single frames (``snippet.frames: 1``), each normalised on its own. Both predict inverse depth.
+Every model ("arm", ``--arms``) starts from the same tiny SD2 stand-in (``python -m train.tiny``) and uses
+``--mode snippet`` with the same data (synthetic videos), steps and learning rate. The default pair has the same
+number of frames per optimiser step: the snippet model sees B snippets of 3 frames with cross-frame attention and
+one normalisation per snippet; the single-frame model sees 3·B single frames (``snippet.frames: 1``) from 3·B
+videos, each normalised on its own. Other budgets: ``single-same-frames`` trains on exactly the snippet model's
+frames (the same snippets, ``snippet.joint: false``: each frame alone), ``snippet-same-videos`` and
+``single-same-videos`` match the number of videos per step instead. ``--seeds``: every arm once per training
+seed, reported per seed and as mean ± standard deviation, with the snippet − single difference paired by seed.
 
 Evaluation: held-out synthetic videos (never seen in training), snippets of 3 frames at dilation 4, one
 least-squares alignment per snippet in disparity (RollingDepth's protocol), AbsRel, δ1 and the temporal error
@@ -29,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def train(base: Path, out: Path, frames: int, batch: int, steps: int, objective: str, size: tuple[int, int],
-          seed: int, lr: float, texture: str = "flat") -> float:
+          seed: int, lr: float, texture: str = "flat", joint: bool = True) -> float:
     cfg = {"data": [{"name": "synthetic-video", "height": size[0], "width": size[1], "frames": 48, "size": 400,
                      "texture": texture}]}
     cfg_path = out.with_suffix(".yaml")
@@ -39,7 +43,8 @@ def train(base: Path, out: Path, frames: int, batch: int, steps: int, objective:
            str(cfg_path), "--mode", "snippet", "--resolution", str(max(size)), "--batch-size", str(batch),
            "--grad-accum", "1", "--max-steps", str(steps), "--checkpoint-every", "0", "--num-workers", "1",
            "--lr", str(lr), "--seed", str(seed), "--no-progress", "--set", f"snippet.frames={frames}",
-           "--set", f"snippet.objective={objective}", "--set", "lr_schedule.warmup_steps=20",
+           "--set", f"snippet.objective={objective}", "--set", f"snippet.joint={str(joint).lower()}",
+           "--set", "lr_schedule.warmup_steps=20",
            "--set", f"lr_schedule.decay_steps={steps}", "--set", "lr_schedule.final_ratio=1.0"]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
@@ -220,6 +225,13 @@ def main(argv=None) -> int:
                     help="synthetic surfaces of the training and test videos (flat: what tiny models can learn; "
                          "train/README.md, 'Tiny models')")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+",
+                    help="train every arm once per seed; report each seed and the mean ± spread (overrides --seed)")
+    ap.add_argument("--arms", nargs="+", choices=tuple(ARMS), default=["snippet", "single"],
+                    help="which models to train (see ARMS): the default pair has the same frames per step; "
+                         "single-same-frames sees the snippet model's very frames, each alone; *-same-videos "
+                         "match the number of videos per step instead")
+    ap.add_argument("--jobs", type=int, default=1, help="training runs at once (each one CPU thread)")
     ap.add_argument("--videos", type=int, default=6)
     ap.add_argument("--reuse", action="store_true", help="score runs already in OUT instead of training again")
     ap.add_argument("--dilations", type=int, nargs="+", default=[4, 8])
@@ -254,32 +266,116 @@ def main(argv=None) -> int:
             print(f"temporal error, video mode / {k}: {ratio:.3f}")
         return 0
     out, base, size = Path(a.out), Path(a.base), (48, 64)
-    runs = {"snippet (3 frames, cross-frame attention)": (3, a.snippets_per_step),
-            "single frames (same frames per step)": (1, 3 * a.snippets_per_step)}
     from .video_eval import synthetic_videos
 
+    seeds = a.seeds if a.seeds else [a.seed]
+    arms = {k: ARMS[k] for k in a.arms}
+    jobs = [(name, seed) for seed in seeds for name in arms]  # seed-major: the first seed's arms finish first
+    todo = [(n, s) for n, s in jobs if not (a.reuse and (run_dir(out, n, s, len(seeds)) / "final").is_dir())]
+
+    def _train(job):
+        name, seed = job
+        frames, per, joint = arms[name]
+        return job, train(base, run_dir(out, name, seed, len(seeds)), frames, per * a.snippets_per_step, a.steps,
+                          a.objective, size, seed, a.lr, a.texture, joint)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, a.jobs)) as pool:  # each job a training subprocess (OMP_NUM_THREADS=1 each)
+        secs = dict(pool.map(_train, todo))
     videos = synthetic_videos(a.videos, 48, *size, split="heldout", texture=a.texture)
-    rows = {"untrained (widened SD2 stand-in, per frame)": score(base, 1, videos, a.dilations, 4, 1, True)}
-    for name, (frames, batch) in runs.items():
-        run = out / f"frames{frames}"
-        if (run / "final").is_dir() and a.reuse:
-            secs = float("nan")
-        else:
-            secs = train(base, run, frames, batch, a.steps, a.objective, size, a.seed, a.lr, a.texture)
-        rows[name] = score(run / "final", frames, videos, a.dilations, 4, 1) | {"train_s": round(secs, 1)}
-        print(name, rows[name], flush=True)
+    rows = {"untrained": {"seeds": {"-": score(base, 1, videos, a.dilations, 4, 1, True)}}}
+    for name, (frames, _, joint) in arms.items():
+        rows[name] = {"label": arm_label(name, a.snippets_per_step), "seeds": {}}
+        for seed in seeds:
+            r = score(run_dir(out, name, seed, len(seeds)) / "final", frames if joint else 1, videos, a.dilations,
+                      4, 1)
+            rows[name]["seeds"][str(seed)] = r | {"train_s": round(secs.get((name, seed), float("nan")), 1)}
+            print(name, seed, r, flush=True)
+        rows[name]["mean"] = summarise(rows[name]["seeds"], a.dilations)
+    for other in arms:  # the snippet model against every other arm, seed by seed
+        if "snippet" in arms and other != "snippet" and len(seeds) > 1:
+            rows[f"snippet − {other} (paired by seed)"] = {"mean": paired_difference(
+                rows["snippet"]["seeds"], rows[other]["seeds"], a.dilations)}
     result = {"steps": a.steps, "objective": a.objective, "size": size, "videos": a.videos, "texture": a.texture,
-              "lr": a.lr,
-              "dilations": a.dilations, "rows": rows}
+              "lr": a.lr, "snippets_per_step": a.snippets_per_step, "seeds": seeds, "dilations": a.dilations,
+              "rows": rows}
+    out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=2))
-    print(f"\n| model (tiny, {a.steps} CPU steps, {a.objective}) | snippet dilation | AbsRel | δ1 | temporal error |"
-          "\n|---|---|---|---|---|")
-    for name, r in rows.items():
-        for g in a.dilations:
-            m = r[f"dilation {g}"]
-            print(f"| {name} | {g} | {m['abs_rel']:.4f} | {m['delta1']:.4f} | {m['temporal_error']:.4f} |")
+    print(markdown_table(result))
     return 0
 
+
+# name → (frames sampled per snippet, snippets per step in units of --snippets-per-step, joint). "joint": the
+# frames of a snippet share one normalisation, the self-attention and one loss alignment (the snippet model);
+# otherwise each frame is alone (a single-frame model).
+ARMS = {
+    "snippet": (3, 1, True),  # B snippets × 3 frames: 3B frames, B videos per step
+    "single": (1, 3, True),  # 3B single frames from 3B videos: the same frames per step (the issue's budget)
+    "single-same-frames": (3, 1, False),  # the snippet model's very frames (same seed), each frame alone
+    "snippet-same-videos": (3, 3, True),  # 3B snippets: as many videos per step as "single", 3× the frames
+    "single-same-videos": (1, 1, True),  # B single frames: as many videos per step as "snippet", ⅓ the frames
+}
+
+
+def arm_label(name: str, b: int) -> str:
+    return {"snippet": f"snippet model ({b} snippets × 3 frames per step)",
+            "single": f"single-frame model ({3 * b} frames from {3 * b} videos per step)",
+            "single-same-frames": f"single-frame model on the snippet model's frames ({b} snippets × 3 frames per "
+                                  "step, each frame alone)",
+            "snippet-same-videos": f"snippet model, {3 * b} snippets × 3 frames per step ({3 * b} videos, 3× frames)",
+            "single-same-videos": f"single-frame model, {b} frames per step ({b} videos, ⅓ frames)"}[name]
+
+
+def run_dir(out: Path, name: str, seed: int, n_seeds: int) -> Path:
+    return out / (f"{name}-seed{seed}" if n_seeds > 1 else name)
+
+
+def summarise(per_seed: dict, dilations: list[int]) -> dict:
+    """Per dilation and metric: mean, sample standard deviation and range over the seeds."""
+    import numpy as np
+
+    out = {}
+    for g in dilations:
+        key = f"dilation {g}"
+        out[key] = {}
+        for m in ("abs_rel", "delta1", "temporal_error"):
+            v = np.array([r[key][m] for r in per_seed.values()], float)
+            out[key][m] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                           "min": float(v.min()), "max": float(v.max()), "n": int(len(v))}
+    return out
+
+
+def paired_difference(a: dict, b: dict, dilations: list[int]) -> dict:
+    """``a − b`` per seed (the same seed: the same held-out videos, training noise and data order where the arms
+    share them), summarised as :func:`summarise` does."""
+    diff = {}
+    for seed in a:
+        if seed in b:
+            diff[seed] = {f"dilation {g}": {m: a[seed][f"dilation {g}"][m] - b[seed][f"dilation {g}"][m]
+                                            for m in ("abs_rel", "delta1", "temporal_error")} for g in dilations}
+    return summarise(diff, dilations)
+
+
+def markdown_table(result: dict) -> str:
+    """Per seed and mean ± sample std over seeds (the spread: [min, max])."""
+    lines = [f"| tiny models, our trainer, CPU, synthetic videos, {result['steps']} steps ({result['objective']}) | "
+             "seed | snippet dilation | AbsRel | δ1 | temporal error |", "|---|---|---|---|---|---|"]
+    for name, r in result["rows"].items():
+        label = r.get("label", name)
+        for seed, m in r.get("seeds", {}).items():
+            for g in result["dilations"]:
+                x = m[f"dilation {g}"]
+                lines.append(f"| {label} | {seed} | {g} | {x['abs_rel']:.4f} | {x['delta1']:.4f} | "
+                             f"{x['temporal_error']:.4f} |")
+        if "mean" in r and (len(r.get("seeds", {})) > 1 or "seeds" not in r):
+            for g in result["dilations"]:
+                x = r["mean"][f"dilation {g}"]
+                cell = [f"{x[k]['mean']:+.4f} ± {x[k]['std']:.4f} [{x[k]['min']:+.4f}, {x[k]['max']:+.4f}]"
+                        if "seeds" not in r else f"{x[k]['mean']:.4f} ± {x[k]['std']:.4f}"
+                        for k in ("abs_rel", "delta1", "temporal_error")]
+                lines.append(f"| **{label}** | mean ± std | {g} | " + " | ".join(cell) + " |")
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -47,16 +47,22 @@ def normalize_snippet(depth: np.ndarray, valid: np.ndarray, space: str = "dispar
 
 
 def prepare_snippet(frames: list[DepthSample], size: tuple[int, int] | None = None, flip: bool = False,
-                    space: str = "disparity") -> dict:
+                    space: str = "disparity", joint: bool = True) -> dict:
     """n frames → ``rgb`` ``[n,3,H,W]`` -1..1, ``target`` ``[n,3,H,W]`` (jointly normalised), ``valid``
-    ``[n,1,H,W]``, ``depth`` ``[n,1,H,W]`` (raw, 0 where invalid). Every frame gets the same resize and flip."""
+    ``[n,1,H,W]``, ``depth`` ``[n,1,H,W]`` (raw, 0 where invalid). Every frame gets the same resize and flip.
+    ``joint=False``: each frame normalised on its own (the single-frame control trained on a snippet model's very
+    frames, ``snippet.joint: false``)."""
     if size is not None:
         frames = [resize_sample(s, size) for s in frames]
     if flip:
         frames = [flip_sample(s) for s in frames]
     depth = np.stack([s.depth for s in frames]).astype(np.float32)  # [n,H,W]
     valid = np.stack([s.valid for s in frames]) & np.isfinite(depth) & (depth > 0)  # [n,H,W]
-    norm = normalize_snippet(depth, valid, space)  # [n,H,W]
+    if joint:
+        norm = normalize_snippet(depth, valid, space)  # [n,H,W]: one scale for the snippet
+    else:
+        norm = np.stack([normalize_snippet(depth[i:i + 1], valid[i:i + 1], space)[0]
+                         for i in range(len(frames))])  # [n,H,W]: each frame its own scale
     target = np.stack([fill_invalid(norm[i], valid[i]) for i in range(len(frames))])  # [n,H,W]
     rgb = np.stack([s.rgb.transpose(2, 0, 1) for s in frames])  # [n,3,H,W]
     return {
@@ -98,6 +104,7 @@ class SnippetStream(torch.utils.data.Dataset):
     max_dilation: int = 10
     flip_p: float = 0.5
     space: str = "disparity"
+    joint: bool = True  # False: the same snippets, each frame normalised on its own
 
     def choose(self, k: int) -> tuple[int, int, list[int], bool]:
         """Sample number → (data set, sequence, frame indices, flip)."""
@@ -119,14 +126,15 @@ class SnippetStream(torch.utils.data.Dataset):
     def __getitem__(self, k: int) -> dict:
         d, seq, idx, flip = self.choose(int(k))
         ds = self.datasets[d]
-        return prepare_snippet([ds.frame(seq, i) for i in idx], self.sizes[d], flip, self.space)
+        return prepare_snippet([ds.frame(seq, i) for i in idx], self.sizes[d], flip, self.space, self.joint)
 
     def __len__(self) -> int:
         return 2**62
 
 
 def make_snippet_stream(specs: list, resolution: int | None, batch_size: int, seed: int, flip_p: float,
-                        frames: int = 3, max_dilation: int = 10, space: str = "disparity") -> SnippetStream:
+                        frames: int = 3, max_dilation: int = 10, space: str = "disparity",
+                        joint: bool = True) -> SnippetStream:
     from . import parse_spec, training_size
 
     specs = [parse_spec(s, video=True) for s in specs]
@@ -140,4 +148,4 @@ def make_snippet_stream(specs: list, resolution: int | None, batch_size: int, se
     total = float(sum(probs))
     sizes = [training_size(tuple(ds.native_size), s.get("resolution", resolution)) for ds, s in zip(datasets, specs)]
     return SnippetStream(datasets, [p / total for p in probs], sizes, batch_size, seed, frames, max_dilation, flip_p,
-                         space)
+                         space, joint)
