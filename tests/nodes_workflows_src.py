@@ -322,30 +322,35 @@ def layout(nodes: list[dict], links: list[list], groups_of: dict[int, str]) -> t
 
 
 MINIMAP = (270, 270)  # frontend 1.47's minimap (shown by default): width, height at the bottom right
+# below this zoom frontend 1.47 draws nodes as plain boxes, without titles or widgets: its threshold is
+# LiteGraph.Canvas.MinFontSizeForLOD (8 px) / (NODE_TEXT_SIZE 14 · sqrt(devicePixelRatio)) = 0.571 on a 1× screen
+READABLE = 0.6
 
 
 def fit_view(box: list[float], nodes: list[dict]) -> dict:
     """The saved view (``extra.ds``) that shows ``box`` whole in a VIEW-sized window: screen = (pos + offset) ·
-    scale; centred, and kept clear of the minimap (then the free area ends above it)."""
-    def fit(bottom_margin: float) -> tuple[float, list[float]]:
-        left, top, right = VIEW_MARGIN[0], VIEW_MARGIN[1], VIEW_MARGIN[2]
-        w, h = VIEW[0] - left - right, VIEW[1] - top - bottom_margin
-        scale = min(1.0, w / (box[2] - box[0]), h / (box[3] - box[1]))
-        scale = float(int(scale * 1000)) / 1000  # rounded down: never a pixel too big
-        return scale, [(left + (w - (box[2] - box[0]) * scale) / 2) / scale - box[0],
-                       (top + (h - (box[3] - box[1]) * scale) / 2) / scale - box[1]]
+    scale; the largest scale at which some placement (centred, else top-aligned, else at the top left of the free
+    area) keeps every node clear of the minimap. Never below READABLE: the front end draws nodes without their
+    text below that zoom, so a workflow that cannot be shown whole and readable is an error here."""
+    left, top, right, bottom = VIEW_MARGIN
+    w, h = VIEW[0] - left - right, VIEW[1] - top - bottom
+    bw, bh = box[2] - box[0], box[3] - box[1]
 
     def covered(scale: float, offset: list[float]) -> bool:
         mx, my = VIEW[0] - MINIMAP[0], VIEW[1] - MINIMAP[1]
         return any((n["pos"][0] + n["size"][0] + offset[0]) * scale > mx
                    and (n["pos"][1] + n["size"][1] + offset[1]) * scale > my for n in nodes)
 
-    bottom = VIEW_MARGIN[3]
-    scale, offset = fit(bottom)
-    while covered(scale, offset) and bottom < MINIMAP[1] + 20:  # the largest view that leaves the minimap clear
-        bottom += 10
-        scale, offset = fit(bottom)
-    return {"scale": scale, "offset": [round(offset[0], 1), round(offset[1], 1)]}
+    scale = float(int(min(1.0, w / bw, h / bh) * 1000)) / 1000  # rounded down: never a pixel too big
+    while scale >= READABLE:
+        sx, sy = (w - bw * scale) / 2, (h - bh * scale) / 2  # the free space either side when centred
+        for dx, dy in ((sx, sy), (sx, 0.0), (0.0, 0.0)):  # centred, top-aligned, top left
+            offset = [(left + dx) / scale - box[0], (top + dy) / scale - box[1]]
+            if not covered(scale, offset):
+                return {"scale": scale, "offset": [round(offset[0], 1), round(offset[1], 1)]}
+        scale = round(scale - 0.005, 3)
+    raise ValueError(f"the workflow ({bw:.0f}×{bh:.0f}) cannot be shown whole and clear of the minimap at a zoom of "
+                     f"{READABLE} or more in a {VIEW[0]}×{VIEW[1]} window: lay it out more compactly")
 
 
 def build(name: str, object_info: dict) -> dict:
@@ -396,16 +401,22 @@ def build(name: str, object_info: dict) -> dict:
         node["outputs"] = [{"name": n, "type": t, "links": out_links.get((node["id"], i), []), "slot_index": i}
                            for i, (n, t) in enumerate(zip(info["output_name"], info["output"]))]
     groups, box = layout(nodes, links, groups_of)
-    # the note: above the groups, left-aligned, as wide as they are (the graphs are wider than high)
+    # the note: left-aligned, as wide as the groups (the graphs are wider than high); above them, unless a taller
+    # column further right (the outputs) leaves room for it below the groups it would sit under: there it costs no
+    # height, which keeps the graph readable on opening (fit_view's READABLE)
     note_id = max(n["id"] for n in nodes) + 1
     width = max(500.0, min(900.0, box[2] - box[0]))
     lines = sum(1 + int(len(par) * 7.5 // (width - 30)) for par in note.split("\n"))
     note_size = [width, 30 + 22 * lines]
-    note_pos = [box[0], box[1] - note_size[1] - 40]
+    under = max(g["bounding"][1] + g["bounding"][3] for g in groups if g["bounding"][0] < box[0] + width)
+    if under + 40 + TITLE_H + note_size[1] <= box[3]:
+        note_pos = [box[0], under + 40 + TITLE_H]
+    else:
+        note_pos = [box[0], box[1] - note_size[1] - 40]
     nodes.append({"id": note_id, "type": "MarkdownNote", "pos": note_pos, "size": note_size, "flags": {},
                   "order": len(nodes), "mode": 0, "inputs": [], "outputs": [], "properties": {},
                   "widgets_values": [note], "color": "#222", "bgcolor": "#000"})
-    box = [box[0], note_pos[1] - TITLE_H, box[2], box[3]]
+    box = [box[0], min(box[1], note_pos[1] - TITLE_H), box[2], box[3]]
     return {"last_node_id": note_id, "last_link_id": link_id, "nodes": nodes, "links": links, "groups": groups,
             "config": {}, "extra": {"ds": fit_view(box, nodes)}, "version": 0.4}
 

@@ -150,6 +150,9 @@ def load_workflow(page, path: Path, text: str | None = None) -> dict:
                 or any(b[0] < c[2] and c[0] < b[2] and b[1] < c[3] and c[1] < b[3] and not inside(c, b)
                        for c in state["covers"]))
 
+    # below a zoom of ~0.57 the front end draws nodes as bare boxes, without titles or widgets
+    assert not page.evaluate("() => window.app.canvas.low_quality"), \
+        f"{path.name} opens zoomed out too far to read (scale {page.evaluate('() => window.app.canvas.ds.scale')})"
     outside = [(n["type"], [round(v) for v in n["box"]]) for n in state["nodes"] if hidden(n["box"])]
     assert not outside, f"{path.name} does not open fully visible in {VIEW}: {outside} (canvas {state['canvas']}, " \
                         f"covered by {state['covers']})"
