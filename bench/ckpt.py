@@ -36,18 +36,19 @@ def add_fp16_variants(folder: Path) -> None:
         del sd
 
 
-def ensure(size: str = "full", log=print) -> Path:
-    """Path of the cached checkpoint of this size, built on first use."""
-    out = CACHE / f"depth-{size}"
+def ensure(size: str = "full", log=print, task: str = "depth") -> Path:
+    """Path of the cached checkpoint of this size and task (the tool's ``--task``: depth, rollingdepth, …), built
+    on first use."""
+    out = CACHE / f"{task}-{size}"
     if (out / "model_index.json").is_file() and (out / ".complete").is_file():
         return out
     if not TOOL.is_file():
         raise SystemExit(f"{TOOL} not found; set MARIGOLD_SHARED to the folder holding tools/.")
-    tmp = CACHE / f"depth-{size}.building"
+    tmp = CACHE / f"{task}-{size}.building"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    log(f"building the {size} checkpoint in {out} (once) …")
-    subprocess.run([sys.executable, str(TOOL), str(tmp), "--size", size, "--dtype", "fp32", "--task", "depth"],
+    log(f"building the {size} {task} checkpoint in {out} (once) …")
+    subprocess.run([sys.executable, str(TOOL), str(tmp), "--size", size, "--dtype", "fp32", "--task", task],
                    check=True, capture_output=True)
     add_fp16_variants(tmp)
     shutil.rmtree(out, ignore_errors=True)

@@ -67,16 +67,16 @@ def run(device: str) -> tuple[list[dict], bool]:
         root = Path(tmp)
         depth, normals, rolling = (_build(root, "depth", "depth"), _build(root, "normals", "normals"),
                                    _build(root, "rollingdepth", "rollingdepth"))
-        for tf32 in (False, True):
-            torch.backends.cudnn.allow_tf32 = tf32
-            torch.backends.cuda.matmul.allow_tf32 = tf32
-            tag = "TF32 on (cuDNN default)" if tf32 else "fp32"
-            for path, cls, fn in ((depth, MarigoldDepthPipeline, marigold.predict_depth),
-                                  (normals, MarigoldNormalsPipeline, marigold.predict_normals)):
-                ours = marigold.load(path, device=device, dtype="fp32", progress=False)
-                ref = cls.from_pretrained(str(path), dtype=torch.float32).to(device)
-                ref.set_progress_bar_config(disable=True)
-                cases = [(1, 0), (4, 0), (1, 32), (4, 32)] if cls is MarigoldDepthPipeline else [(1, 0), (4, 32)]
+        for path, cls, fn in ((depth, MarigoldDepthPipeline, marigold.predict_depth),
+                              (normals, MarigoldNormalsPipeline, marigold.predict_normals)):
+            ours = marigold.load(path, device=device, dtype="fp32", progress=False)
+            ref = cls.from_pretrained(str(path), dtype=torch.float32).to(device)
+            ref.set_progress_bar_config(disable=True)
+            cases = [(1, 0), (4, 0), (1, 32), (4, 32)] if cls is MarigoldDepthPipeline else [(1, 0), (4, 32)]
+            for tf32 in (False, True):
+                torch.backends.cudnn.allow_tf32 = tf32
+                torch.backends.cuda.matmul.allow_tf32 = tf32
+                tag = "TF32 on (cuDNN default)" if tf32 else "fp32"
                 for steps, res in cases:
                     want = ref(image, num_inference_steps=steps, processing_resolution=res, output_type="pt",
                                generator=torch.Generator().manual_seed(7)).prediction.float().cpu()

@@ -32,34 +32,12 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _ensure(task: str, size: str) -> Path:
-    from . import ckpt
-
-    if task == "depth" and size == "full":
-        return ckpt.ensure("full")
-    out = ckpt.CACHE / f"{task}-{size}"
-    if (out / ".complete").is_file():
-        return out
-    tmp = ckpt.CACHE / f"{task}-{size}.building"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, str(ckpt.TOOL), str(tmp), "--size", size, "--dtype", "fp32", "--task", task],
-                   check=True, capture_output=True)
-    if size == "full":
-        ckpt.add_fp16_variants(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    (out / ".complete").write_text("ok\n")
-    return out
 
 
 def _frames(n: int, h: int, w: int):
@@ -149,15 +127,18 @@ def main(argv=None) -> None:
         spec = json.loads(a.worker)
         print(json.dumps(worker(**spec)))
         return
-    depth, rolling = _ensure("depth", size), _ensure("rollingdepth", size)
+    from . import ckpt
+
+    depth, rolling = ckpt.ensure(size), ckpt.ensure(size, task="rollingdepth")
     results = []
     for row in a.rows.split(","):
         n = frames * 4 if row == "rolling-fast-long" else frames
         spec = dict(row=row, ckpt_depth=str(depth), ckpt_rolling=str(rolling), frames=n, res=res,
                     dilations=dilations, dtype=a.dtype, full_dilations=full_dilations, refine_steps=refine_steps,
                     device=a.device)
+        env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         out = subprocess.run([sys.executable, "-m", "bench.video", "--worker", json.dumps(spec)], cwd=ROOT,
-                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+                             capture_output=True, text=True, env=env)
         if out.returncode:
             print(f"{row}: failed\n{out.stderr[-2000:]}")
             continue

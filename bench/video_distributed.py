@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .ckpt import TOOL
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MARIGOLD_SHARED", ROOT.parent / "shared"))
 
 
 def _free_port() -> int:
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = args.checkpoint
         if ckpt is None:
             ckpt = str(tmp / "rd")
-            subprocess.run([sys.executable, str(SHARED / "tools" / "make_marigold_checkpoint.py"), ckpt, "--size",
+            subprocess.run([sys.executable, str(TOOL), ckpt, "--size",
                             "tiny", "--task", "rollingdepth", "--dtype", "fp32"], check=True, capture_output=True)
         clip = tmp / "clip.mp4"
         make_clip(clip, args.frames, w, h)

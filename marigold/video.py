@@ -269,7 +269,7 @@ def _lowres(value: torch.Tensor) -> torch.Tensor:
 
 
 class StreamingAligner:
-    """Units (snippets, or frames in Marigold's video mode) contribute maps to frames and observations to
+    """RollingDepth's co-alignment, streamed: units (snippets) contribute maps to frames and observations to
     comparison groups; :meth:`flush` fits one (scale, shift) per unit over everything still held, with units
     already used for emitted frames fixed, emits the frames asked for, and forgets what is no longer needed.
 

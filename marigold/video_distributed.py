@@ -27,9 +27,9 @@ per frame: ~18 KB a row at 768×576, ~0.1 GB for 1000 frames of the fast preset)
 disk (|D|·n maps per frame at processing resolution, in the decoder's dtype, deleted afterwards).
 
 Refinement (``refine_steps > 0``) reads neighbouring frames' latents at every step; it is not split (the CLI
-runs such a clip whole on one process and says so). The gather / solve / broadcast / assemble steps are generic
-over *units* (snippets here, frames in Marigold's video mode): :class:`Collective`, :class:`UnitRow`,
-:func:`solve_units`, :func:`aligned_mean`, :func:`clip_range`, :class:`SharedFrameStore`, :func:`write_split_clip`.
+runs such a clip whole on one process and says so). The snippets' gather / solve / broadcast / assemble steps:
+:class:`UnitRow`, :func:`solve_units`, :func:`aligned_mean`; shared with the frames' split below:
+:class:`Collective`, :func:`clip_range`, :class:`SharedFrameStore`, :func:`write_split_clip`.
 
 Marigold depth checkpoints (video mode, frames as units): each process predicts its contiguous block of frames
 (:meth:`marigold.video.VideoStream.predict_frame`, the same seed for every frame) and parks them in ``OUT``; rank 0
