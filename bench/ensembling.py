@@ -45,7 +45,7 @@ def main(argv=None):
     import torch
     from diffusers import MarigoldDepthPipeline
 
-    from marigold.ensemble import AlignmentObjective, _downsample, ensemble_depth, solve_alignment
+    from marigold.core.ensemble import AlignmentObjective, _downsample, ensemble_depth, solve_alignment
 
     photo = np.load(spec["image"])
     h, w = spec["size"]

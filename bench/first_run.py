@@ -3,7 +3,7 @@
     python -m bench.first_run [--size full] [--resolution 768] [--dtype bf16] [--later 1]
 
 The first run on a checkpoint folder computes the empty-text embedding (the only time the 354M-parameter text
-encoder is loaded) and caches it; later runs read the cache. ``marigold.checkpoint.load`` runs the encoder and
+encoder is loaded) and caches it; later runs read the cache. ``marigold.core.checkpoint.load`` runs the encoder and
 frees it before any UNet/VAE weight is read, so the first run's peak should be that of later runs. Each round
 uses a fresh hard-linked copy of the bench checkpoint (bench/ckpt.py, the real v1-1 architecture, fp32 and fp16
 files), so that no embedding cache exists; ``--dtype bf16`` reads the fp16 files, as a GPU or a bf16 CPU does.

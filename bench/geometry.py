@@ -5,7 +5,7 @@ the bas-relief at that resolution (``relief(resolution_px=size)``, the demo's ot
 and GLB files; the camera mesh (``depth_to_mesh``, one vertex per pixel) and its GLB; the point cloud and its
 PLY; and trimesh's own checks of the relief (watertight, volume), which the library never runs itself.
 Side by side, as the reference: the pixel grid's triangles built by a Python loop over the pixels (how the
-demo's ``extrude.py`` builds them) against ``marigold.mesh.grid_faces`` (vectorised), same array out.
+demo's ``extrude.py`` builds them) against ``marigold.geometry.mesh.grid_faces`` (vectorised), same array out.
 Medians of ``--rounds`` rounds in one process; the inputs are synthetic (a ramp, waves and a near box).
 """
 
@@ -58,7 +58,7 @@ def run(size: int, rounds: int) -> dict:
     import numpy as np
 
     import marigold
-    from marigold import mesh
+    from marigold.geometry import mesh
 
     t0 = time.perf_counter()
     import trimesh  # noqa: F401  (imported lazily by the library: its cost is counted once, here)
@@ -110,7 +110,7 @@ def markdown(r: dict) -> str:
               f"`import trimesh` {r['trimesh_import_s']:.2f} s (once).",
               "", "| pixel-grid triangles (reference side by side) | seconds | ratio |", "|---|---|---|",
               f"| Python loop over the pixels | {g['python_loop_s']:.3f} | 1 |",
-              f"| `marigold.mesh.grid_faces` (vectorised) | {g['vectorised_s']:.4f} | **{g['speed_up']}× faster** |"]
+              f"| `marigold.geometry.mesh.grid_faces` (vectorised) | {g['vectorised_s']:.4f} | **{g['speed_up']}× faster** |"]
     return "\n".join(lines)
 
 

@@ -50,7 +50,7 @@ def main(argv=None):
     import torch
 
     import marigold
-    from marigold import fast
+    from marigold.core import fast
 
     model = marigold.load(spec["checkpoint"], device="cpu", dtype=spec["dtype"], progress=False, optimize=False)
     image = torch.from_numpy(np.load(spec["image"]))
@@ -70,7 +70,7 @@ def main(argv=None):
                     mod._marigold_fast = False
         if blocks or attention:
             for p in parts:
-                # as marigold.fast.apply: sub-pixel upsampling in the VAE only; blocks off = attention alone
+                # as marigold.core.fast.apply: sub-pixel upsampling in the VAE only; blocks off = attention alone
                 fast.patch_module(p, subpixel=blocks and p is model.vae, attention=attention, blocks=blocks)
 
     configs = {  # (channels-last, fast blocks, chunked attention)

@@ -84,7 +84,7 @@ def prepare_tensor(photo: Path, resolution: int, work: Path) -> Path:
     import numpy as np
     import torch
 
-    from marigold import image as img
+    from marigold.core import image as img
 
     path = work / f"{photo.stem}_{resolution}.npy"
     if not path.exists():
@@ -466,7 +466,7 @@ def main(argv=None) -> int:
         images[r] = prepare_tensor(photo, r, work)
     import numpy as np
 
-    from marigold import image as img
+    from marigold.core import image as img
 
     images["photo_npy"] = work / "photo_full.npy"
     np.save(images["photo_npy"], img.to_tensor(str(photo)).numpy())

@@ -1,5 +1,5 @@
 """One video, several processes: wall time of ``python -m marigold CLIP --video`` (1 process) side by side with
-``torchrun --nproc_per_node P -m marigold CLIP --video`` (the clip's snippets split, ``marigold.video_distributed``),
+``torchrun --nproc_per_node P -m marigold CLIP --video`` (the clip's snippets split, ``marigold.video.distributed``),
 on the same clip, alternating, and whether both wrote the same 16-bit frames.
 
 ``python -m bench.video_distributed [--checkpoint DIR] [--frames N] [--size WxH] [--resolution R] [--processes P]
@@ -39,7 +39,7 @@ def _free_port() -> int:
 
 
 def make_clip(path: Path, frames: int, w: int, h: int) -> None:
-    from marigold.video_io import VideoWriter
+    from marigold.video.io import VideoWriter
 
     yy, xx = np.mgrid[0:h, 0:w]
     with VideoWriter(path, 24) as vw:
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.device == "cpu":
             base["CUDA_VISIBLE_DEVICES"] = ""
         # the empty-text embedding is cached by the first load; make it before timing anything
-        from marigold.checkpoint import empty_text_embedding
+        from marigold.core.checkpoint import empty_text_embedding
 
         empty_text_embedding(ckpt)
         times: dict[str, list[float]] = {"1": [], str(args.processes): []}

@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from marigold import video
+from marigold.video import pipeline as video
 
 
 def scene(n: int, h: int, w: int, speed: float, seed: int = 0):

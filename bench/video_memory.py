@@ -25,8 +25,8 @@ SHARED = Path(os.environ.get("MARIGOLD_SHARED", ROOT.parent / "shared"))
 
 LIBRARY_JOB = """
 import sys, marigold
-from marigold.video import predict_video
-from marigold.video_io import open_video
+from marigold.video.pipeline import predict_video
+from marigold.video.io import open_video
 model = marigold.load(sys.argv[2], device="cpu", dtype="fp32", progress=False)
 src = open_video(sys.argv[1])
 pred = predict_video(model, src, processing_resolution=64, frame_count=src.frame_count)
@@ -37,7 +37,7 @@ print(tuple(pred.depth.shape))
 def make_clip(path: Path, frames: int, w: int, h: int) -> None:
     import numpy as np
 
-    from marigold.video_io import VideoWriter
+    from marigold.video.io import VideoWriter
 
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)

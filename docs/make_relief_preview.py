@@ -68,7 +68,7 @@ def render(mesh, size=(640, 440), elevation=50.0, azimuth=-25.0, samples=2_500_0
 
 
 def main() -> None:
-    from marigold.bas_relief import relief
+    from marigold.geometry.relief import relief
 
     depth, rgb = scene()
     solid = relief(depth, rgb, resolution_px=400)

@@ -6,18 +6,18 @@
     out.prediction  # [N,1,H,W] float32 in 0..1
 """
 
-from .bas_relief import relief
-from .checkpoint import PUBLISHED, MarigoldModel, empty_text_embedding, inspect, load, resolve
-from .colorize import colorize_depth, normals_to_rgb, uncertainty_to_gray
-from .ensemble import ensemble_depth, ensemble_intrinsics, ensemble_normals
+from .geometry.relief import relief
+from .core.checkpoint import PUBLISHED, MarigoldModel, empty_text_embedding, inspect, load, resolve
+from .io.colorize import colorize_depth, normals_to_rgb, uncertainty_to_gray
+from .core.ensemble import ensemble_depth, ensemble_intrinsics, ensemble_normals
 from .errors import Cancelled, CheckpointError, InputError, MarigoldError
-from .geometry import depth_to_normals
-from .io import load_image, save_depth_16bit, save_exr, save_npy, save_rgb
-from .mesh import depth_to_mesh, depth_to_points, save_3d
-from .predict import Members, Prediction, ensemble_members, finish, iter_members, predict, predict_depth, \
+from .geometry.normals import depth_to_normals
+from .io.images import load_image, save_depth_16bit, save_exr, save_npy, save_rgb
+from .geometry.mesh import depth_to_mesh, depth_to_points, save_3d
+from .core.predict import Members, Prediction, ensemble_members, finish, iter_members, predict, predict_depth, \
     predict_intrinsics, predict_normals
-from .snippet import enable_snippet_attention, snippet_frames
-from .video import PRESETS, ClipNormalizer, VideoFrame, VideoPrediction, clip_normalizer, iter_video_depth, \
+from .core.snippet import enable_snippet_attention, snippet_frames
+from .video.pipeline import PRESETS, ClipNormalizer, VideoFrame, VideoPrediction, clip_normalizer, iter_video_depth, \
     predict_video
 
 __version__ = "0.1.0"

@@ -111,8 +111,8 @@ def wants_geometry(args: argparse.Namespace) -> bool:
 def write_geometry(args: argparse.Namespace, depth, image, out_dir: Path, stem: str, space: str = "depth") -> None:
     """The 3D files asked for, from one depth map ``[1,H,W]`` (``space``: "depth", near = 0, or "disparity",
     near = high) and the photo it was predicted from."""
-    from . import mesh
-    from .bas_relief import relief
+    from .geometry import mesh
+    from .geometry.relief import relief
 
     if args.relief:
         solid = relief(depth, image, size_mm=args.relief_size_mm, resolution_px=args.relief_resolution,
@@ -136,8 +136,8 @@ def collect_inputs(inputs: list[str], video: bool = False) -> list[Path]:
     (returned as the folder), and a folder with only video files still gives those files.
     """
     from .errors import InputError
-    from .io import IMAGE_SUFFIXES
-    from .video_io import VIDEO_SUFFIXES
+    from .io.images import IMAGE_SUFFIXES
+    from .video.io import VIDEO_SUFFIXES
 
     files: list[Path] = []
     for item in inputs:
@@ -159,7 +159,7 @@ def collect_inputs(inputs: list[str], video: bool = False) -> list[Path]:
 
 def is_clip(path: Path) -> bool:
     """A video file, or a folder (only collected as a clip under --video)."""
-    from .video_io import is_video_file
+    from .video.io import is_video_file
 
     return path.is_dir() or is_video_file(path)
 
@@ -179,11 +179,11 @@ def _stems(files: list[Path]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from . import colorize, io
-    from .checkpoint import load
-    from .distributed import world
+    from .io import colorize, images as io
+    from .core.checkpoint import load
+    from .core.distributed import world
     from .errors import InputError, MarigoldError
-    from .predict import predict
+    from .core.predict import predict
 
     items = collect_inputs(args.inputs, video=args.video)
     w = world()  # under accelerate launch / torchrun: this process's share, named as in a single run
@@ -271,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
 def split_clips(model, args: argparse.Namespace, w, any_clip: bool) -> bool:
     """Whether several processes split each clip (a RollingDepth checkpoint's snippets without refinement, or a
     Marigold checkpoint's frames); otherwise each clip runs whole on one process, and rank 0 says why in one line."""
-    from .video import PRESETS
+    from .video.pipeline import PRESETS
 
     refine = args.refine_steps if args.refine_steps is not None else PRESETS[args.preset].refine_steps
     if not model.video_model or not refine:  # a Marigold checkpoint's video mode never refines
@@ -285,9 +285,9 @@ def split_clips(model, args: argparse.Namespace, w, any_clip: bool) -> bool:
 
 def run_clip(model, path: Path, name: str, out_dir: Path, args: argparse.Namespace) -> None:
     """One video file or frame folder → ``<name>_depth.mp4`` and ``<name>_<space>_16bit/`` (one normalisation)."""
-    from .video import iter_video_depth
-    from .video_io import open_video
-    from .video_output import export_clip, parse_dilations
+    from .video.pipeline import iter_video_depth
+    from .video.io import open_video
+    from .video.output import export_clip, parse_dilations
 
     source = open_video(path, fps=args.fps)
     frames = iter_video_depth(model, source, preset=args.preset, dilations=parse_dilations(args.dilations),
@@ -300,9 +300,9 @@ def run_clip(model, path: Path, name: str, out_dir: Path, args: argparse.Namespa
 
 def run_clip_split(model, path: Path, name: str, out_dir: Path, args: argparse.Namespace, w) -> None:
     """One clip's snippets split across every process (each must call this), the files as :func:`run_clip`'s."""
-    from .video_distributed import Collective, run_split_clip
-    from .video_io import open_video
-    from .video_output import parse_dilations
+    from .video.distributed import Collective, run_split_clip
+    from .video.io import open_video
+    from .video.output import parse_dilations
 
     source = open_video(path, fps=args.fps)  # a bad file fails in every process alike, before any collective
     run_split_clip(model, source, out_dir, name, Collective(w), preset=args.preset,

@@ -1,21 +1,34 @@
-"""The core library, whichever way this pack was installed.
+"""The core library, whichever way this pack was installed, reached by plain imports that editors follow.
 
 Inside ComfyUI the pack is loaded as a package (``custom_nodes/<pack>/``), so the core is its sibling
-``<pack>.marigold``; with ``pip install`` (or in the library's own tests) it is the top-level ``marigold``.
+``<pack>.marigold``, reached by relative imports; with ``pip install`` (or in the library's own tests) ``nodes`` is a
+top-level package, a relative import beyond it raises ImportError, and the installed top-level ``marigold`` is used.
+The two branches name the same modules. The ComfyUI end-to-end tests load the pack the first way,
+tests/test_nodes_inprocess.py the second.
 """
 
 try:
-    from .. import marigold  # noqa: F401  (custom_nodes/<pack>/marigold)
-except (ImportError, ValueError):  # nodes/ is a top-level package: the installed library
-    import marigold  # noqa: F401
+    from .. import marigold  # custom_nodes/<pack>/marigold
+    _IN_PACK = True
+except ImportError:  # nodes/ is a top-level package: the installed library
+    _IN_PACK = False
 
-from importlib import import_module as _imp
+if _IN_PACK:
+    # only the probe above may fall back: an ImportError from here on is real and must surface
+    from .. import marigold  # noqa: F811
+    from ..marigold.core import checkpoint, devices, image
+    from ..marigold.geometry import mesh, relief
+    from ..marigold.io import colorize
+    from ..marigold.io import images as io
+    from ..marigold.video import output as video_output
+    from ..marigold.video import pipeline as video
+else:
+    import marigold
+    from marigold.core import checkpoint, devices, image
+    from marigold.geometry import mesh, relief
+    from marigold.io import colorize
+    from marigold.io import images as io
+    from marigold.video import output as video_output
+    from marigold.video import pipeline as video
 
-_pkg = marigold.__name__
-image = _imp(f"{_pkg}.image")
-checkpoint = _imp(f"{_pkg}.checkpoint")
-colorize = _imp(f"{_pkg}.colorize")
-io = _imp(f"{_pkg}.io")
-devices = _imp(f"{_pkg}.devices")
-video = _imp(f"{_pkg}.video")
-video_output = _imp(f"{_pkg}.video_output")
+__all__ = ["marigold", "checkpoint", "devices", "image", "mesh", "relief", "colorize", "io", "video", "video_output"]

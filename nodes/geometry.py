@@ -3,22 +3,21 @@
 Both give a ``File3D`` on a ``FILE_3D`` output, the type core's **Save 3D Model** (SaveGLB) and **Preview 3D**
 (Preview3D) take: Save 3D Model writes it into the output folder under its own format's suffix, Preview 3D
 writes it there too and shows it. The geometry is built by the core library (``marigold.relief``,
-``marigold.mesh``); these nodes only pick one frame of the IMAGE wires and wrap the file's bytes.
+``marigold.geometry.mesh``); these nodes only pick one frame of the IMAGE wires and wrap the file's bytes.
 Any depth IMAGE works, Marigold's (near = dark) or another model's (near = bright): ``depth_near`` says which.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
 from io import BytesIO
 
 from comfy_api.latest import io
 
 from ._core import marigold
+from ._core import mesh as core_mesh
+from ._core import relief as core_relief
 from .wires import CATEGORY, PREFIX
 
-core_mesh = import_module(f"{marigold.__name__}.mesh")
-core_relief = import_module(f"{marigold.__name__}.bas_relief")
 
 NEAR = {"dark (Marigold)": "depth", "bright (Depth Anything, MiDaS, ControlNet)": "disparity"}
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import marigold
-from marigold import checkpoint
+from marigold.core import checkpoint
 
 
 def test_loads_every_task_and_scheduler(make_checkpoint):
@@ -189,7 +189,7 @@ def test_wrong_task_for_predict_depth(make_checkpoint):
 
 
 def test_auto_dtype_never_fp16_on_cpu():
-    from marigold.devices import resolve_dtype
+    from marigold.core.devices import resolve_dtype
 
     assert resolve_dtype("auto", torch.device("cpu")) in (torch.float32, torch.bfloat16)
     with pytest.raises(marigold.InputError):
@@ -198,7 +198,7 @@ def test_auto_dtype_never_fp16_on_cpu():
 
 def test_rollingdepth_layout_loads_as_a_video_depth_model(make_checkpoint):
     """prs-eth/rollingdepth-v1-0's layout: model_index names RollingDepthPipeline and no Marigold keys."""
-    from marigold.snippet import snippet_attention_enabled
+    from marigold.core.snippet import snippet_attention_enabled
 
     folder = make_checkpoint("rollingdepth")
     index = json.loads((folder / "model_index.json").read_text())

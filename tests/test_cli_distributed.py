@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from marigold.checkpoint import EMBEDDING_FILE
+from marigold.core.checkpoint import EMBEDDING_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from marigold.video_io import VideoWriter
+from marigold.video.io import VideoWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 T, H, W, FPS = 6, 48, 64, 12

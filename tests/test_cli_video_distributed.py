@@ -14,11 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
-from marigold.checkpoint import EMBEDDING_FILE
-from marigold.distributed import World
-from marigold.video import plan_snippets, rolling_units
-from marigold.video_distributed import Collective, aligned_mean, solve_units, split_range
-from marigold.video_io import VideoWriter
+from marigold.core.checkpoint import EMBEDDING_FILE
+from marigold.core.distributed import World
+from marigold.video.pipeline import plan_snippets, rolling_units
+from marigold.video.distributed import Collective, aligned_mean, solve_units, split_range
+from marigold.video.io import VideoWriter
 from test_cli_distributed import ROOT, _env, _free_port
 
 T, H, W, FPS = 9, 48, 64, 12
@@ -149,8 +149,8 @@ def test_units_are_split_in_contiguous_blocks_in_the_single_process_order():
 
 
 def test_solve_units_and_aligned_mean_give_what_the_streaming_aligner_gives():
-    from marigold.video import StreamingAligner, _lowres
-    from marigold.video_distributed import UnitRow
+    from marigold.video.pipeline import StreamingAligner, _lowres
+    from marigold.video.distributed import UnitRow
 
     g = torch.Generator().manual_seed(0)
     truth = torch.rand(6, 24, 32, generator=g)  # [frames, PH, PW]
@@ -183,11 +183,11 @@ def test_a_clip_longer_than_the_window_is_solved_once_over_the_whole_clip(make_c
     """One process through the split path: what a single stream gives with a window as long as the clip (one
     global solve), not what it gives with its default window (solved window by window: 10 frames for the
     RollingDepth snippets here, 16 for a Marigold checkpoint's frames)."""
-    from marigold.checkpoint import load
-    from marigold.video import iter_video_depth
-    from marigold.video_distributed import run_split_clip
-    from marigold.video_io import FrameFolder
-    from marigold.video_output import export_clip
+    from marigold.core.checkpoint import load
+    from marigold.video.pipeline import iter_video_depth
+    from marigold.video.distributed import run_split_clip
+    from marigold.video.io import FrameFolder
+    from marigold.video.output import export_clip
 
     clip = np.concatenate([_clip(), _clip()[::-1], _clip()])[:n_frames]
     for i, f in enumerate(clip):

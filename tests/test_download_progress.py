@@ -3,7 +3,7 @@
 import huggingface_hub
 import tqdm
 
-from marigold import checkpoint
+from marigold.core import checkpoint
 
 
 def test_a_tqdm_class_is_handed_to_the_hub(monkeypatch, tmp_path):

@@ -10,7 +10,7 @@ import torch
 from diffusers import MarigoldDepthPipeline, MarigoldIntrinsicsPipeline, MarigoldNormalsPipeline
 
 import marigold
-from marigold.ensemble import AlignmentObjective, solve_alignment
+from marigold.core.ensemble import AlignmentObjective, solve_alignment
 
 
 def synthetic_members(seed: int, e: int = 10, h: int = 96, w: int = 128, clamp: bool = False):
@@ -148,7 +148,7 @@ def test_bad_ensemble_input_is_a_clear_error(call):
 
 @pytest.mark.parametrize("e", [1, 2, 3, 5, 10, 11, 16, 17])
 def test_median_network_picks_the_element_torch_median_picks(e):
-    from marigold.ensemble import median_rows
+    from marigold.core.ensemble import median_rows
 
     x = torch.randn(e, 3, 70001)  # more pixels than one chunk
     x[:, :, :100] = 0.25  # ties

@@ -1,4 +1,4 @@
-"""marigold.fast's chunked attention: the same answer as torch's SDPA, block by block, in fp32 and in bf16."""
+"""marigold.core.fast's chunked attention: the same answer as torch's SDPA, block by block, in fp32 and in bf16."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-from marigold import fast
+from marigold.core import fast
 
 
 def _qkv(n, heads, length, d, amp=1.0, seed=0):

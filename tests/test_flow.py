@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from marigold import coalign, flow
+from marigold.video import coalign, flow
 
 H, W, PAD = 64, 96, 12
 

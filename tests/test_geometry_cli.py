@@ -12,7 +12,7 @@ import trimesh
 from PIL import Image
 
 from marigold import cli
-from marigold.bas_relief import DEFAULTS, relief
+from marigold.geometry.relief import DEFAULTS, relief
 
 
 def test_cli_defaults_are_the_librarys():

@@ -3,7 +3,7 @@
 import pytest
 
 from marigold import InputError
-from marigold import image as img
+from marigold.core import image as img
 
 
 def test_native_processing_of_a_6000x4000_image_is_refused_with_the_limit():

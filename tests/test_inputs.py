@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import marigold
-from marigold import image as img
+from marigold.core import image as img
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Depth seen through the camera (marigold.mesh): back-projection, depth jumps, colours, point clouds, files."""
+"""Depth seen through the camera (marigold.geometry.mesh): back-projection, depth jumps, colours, point clouds, files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import trimesh
 
 import marigold
-from marigold.mesh import depth_to_mesh, depth_to_points
+from marigold.geometry.mesh import depth_to_mesh, depth_to_points
 
 H, W = 24, 32
 

@@ -164,7 +164,7 @@ def test_depth_workflow_runs(server):
 
 
 def test_save_depth16_writes_float_exr_matching_the_16bit_png(server):
-    from marigold.io import read_exr
+    from marigold.io.images import read_exr
 
     g = depth_graph(LOAD, ["i", 0])
     g["s"]["inputs"]["format"] = "exr"

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import marigold
-from marigold import colorize, io
+from marigold.io import colorize, images as io
 
 
 def test_16bit_png_is_depth_times_65535(tmp_path):

@@ -8,7 +8,7 @@ import torch
 import trimesh
 
 import marigold
-from marigold.bas_relief import relief
+from marigold.geometry.relief import relief
 
 H, W = 30, 40
 

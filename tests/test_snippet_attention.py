@@ -1,4 +1,4 @@
-"""marigold.snippet: self-attention spanning a snippet's frames, as RollingDepth's diffusers fork does it
+"""marigold.core.snippet: self-attention spanning a snippet's frames, as RollingDepth's diffusers fork does it
 ((b n) hw c -> b (n hw) c around self-attention only; prs-eth/RollingDepth diffusers/src/diffusers/models/attention_processor.py)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-from marigold import fast
-from marigold.snippet import SnippetAttnProcessor, enable_snippet_attention, snippet_attention_enabled, \
+from marigold.core import fast
+from marigold.core.snippet import SnippetAttnProcessor, enable_snippet_attention, snippet_attention_enabled, \
     snippet_frames
 
 

@@ -155,7 +155,7 @@ def test_snippet_checkpoint_matches_the_published_layout_and_predicts_snippets(t
         a, b = (json.loads((d / f).read_text()) for d in (ref, out / "final"))
         a.pop("_diffusers_version"), b.pop("_diffusers_version")
         assert a == b, f
-    from marigold import checkpoint as ckpt
+    from marigold.core import checkpoint as ckpt
     from train.snippet_infer import predict_snippets
 
     folder = out / "final"
@@ -171,7 +171,7 @@ def test_snippet_checkpoint_matches_the_published_layout_and_predicts_snippets(t
     assert (joint - alone).abs().max() > 1e-5  # the frames of a snippet see each other
     # the core library reads it as a RollingDepth model and the video pipeline runs it, with no conversion
     import marigold
-    from marigold.video import predict_video
+    from marigold.video.pipeline import predict_video
 
     model = marigold.load(folder, device="cpu", dtype="fp32")
     assert model.video_model and model.prediction_type == "disparity"

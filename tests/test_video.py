@@ -1,4 +1,4 @@
-"""marigold.video: RollingDepth snippets and Marigold's video mode through the library, the reference's snippet
+"""marigold.video.pipeline: RollingDepth snippets and Marigold's video mode through the library, the reference's snippet
 rules, streaming co-alignment (recovering known per-snippet affine distortions), and refusals."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import marigold
-from marigold import coalign, video
+from marigold.video import coalign, pipeline as video
 from marigold.errors import Cancelled, InputError
 
 SIZE = (48, 64)  # H, W of the synthetic clips
@@ -174,7 +174,7 @@ def test_marigold_mode_removes_per_frame_affine_jumps(depth_model, monkeypatch):
     def fake_members(model, frame, **kw):
         i = len(calls)
         calls.append(kw["seed"])
-        from marigold.predict import Members
+        from marigold.core.predict import Members
 
         yield Members(index=0, values=((truth[i] - t[i]) / s[i])[None, None], original_size=SIZE, task="depth")
 
@@ -202,7 +202,7 @@ def test_marigold_mode_streaming_does_not_flatten_the_clip(depth_model, monkeypa
     calls = []
 
     def fake_members(model, frame, **kw):
-        from marigold.predict import Members
+        from marigold.core.predict import Members
 
         x = base ** powers[len(calls)]
         calls.append(1)
@@ -383,8 +383,8 @@ def test_refinement_streams_the_reference_refine_loop(rolling):
     out plainly here: normalise the co-aligned clip to [-1, 1], encode, noise to mid-schedule with the shared
     noise, each step run every snippet of the shrinking dilation on the previous latents and average per frame,
     decode (channel mean)."""
-    from marigold import image as img
-    from marigold.snippet import snippet_frames
+    from marigold.core import image as img
+    from marigold.core.snippet import snippet_frames
 
     clip, seed, k_steps = _clip(12), 2, 2
     # the clip held whole (window ≥ 12 frames): the refinement normalises with the clip's own range, as the reference
@@ -447,7 +447,7 @@ def test_marigold_mode_beats_frame_by_frame_on_a_moving_camera(depth_model, monk
         calls = []
 
         def fake_members(model, frame, **kw):
-            from marigold.predict import Members
+            from marigold.core.predict import Members
 
             calls.append(1)
             yield Members(index=0, values=torch.from_numpy(maps[len(calls) - 1])[None, None],

@@ -1,4 +1,4 @@
-"""Video files and frame folders in, mp4 and 16-bit frames out (marigold.video_io), on tiny clips made here."""
+"""Video files and frame folders in, mp4 and 16-bit frames out (marigold.video.io), on tiny clips made here."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from marigold.errors import InputError
-from marigold.video_io import DepthFrameStore, DepthFrameWriter, FrameFolder, VideoWriter, open_video
+from marigold.video.io import DepthFrameStore, DepthFrameWriter, FrameFolder, VideoWriter, open_video
 
 
 def clip(t: int = 6, h: int = 48, w: int = 64) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""A predicted clip into files and pictures (marigold.video_output), and Colorize's one range for a batch."""
+"""A predicted clip into files and pictures (marigold.video.output), and Colorize's one range for a batch."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from PIL import Image
 
 import marigold
 from marigold.errors import InputError
-from marigold.video_output import colorize_frames, export_clip, near_zero, parse_dilations
+from marigold.video.output import colorize_frames, export_clip, near_zero, parse_dilations
 
 
 @pytest.mark.parametrize("text, want", [("1,25", [1, 25]), ("1 10 25", [1, 10, 25]), (" 1, 10,25 ", [1, 10, 25]),

@@ -212,7 +212,7 @@ def output_sizes(server, entry: dict) -> dict[str, list[tuple[int, int]]]:
             if p.suffix == ".npy":
                 got.append(tuple(np.load(p).shape[::-1][:2]))
             elif p.suffix == ".exr":
-                from marigold.io import read_exr
+                from marigold.io.images import read_exr
 
                 got.append(tuple(read_exr(p).shape[::-1][:2]))
             elif p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):

@@ -4,7 +4,7 @@
 to 8 by duplicating its weights and halving them, so that at the start the UNet's response to an image+target
 pair equals its response to the target alone, as the Marigold paper does, Sec. 3.2) or a Marigold checkpoint
 (8 channels: training continues). The text encoder is never kept: the empty-prompt embedding comes from the
-core library's cache (``marigold.checkpoint.empty_text_embedding``).
+core library's cache (``marigold.core.checkpoint.empty_text_embedding``).
 
 ``export_marigold`` writes a complete diffusers-layout Marigold folder that ``marigold.load`` and diffusers'
 ``MarigoldDepthPipeline`` / ``MarigoldNormalsPipeline`` load as they are.
@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from marigold import checkpoint as ckpt
+from marigold.core import checkpoint as ckpt
 from marigold.errors import CheckpointError
 
 SD2_BETAS = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}

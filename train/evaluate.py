@@ -35,7 +35,7 @@ AbsRel and δ1 over all its frames, and the temporal error where poses are known
 ``synthetic-video[:N]`` (held-out synthetic videos, 48 frames, exact poses), ``video-folder:PATH``,
 ``tartanair:PATH``, ``scannet-video:PATH``, ``bonn:PATH``, ``pointodyssey:PATH``, ``dydtof:PATH``
 (:mod:`train.data.video_sets`). ``frames`` runs the model on each frame alone; ``video`` runs
-:func:`marigold.video.predict_video` (Marigold's video mode; snippets with co-alignment for RollingDepth
+:func:`marigold.video.pipeline.predict_video` (Marigold's video mode; snippets with co-alignment for RollingDepth
 checkpoints).
 """
 
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--json", help="write the per-image rows and means here")
     ap.add_argument("--video-mode", choices=("frames", "video"), default="frames",
-                    help="video sets: each frame alone, or marigold.video.predict_video")
+                    help="video sets: each frame alone, or marigold.video.pipeline.predict_video")
     ap.add_argument("--max-frames", type=int, default=None, help="video sets: frames per video")
     a = ap.parse_args(argv)
     from marigold.errors import MarigoldError

@@ -15,7 +15,7 @@ Three modes (``mode``):
   and a task loss on the decoded prediction: affine-invariant L1 for depth, angular for normals.
 - ``snippet`` (RollingDepth, Ke et al. 2024, arXiv 2411.19189): samples of n frames (default 3) of a video at a
   random dilation, ONE inverse-depth normalisation per snippet, self-attention across the snippet's frames
-  (:mod:`marigold.snippet`), one noise and one timestep per snippet; objective ``snippet.objective``:
+  (:mod:`marigold.core.snippet`), one noise and one timestep per snippet; objective ``snippet.objective``:
   ``diffusion`` (default, as above, on the zero-terminal-SNR betas RollingDepth's scheduler uses) or ``e2e``
   (one step, affine-invariant L1 fitted per snippet). Writes the RollingDepth folder layout.
 
@@ -111,7 +111,7 @@ class Trainer:
         # snippet.frames frames either way, so snippet.joint: false sees the very frames a snippet model sees
         self.frames = int(cfg["snippet"]["frames"]) if self.snippet and cfg["snippet"]["joint"] else 1
         if self.snippet:
-            from marigold.snippet import enable_snippet_attention
+            from marigold.core.snippet import enable_snippet_attention
 
             enable_snippet_attention(unet)  # weights unchanged: only the self-attention's token set grows
         if cfg["gradient_checkpointing"]:
@@ -196,7 +196,7 @@ class Trainer:
         mode). The backward pass runs inside too, so a checkpointed forward is recomputed with the same n."""
         if not self.snippet:
             return _null()
-        from marigold.snippet import snippet_frames
+        from marigold.core.snippet import snippet_frames
 
         return snippet_frames(self.raw_unet, self.frames)
 

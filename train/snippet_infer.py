@@ -1,6 +1,6 @@
 """Run a live (or loaded) UNet on snippets of frames: RollingDepth's snippet step, for validation and benchmarks.
 
-Each snippet of n frames is predicted jointly (self-attention across its frames, :mod:`marigold.snippet`) from
+Each snippet of n frames is predicted jointly (self-attention across its frames, :mod:`marigold.core.snippet`) from
 one shared noise, as RollingDepth's initial snippet inference does (reference ``rollingdepth_pipeline.py``,
 ``init_snippet_infer``: one noise repeated over the frames, ``init_infer_steps`` DDIM steps, 1 by default). The
 output is the decoded value per frame, in the model's space and NOT normalised per frame, so that a snippet's
@@ -19,7 +19,7 @@ def predict_snippets(unet: torch.nn.Module, vae: torch.nn.Module, text: torch.Te
     """``rgb`` ``[S,n,3,H,W]`` in 0..1 (H, W multiples of 8) → ``[S,n,H,W]`` decoded values (channel mean)."""
     from diffusers import DDIMScheduler
 
-    from marigold.snippet import enable_snippet_attention, snippet_frames
+    from marigold.core.snippet import enable_snippet_attention, snippet_frames
 
     s, n, _, h, w = rgb.shape
     dev = next(unet.parameters()).device

@@ -60,7 +60,7 @@ def score(folder: Path, frames: int, videos, dilations: list[int], per_video: in
     """Metrics per dilation of the model at ``folder`` (``untrained``: the widened base, before training)."""
     import torch
 
-    from marigold import checkpoint as ckpt
+    from marigold.core import checkpoint as ckpt
 
     from .base import load_base, rollingdepth_scheduler_config
     from .config import DEFAULTS
@@ -102,9 +102,9 @@ def _video_mode(model, clip, maps=None, **kw):
     import numpy as np
     import torch
 
-    from marigold.video import iter_video_depth
+    from marigold.video.pipeline import iter_video_depth
 
-    predict_mod = importlib.import_module("marigold.predict")
+    predict_mod = importlib.import_module("marigold.core.predict")
     real = predict_mod.iter_members
     if maps is not None:
         it = iter(maps)
@@ -137,7 +137,7 @@ def marigold_video_mode(base: Path, out: Path, steps: int, videos: int, frames: 
                         oracle: float | None = None, window: int | None = None, texture: str = "flat") -> dict:
     """Issue 10's measurement: a tiny Marigold depth model (``configs/cpu_tiny.yaml``: e2e, 48×64) trained here
     (or ``model_dir``), run on whole held-out synthetic videos (camera ``path``) frame by frame and in video mode
-    (:func:`marigold.video.predict_video`'s core); one alignment per video (in depth), AbsRel, δ1, temporal error,
+    (:func:`marigold.video.pipeline.predict_video`'s core); one alignment per video (in depth), AbsRel, δ1, temporal error,
     and what explains them: how much the per-frame predictions change from frame to frame and from scene to scene,
     the spread of their per-frame least-squares fits to the truth, and the core's fitted per-frame scales/shifts.
     ``oracle`` (a flicker strength): instead of the model, exact per-frame-normalised depth (:func:`_oracle_maps`)."""

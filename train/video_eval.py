@@ -4,7 +4,7 @@ Every path ends in :func:`train.video_metrics.evaluate_video`: one least-squares
 model's space, AbsRel / δ1 pooled over the clip's frames, and the temporal error where poses are known.
 
 - ``frames``: :func:`marigold.predict` on each frame, each normalised on its own (what flickers).
-- ``video``: :func:`marigold.video.predict_video` (Marigold's video mode, or a RollingDepth/snippet checkpoint
+- ``video``: :func:`marigold.video.pipeline.predict_video` (Marigold's video mode, or a RollingDepth/snippet checkpoint
   through the whole rolling pipeline) on the full clip.
 - :func:`evaluate_snippets`: the snippet step alone on a live UNet (validation during training, and the
   snippet-vs-single-frame comparison): each evaluated clip is one snippet of n frames at dilation g, predicted
@@ -65,9 +65,9 @@ def predict_clip(model, rgb: np.ndarray, mode: str = "frames", **kw) -> tuple[np
         return pred, space
     if mode == "video":
         try:
-            from marigold.video import predict_video
+            from marigold.video.pipeline import predict_video
         except ImportError as e:  # the video pipeline arrives with branch `video`
-            raise SystemExit(f"--video-mode video needs marigold.video ({e}).") from e
+            raise SystemExit(f"--video-mode video needs marigold.video.pipeline ({e}).") from e
         out = predict_video(model, torch.from_numpy(rgb).permute(0, 3, 1, 2), **kw)
         return out.depth[:, 0].numpy(), out.space
     raise ValueError(f"video mode must be 'frames' or 'video'; got {mode!r}")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from marigold.io import read_exr, save_exr  # noqa: F401  (one EXR codec: the core's)
+from marigold.io.images import read_exr, save_exr  # noqa: F401  (one EXR codec: the core's)
 from marigold.optional import require
 
 

@@ -71,7 +71,7 @@ import math
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["solve", "objective", "merge", "snippet_rows"]
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .errors import InputError
+from ..errors import InputError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 
@@ -66,7 +66,7 @@ def save_npy(array: torch.Tensor | np.ndarray, path: str | os.PathLike) -> Path:
 
 
 def _openexr():
-    from .optional import require
+    from ..optional import require
 
     return require("OpenEXR", None, "EXR files")
 

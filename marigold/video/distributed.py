@@ -2,21 +2,21 @@
 across ``accelerate launch`` / ``torchrun`` processes, co-aligned once, written once.
 
 Rank 0 counts the frames first (a video file is decoded once for this: a container's count can be wrong). Every
-process then runs the same plan (:func:`marigold.video.plan_snippets`, :func:`marigold.video.rolling_units`:
+process then runs the same plan (:func:`marigold.video.pipeline.plan_snippets`, :func:`marigold.video.pipeline.rolling_units`:
 the snippets in the order a single process creates its units) and takes a contiguous block of it, balanced by
 snippet count; it encodes only the frames its snippets read (a block boundary re-encodes at most
-``(n-1)·g_max`` frames) and runs its snippets with the single process's :class:`~marigold.video.SnippetRunner`.
+``(n-1)·g_max`` frames) and runs its snippets with the single process's :class:`~marigold.video.pipeline.SnippetRunner`.
 Then:
 
 1. each snippet's decoded maps go to a hidden folder in ``OUT`` (shared by the processes: one machine, or
-   ``OUT`` on a shared filesystem), and its low-resolution rows (:func:`marigold.video._lowres`, 1/100 of a map)
+   ``OUT`` on a shared filesystem), and its low-resolution rows (:func:`marigold.video.pipeline._lowres`, 1/100 of a map)
    are gathered on rank 0 with the minimum of its maps (the co-alignment's origin);
 2. rank 0 solves ONCE over the whole clip's rows with :meth:`StreamingAligner.solve` (the same
-   :func:`marigold.coalign.solve` call, options and row order as a single process) and broadcasts every unit's
+   :func:`marigold.video.coalign.solve` call, options and row order as a single process) and broadcasts every unit's
    (scale, shift);
 3. each process averages the aligned maps of its own contiguous block of frames (reading other processes'
    snippets from disk, summed in unit order as :meth:`StreamingAligner.flush` sums them) and parks the frames
-   as float32, as :func:`marigold.video_output.export_clip` does;
+   as float32, as :func:`marigold.video.output.export_clip` does;
 4. the clip's (lo, hi) is reduced over the processes (min / max: exact), each process writes its block's 16-bit
    PNG frames, rank 0 writes the mp4 (one writer) from the parked frames.
 
@@ -32,8 +32,8 @@ runs such a clip whole on one process and says so). The snippets' gather / solve
 :class:`Collective`, :func:`clip_range`, :class:`SharedFrameStore`, :func:`write_split_clip`.
 
 Marigold depth checkpoints (video mode, frames as units): each process predicts its contiguous block of frames
-(:meth:`marigold.video.VideoStream.predict_frame`, the same seed for every frame) and parks them in ``OUT``; rank 0
-gathers every frame's low-resolution row, solves once over the whole clip (:func:`marigold.frame_align.solve_frames`:
+(:meth:`marigold.video.pipeline.VideoStream.predict_frame`, the same seed for every frame) and parks them in ``OUT``; rank 0
+gathers every frame's low-resolution row, solves once over the whole clip (:func:`marigold.video.frame_align.solve_frames`:
 every frame against the frames 1, 2, 4 and 8 before it) and broadcasts the per-frame (scale, shift); each process
 aligns its own frames. A clip no longer than the single process's window (16 frames) gets exactly its solve.
 
@@ -57,9 +57,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .distributed import World
-from .errors import InputError, MarigoldError
-from .video_io import DepthFrameStore, DepthFrameWriter, VideoWriter
+from ..core.distributed import World
+from ..errors import InputError, MarigoldError
+from .io import DepthFrameStore, DepthFrameWriter, VideoWriter
 
 # the processes wait for each other at the gather (the slowest share) and while rank 0 writes the mp4
 TIMEOUT = timedelta(hours=2)
@@ -164,7 +164,7 @@ def solve_units(comm: Collective, kinds: dict[int, int], rows: Sequence[UnitRow]
     minimum map value on rank 0; solve once there (:meth:`StreamingAligner.solve`, all units free, scale 1 /
     shift 0 to start, origin = the minimum over all processes); return every unit's (scales, shifts) in every
     process. The units of all processes must number 0..U-1."""
-    from .video import StreamingAligner
+    from .pipeline import StreamingAligner
 
     got = comm.gather((dict(kinds), list(rows), float(origin)))
     result, error = None, None
@@ -238,11 +238,11 @@ def split_range(n: int, world: World) -> range:
 
 def write_split_clip(comm: Collective, store: SharedFrameStore, mine: Iterable[int], video_path: Path,
                      frames_dir: Path, fps: float | Fraction, space: str, cmap: str, progress: bool = True) -> None:
-    """Pass two of :func:`marigold.video_output.export_clip` split: every process writes the 16-bit PNG frames
+    """Pass two of :func:`marigold.video.output.export_clip` split: every process writes the 16-bit PNG frames
     of ``mine``, rank 0 the whole mp4; every frame is normalised with the clip's one range (``store``)."""
     from tqdm.auto import tqdm
 
-    from .video_output import colorize_frames
+    from .output import colorize_frames
 
     def work():
         mine_list = list(mine)
@@ -264,7 +264,7 @@ def write_split_clip(comm: Collective, store: SharedFrameStore, mine: Iterable[i
 
 def _count_frames(source) -> int:
     """The exact number of frames (a container's header may be wrong or missing): decoded once for a file."""
-    from .video_io import FrameFolder
+    from .io import FrameFolder
 
     if isinstance(source, FrameFolder):
         return source.frame_count
@@ -276,12 +276,12 @@ def run_split_clip(model, source, out_dir: str | os.PathLike, name: str, comm: C
                    processing_resolution: int | None = None, seed: int = 0, batch_size: int = 1,
                    cmap: str = "Spectral", keep_raw: bool = False, coalign_options: dict | None = None,
                    progress: bool = True):
-    """One clip (a :class:`~marigold.video_io.VideoSource`) split across ``comm``'s processes: a RollingDepth
+    """One clip (a :class:`~marigold.video.io.VideoSource`) split across ``comm``'s processes: a RollingDepth
     checkpoint's snippets (:func:`_split_snippets`), or a Marigold depth checkpoint's frames in its video mode
-    (:func:`_split_frames`); writes what :func:`marigold.video_output.export_clip` writes and returns its
-    :class:`~marigold.video_output.ClipFiles` (the same in every process). Every process must call it."""
-    from .video import VideoStream
-    from .video_output import ClipFiles, clip_paths
+    (:func:`_split_frames`); writes what :func:`marigold.video.output.export_clip` writes and returns its
+    :class:`~marigold.video.output.ClipFiles` (the same in every process). Every process must call it."""
+    from .pipeline import VideoStream
+    from .output import ClipFiles, clip_paths
 
     stream = VideoStream(model, source, preset=preset, dilations=dilations, snippet_length=snippet_length,
                          refine_steps=0, processing_resolution=processing_resolution, seed=seed,
@@ -327,7 +327,7 @@ def _split_snippets(stream, source, comm: Collective, n_frames: int, units_dir: 
     0; this process's block of frames averaged into ``store``. Returns the assembly's error (None if fine)."""
     from tqdm.auto import tqdm
 
-    from .video import SnippetRunner, _frames, _lowres, plan_snippets, rolling_units, snippet_kind
+    from .pipeline import SnippetRunner, _frames, _lowres, plan_snippets, rolling_units, snippet_kind
 
     model = stream.model
     n, plan_dilations, notes = plan_snippets(n_frames, stream.dilations, stream.snippet_length,
@@ -414,13 +414,13 @@ def _split_snippets(stream, source, comm: Collective, n_frames: int, units_dir: 
 def _split_frames(stream, source, comm: Collective, n_frames: int, units_dir: Path, store: SharedFrameStore,
                   name: str, progress: bool) -> str | None:
     """Marigold's video mode: this process predicts its contiguous block of frames (parked in ``units_dir``),
-    rank 0 gathers every frame's low-resolution row and solves once (:func:`marigold.frame_align.solve_frames`,
+    rank 0 gathers every frame's low-resolution row and solves once (:func:`marigold.video.frame_align.solve_frames`,
     what a single process's stream solves when the clip fits its window), every process applies the broadcast
     (scale, shift) to its own frames. Returns the assembly's error (None if fine)."""
     from tqdm.auto import tqdm
 
     from .frame_align import solve_frames
-    from .video import _frames, _lowres
+    from .pipeline import _frames, _lowres
 
     own = split_range(n_frames, comm.world)
     rows: dict[int, torch.Tensor] = {}

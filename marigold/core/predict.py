@@ -18,7 +18,7 @@ import torch
 from . import image as img
 from .checkpoint import MarigoldModel
 from .ensemble import ensemble_depth, ensemble_intrinsics, ensemble_normals, normalize_normals
-from .errors import InputError
+from ..errors import InputError
 
 ProgressFn = Callable[[int, int], None]  # (steps done, steps total)
 CancelFn = Callable[[], None]  # raises to stop (ComfyUI's interrupt check, or marigold.errors.Cancelled)

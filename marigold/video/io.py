@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import InputError
-from .io import IMAGE_SUFFIXES, load_image, save_depth_16bit
+from ..errors import InputError
+from ..io.images import IMAGE_SUFFIXES, load_image, save_depth_16bit
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
 DEFAULT_FOLDER_FPS = Fraction(30)  # a folder of frames carries no rate; the CLI's --fps overrides it

@@ -4,13 +4,13 @@
 is prs-eth/RollingDepth, ``rollingdepth/rollingdepth_pipeline.py``, ``RollingDepthPipeline.forward``): every frame is VAE-encoded
 once; ONE noise tensor is shared by all frames; for each dilation g, snippets of n frames ``[i, i+g, …,
 i+(n-1)g]`` (stride 1) run ONE denoising step from t = 999 with self-attention across the snippet's frames
-(:mod:`marigold.snippet`); each snippet is decoded to affine-invariant inverse depth; one scale and shift per
-snippet are fitted so that all snippets covering a frame agree (:func:`marigold.coalign.solve`); the aligned
+(:mod:`marigold.core.snippet`); each snippet is decoded to affine-invariant inverse depth; one scale and shift per
+snippet are fitted so that all snippets covering a frame agree (:func:`marigold.video.coalign.solve`); the aligned
 snippets are averaged per frame, and the clip is normalised once.
 
 **Marigold depth checkpoints** in video mode: the same noise for every frame, each frame predicted through the
-image path (:func:`marigold.predict.iter_members`), then one scale and shift per *frame*, fitted so that each
-frame agrees with the frames 1, 2, 4 and 8 before it (:mod:`marigold.frame_align`), which removes the per-frame
+image path (:func:`marigold.core.predict.iter_members`), then one scale and shift per *frame*, fitted so that each
+frame agrees with the frames 1, 2, 4 and 8 before it (:mod:`marigold.video.frame_align`), which removes the per-frame
 scale/shift jumps (flicker) of independent predictions without letting the scale drift along the clip.
 
 Optional refinement (``refine_steps > 0``; the "full" and "paper" presets run 10): the reference's ``refine``
@@ -34,7 +34,7 @@ What grows with the number of frames is only the per-snippet (scale, shift) list
 two Python floats each (~64 bytes per snippet), kept in :attr:`VideoStream.snippet_scales` for inspection.
 A clip no longer than the window is held whole and solved once, which is exactly the reference's global solve.
 Several processes (``accelerate launch`` / ``torchrun``) split a clip's snippets and solve once over the whole
-clip: :mod:`marigold.video_distributed`.
+clip: :mod:`marigold.video.distributed`.
 
 Deviations from the reference, each for streaming: the co-alignment's origin (the reference subtracts the
 minimum of all snippets before fitting, ``DepthAligner.run``) and the refinement's [-1, 1] normalisation use
@@ -54,9 +54,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import image as img
-from .checkpoint import MarigoldModel
-from .errors import InputError
+from ..core import image as img
+from ..core.checkpoint import MarigoldModel
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def rolling_units(n_frames: int, snippet_length: int, dilations: Iterable[int]) 
 
 class SnippetRunner:
     """RollingDepth's per-snippet work, shared by :class:`VideoStream` and by several processes
-    (:mod:`marigold.video_distributed`): frame → latent, and a batch of snippets → each frame's decoded map.
+    (:mod:`marigold.video.distributed`): frame → latent, and a batch of snippets → each frame's decoded map.
 
     ONE noise tensor for every frame (reference: ``init_noise`` repeated over the sequence), from a CPU generator
     in the model's dtype as in marigold.predict, so one seed gives one video on any device and in any process.
@@ -232,7 +232,7 @@ class SnippetRunner:
     def run(self, latents: dict[int, torch.Tensor], batch: list[list[int]]) -> list[list[torch.Tensor]]:
         """Snippets of equal length (frame indices into ``latents``) → per snippet, per frame, the decoded map
         ``[PH,PW]`` on the CPU in the decoder's dtype: ``(x + 1) / 2`` of the channel mean, unclipped."""
-        from .snippet import snippet_frames
+        from ..core.snippet import snippet_frames
 
         model, dev, sf = self.model, self.model.device, self.sf
         cond = torch.cat([latents[f] for s in batch for f in s])  # [S·n,4,h,w]
@@ -273,7 +273,7 @@ class StreamingAligner:
     comparison groups; :meth:`flush` fits one (scale, shift) per unit over everything still held, with units
     already used for emitted frames fixed, emits the frames asked for, and forgets what is no longer needed.
 
-    Rows are compared by :func:`marigold.coalign.solve`; a group stays held until it is complete (no unit will
+    Rows are compared by :func:`marigold.video.coalign.solve`; a group stays held until it is complete (no unit will
     add to it) and all its units are fixed.
     """
 
@@ -315,7 +315,7 @@ class StreamingAligner:
 
     def solve(self) -> None:
         """Fit (scale, shift) of the units not yet fixed over every row held (what :meth:`flush` does first);
-        several processes call it once, on rank 0, over the whole clip's rows (:mod:`marigold.video_distributed`)."""
+        several processes call it once, on rank 0, over the whole clip's rows (:mod:`marigold.video.distributed`)."""
         self._solve()
 
     def _solve(self) -> None:
@@ -388,7 +388,7 @@ def _frame_source(frames) -> tuple[Iterator[torch.Tensor], int | None]:
     """Any frames input → (iterator of ``[1,3,H,W]`` 0..1 tensors, frame count or None)."""
     if isinstance(frames, (str, bytes)) or hasattr(frames, "__fspath__"):
         raise InputError("`frames` is a path; pass frames (images, arrays, tensors). Read a video file or a folder "
-                         "of frames with marigold.video_io first.")
+                         "of frames with marigold.video.io first.")
     if isinstance(frames, torch.Tensor):
         if frames.ndim == 4:
             return (frames[i:i + 1] for i in range(frames.shape[0])), frames.shape[0]
@@ -501,7 +501,7 @@ class VideoStream:
         self.coalign_options = dict(coalign_options or {})
         if model.video_model:  # RollingDepth: per-snippet (scale, shift), the reference's objective
             self.aligner = StreamingAligner(self.coalign_options)
-        else:  # Marigold: per-frame (scale, shift) against the frames before (marigold.frame_align)
+        else:  # Marigold: per-frame (scale, shift) against the frames before (marigold.video.frame_align)
             from .frame_align import WINDOW, FrameAligner
 
             self.aligner = FrameAligner(_lowres, window=self.window or WINDOW, solve_opts=self.coalign_options)
@@ -662,8 +662,8 @@ class VideoStream:
 
     def predict_frame(self, frame: torch.Tensor) -> torch.Tensor:
         """Marigold's video mode: one frame ``[1,3,H,W]`` → its prediction ``[PH,PW]`` (depth 0..1), with the
-        same seed for every frame: :func:`marigold.predict.iter_members` draws the same noise each time."""
-        from .predict import iter_members
+        same seed for every frame: :func:`marigold.core.predict.iter_members` draws the same noise each time."""
+        from ..core.predict import iter_members
 
         members = next(iter_members(self.model, frame, num_inference_steps=self.num_inference_steps,
                                     processing_resolution=self.processing_resolution, batch_size=1, seed=self.seed,
@@ -671,7 +671,7 @@ class VideoStream:
         return members.values[0, 0]  # [PH,PW]
 
     def _marigold(self) -> Iterator[VideoFrame]:
-        # frames compared pixel by pixel with the frames 1, 2, 4 and 8 before them (marigold.frame_align). Warping
+        # frames compared pixel by pixel with the frames 1, 2, 4 and 8 before them (marigold.video.frame_align). Warping
         # along OpenCV DIS optical flow did not pay (bench/video_flow.py, synthetic moving scene, 24 frames
         # 320×240, per-frame affine jumps): the L1 fit ignores the moved pixels, so both recover the clip exactly
         # without noise, and with noise 0.01 the error left is 1.38 % vs 1.38 % of the range at 3 px/frame,
@@ -756,7 +756,7 @@ class _Refiner:
             idx = list(range(first, m + 1, g))
             if self.s.check_cancel is not None:
                 self.s.check_cancel()
-            from .snippet import snippet_frames
+            from ..core.snippet import snippet_frames
 
             cond = torch.cat([self.rgb[f] for f in idx])  # [n,4,h,w]
             x = torch.cat([self.lat[k][f] for f in idx])  # [n,4,h,w]

@@ -1,7 +1,7 @@
 """Depth seen through a camera: a coloured triangle mesh or point cloud, and 3D files through trimesh.
 
 A depth map is back-projected with a pinhole camera (horizontal field of view ``fov_degrees``, square pixels,
-principal point in the middle), as :func:`marigold.geometry.depth_to_normals` does. Marigold's depth is
+principal point in the middle), as :func:`marigold.geometry.normals.depth_to_normals` does. Marigold's depth is
 affine-invariant, so its 0..1 values are first given a metric meaning: 0 → distance 1 (the near plane), 1 →
 ``far_over_near``. Maps whose near is bright (Depth Anything, MiDaS, depth ControlNet hints) are affine
 *disparity*; pass ``space="disparity"`` and 1 → distance 1, 0 → ``far_over_near``, linear in 1/distance.
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import InputError
+from ..errors import InputError
 
 if TYPE_CHECKING:
     import trimesh
@@ -49,7 +49,7 @@ def depth_array(depth: DepthLike, name: str = "depth") -> np.ndarray:
     precision; 8- and 16-bit values are scaled to 0..1).
     """
     if isinstance(depth, Image.Image):
-        from .image import _pil_to_array
+        from ..core.image import _pil_to_array
 
         a = _pil_to_array(depth)
         scale = float(np.iinfo(a.dtype).max) if np.issubdtype(a.dtype, np.unsignedinteger) else 1.0
@@ -129,7 +129,7 @@ def colors_for(image, size: tuple[int, int], source_size: tuple[int, int] | None
     """
     if image is None:
         return None
-    from .image import to_tensor
+    from ..core.image import to_tensor
 
     t = to_tensor(image)  # [N,3,H,W]
     if t.shape[0] != 1:
@@ -223,7 +223,7 @@ def depth_to_mesh(depth: DepthLike, image=None, fov_degrees: float = 60.0, far_o
     """A depth map → the surface the camera saw, as a ``trimesh.Trimesh`` with the picture's vertex colours.
 
     ``depth``: one map, 0..1 (``space="depth"``: 0 = near, Marigold; ``"disparity"``: 1 = near). ``image``:
-    the photo (any form :func:`marigold.image.to_tensor` takes, same aspect ratio) or None (no colours).
+    the photo (any form :func:`marigold.core.image.to_tensor` takes, same aspect ratio) or None (no colours).
     ``fov_degrees``: horizontal field of view. ``far_over_near``: how many times farther depth 1 is than
     depth 0 (resolves the affine ambiguity; 3 as DepthToNormal). ``edge_threshold``: drop a triangle whose
     depth span exceeds this fraction of its nearest depth (0 = keep all). ``resolution_px``: at most this many
@@ -292,7 +292,7 @@ def export_bytes(geometry: "trimesh.Trimesh | trimesh.PointCloud", file_type: st
 def save_3d(geometry: "trimesh.Trimesh | trimesh.PointCloud", path: str | os.PathLike,
             file_type: str | None = None) -> Path:
     """Write a mesh or point cloud; the type comes from the suffix unless given. Written atomically."""
-    from .io import _atomic_save
+    from ..io.images import _atomic_save
 
     p = Path(path)
     data = export_bytes(geometry, file_type or p.suffix)

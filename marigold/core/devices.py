@@ -6,7 +6,7 @@ import functools
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 DTYPES = {
     "fp32": torch.float32, "float32": torch.float32,

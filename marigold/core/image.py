@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import InputError
+from ..errors import InputError
 
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor, str, os.PathLike]
 ImageInput = Union[ImageLike, Sequence[ImageLike]]
@@ -104,7 +104,7 @@ def to_tensor(image: ImageInput) -> torch.Tensor:
             raise InputError(f"Images in one batch must share a size; got {sorted(sizes)}. Pass them one at a time.")
         return torch.cat(parts, dim=0)
     if isinstance(image, (str, bytes, os.PathLike)):
-        from .io import load_image
+        from ..io.images import load_image
 
         image = load_image(image)
     if isinstance(image, Image.Image):

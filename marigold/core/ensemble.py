@@ -19,7 +19,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
+from ..errors import InputError
 
 REDUCTIONS_DEPTH = ("median", "mean")
 REDUCTIONS_NORMALS = ("closest", "mean")

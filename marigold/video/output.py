@@ -1,8 +1,8 @@
 """A predicted clip into what users keep: ONE normalisation for the whole clip, near = 0 depth frames, colour
 frames, and the files the CLI writes (``<name>_depth.mp4``, ``<name>_depth_16bit/000000.png …``).
 
-The video core (``marigold.video``) yields frames aligned in one affine frame but not normalised; here the
-clip's range is found in a first pass (frames parked on disk by :class:`~marigold.video_io.DepthFrameStore`)
+The video core (``marigold.video.pipeline``) yields frames aligned in one affine frame but not normalised; here the
+clip's range is found in a first pass (frames parked on disk by :class:`~marigold.video.io.DepthFrameStore`)
 and applied in a second, so a clip of any length needs the memory of one frame.
 """
 
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from .colorize import colorize_depth
-from .errors import InputError
-from .video_io import DepthFrameStore, DepthFrameWriter, VideoWriter
+from ..io.colorize import colorize_depth
+from ..errors import InputError
+from .io import DepthFrameStore, DepthFrameWriter, VideoWriter
 
 SPACES = ("depth", "disparity")
 
@@ -72,8 +72,8 @@ def snippet_workload(size: tuple[int, int], preset: str, processing_resolution: 
                      snippet_length: int | None = None, batch_size: int = 1) -> tuple[int, int]:
     """(padded pixels per frame, frames per UNet call) that ``iter_video_depth`` will use for frames of
     ``size`` (H, W): what a host (ComfyUI's model management) must free memory for before the run."""
-    from .image import padded_size, processing_size
-    from .video import PRESETS
+    from ..core.image import padded_size, processing_size
+    from .pipeline import PRESETS
 
     if preset not in PRESETS:
         raise InputError(f"`preset` must be one of {', '.join(PRESETS)}; got {preset!r}.")

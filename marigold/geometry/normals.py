@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def depth_to_normals(depth: torch.Tensor, fov_degrees: float = 60.0, near: float = 1.0,

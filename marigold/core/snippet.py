@@ -9,7 +9,7 @@ fork by rearranging ``(b n) hw c -> b (n hw) c`` before the attention and back a
 ``XFormersAttnProcessor.__call__``, the blocks marked "Modified in RollingDepth").
 
 Here the same rearrangement wraps whatever processor a self-attention layer already has (diffusers' own, or
-:class:`marigold.fast.ChunkedAttnProcessor`), so no copy of diffusers' attention code is needed::
+:class:`marigold.core.fast.ChunkedAttnProcessor`), so no copy of diffusers' attention code is needed::
 
     enable_snippet_attention(model.unet)          # once; idempotent
     with snippet_frames(model.unet, 3):           # batch [S·3, …] = S snippets of 3 consecutive frames
@@ -117,7 +117,7 @@ def snippet_frames(unet: torch.nn.Module, n: int) -> Iterator[None]:
         raise ValueError(f"frames per snippet must be a positive integer; got {n!r}.")
     if not snippet_attention_enabled(unet):
         raise ValueError("this UNet's self-attention is not snippet-aware: call "
-                         "marigold.snippet.enable_snippet_attention(unet) first (again after set_attn_processor).")
+                         "marigold.core.snippet.enable_snippet_attention(unet) first (again after set_attn_processor).")
     state: _SnippetState = getattr(unet, _STATE_ATTR)
     previous = state.n
     state.n = n

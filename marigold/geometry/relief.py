@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 from .mesh import GREY, DepthLike, _rgba8, check_space, colors_for, depth_array, fill_invalid, grid_faces, \
     grid_size, median_filter, resize_map
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from .devices import resolve_device, resolve_dtype
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 PUBLISHED = (
     "prs-eth/marigold-depth-v1-1",
@@ -76,7 +76,7 @@ _TASKS = {  # model_index _class_name → task
     "MarigoldIntrinsicsPipeline": "intrinsics",
     "RollingDepthPipeline": "depth",  # video depth (Ke et al., CVPR 2025); see VIDEO_MODELS
 }
-# Checkpoints whose UNet runs on snippets of frames with self-attention across them (marigold.snippet). Their
+# Checkpoints whose UNet runs on snippets of frames with self-attention across them (marigold.core.snippet). Their
 # model_index.json carries no Marigold keys; what their pipeline does instead (prs-eth/RollingDepth rollingdepth/rollingdepth_pipeline.py):
 # inverse depth ("disparity": near = high, affine-invariant), one DDIM step from t = 999 (``init_infer_steps=[1]``
 # in run_video.py), 768 px (run_video.py's default ``res``, the "fast" preset).
@@ -416,7 +416,7 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
             files when the model runs in half precision and both are present).
         cache_dir: where a repo id is downloaded to, and where the empty-text embedding is cached when the
             checkpoint folder is read-only.
-        optimize: apply the inference speed-ups of :mod:`marigold.fast` (channels-last, sub-pixel upsampling, …;
+        optimize: apply the inference speed-ups of :mod:`marigold.core.fast` (channels-last, sub-pixel upsampling, …;
             same answer). Turn off to get diffusers' modules exactly as they are, e.g. for training.
     """
 

@@ -6,7 +6,7 @@ import functools
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 CONTROLNET_PRESET = {"cmap": "gray", "invert": True}  # depth ControlNets expect near = white
 

@@ -1,0 +1,9 @@
+"""The image path: load a checkpoint, sample its target, ensemble the members.
+
+- ``checkpoint``: resolve a repo id or folder, download, check the layout, load the parts; the text-embedding cache.
+- ``image``: inputs to ``[N,3,H,W]`` 0..1, resize, pad to /8 and back.
+- ``predict``: the image-conditioned latent sampler (one loop for every modality) and its finishing steps.
+- ``ensemble``: affine-invariant and per-modality ensembling with uncertainty.
+- ``fast``: the CPU speed levers applied at load; ``devices``: device and dtype choice.
+- ``snippet``: self-attention across a snippet's frames (video models' UNet); ``distributed``: a process's share.
+"""

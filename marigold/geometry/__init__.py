@@ -1,0 +1,6 @@
+"""3D from depth: normals, meshes and points, bas-relief.
+
+- ``normals``: geometric surface normals from a depth map.
+- ``mesh``: the scene as the camera saw it (edges cut at depth jumps), point clouds, trimesh export.
+- ``relief``: a watertight bas-relief in millimetres for 3D printing.
+"""
