@@ -1,0 +1,78 @@
+"""The house's plan holds: marigold/'s folders import each other in one direction only, and the README's first
+screen stays a first screen (issue #18, item 5)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "marigold"
+
+
+def _part(module: str) -> str:
+    """'marigold.video.io' → 'video'; top-level modules ('marigold.cli', 'marigold.errors') are their own part."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _imports(path: Path) -> set[str]:
+    """Every marigold module a file imports (relative imports resolved), lazy ones inside functions included."""
+    here = ["marigold", *path.relative_to(PKG).with_suffix("").parts]
+    package = here[:-1] if path.name != "__init__.py" else here[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if mod.startswith("marigold"):
+                found.add(mod)
+                found.update(f"{mod}.{a.name}" for a in node.names)  # `from . import x` names modules
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("marigold"))
+    return found
+
+
+def test_the_folders_name_the_parts():
+    folders = {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    assert {"core", "video", "geometry", "io"} <= folders
+    flat = [p.name for p in PKG.glob("*.py")]
+    assert len(flat) <= 6, f"marigold/ grows flat again: {sorted(flat)}"  # __init__, __main__, cli, errors, optional
+
+
+def test_no_import_circles_between_parts():
+    edges: dict[str, set[str]] = {}
+    for path in PKG.rglob("*.py"):
+        src = _part(".".join(["marigold", *path.relative_to(PKG).with_suffix("").parts]))
+        for mod in _imports(path):
+            dst = _part(mod)
+            if dst != src and (PKG / dst).is_dir():
+                edges.setdefault(src, set()).add(dst)
+    # depth-first search for a cycle among the folders (the package root and cli.py sit on top of everything)
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in edges.get(node, ()):
+            assert state.get(nxt) != 1, f"import circle: {' → '.join(trail + [node, nxt])}"
+            if nxt not in state:
+                visit(nxt, trail + [node])
+        state[node] = 2
+
+    for node in list(edges):
+        if node not in state:
+            visit(node, [])
+    assert "video" not in edges.get("core", set()) and "geometry" not in edges.get("core", set())
+
+
+def test_readme_first_screen_is_short_and_starts_with_the_two_commands():
+    text = (ROOT / "README.md").read_text().split("\n")
+    assert len(text) < 60
+    first = "\n".join(text[:40])
+    assert "python -m marigold" in first and "bash .ci/run" in first and "docs/pictures/" in first
+    for link in [l.split("](")[1].split(")")[0] for l in first.split("\n") if "](" in l]:
+        if not link.startswith("http"):
+            assert (ROOT / link).exists(), f"README links to a missing page: {link}"
