@@ -23,7 +23,7 @@ def run_ours(spec, torch, np):
 
     import marigold
 
-    mp = sys.modules["marigold.predict"]
+    mp = sys.modules["marigold.core.predict"]
 
     t_import = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -178,7 +178,7 @@ def test_marigold_mode_removes_per_frame_affine_jumps(depth_model, monkeypatch):
 
         yield Members(index=0, values=((truth[i] - t[i]) / s[i])[None, None], original_size=SIZE, task="depth")
 
-    monkeypatch.setattr(sys.modules["marigold.predict"], "iter_members", fake_members)
+    monkeypatch.setattr(sys.modules["marigold.core.predict"], "iter_members", fake_members)
     for window in (None, 4):
         calls.clear()
         stream = video.iter_video_depth(depth_model, torch.zeros(n_frames, 3, *SIZE), seed=7, window=window)
@@ -209,7 +209,7 @@ def test_marigold_mode_streaming_does_not_flatten_the_clip(depth_model, monkeypa
         yield Members(index=0, values=((x - x.min()) / (x.max() - x.min()))[None, None], original_size=SIZE,
                       task="depth")
 
-    monkeypatch.setattr(sys.modules["marigold.predict"], "iter_members", fake_members)
+    monkeypatch.setattr(sys.modules["marigold.core.predict"], "iter_members", fake_members)
     out = torch.stack([f.value[0] for f in video.iter_video_depth(depth_model, torch.zeros(n_frames, 3, *SIZE),
                                                                   seed=0, window=16)])  # [T,48,64]
     spread = out.reshape(n_frames, -1).std(dim=1)  # [T] each aligned frame's contrast
@@ -453,7 +453,7 @@ def test_marigold_mode_beats_frame_by_frame_on_a_moving_camera(depth_model, monk
             yield Members(index=0, values=torch.from_numpy(maps[len(calls) - 1])[None, None],
                           original_size=(96, 128), task="depth")
 
-        monkeypatch.setattr(sys.modules["marigold.predict"], "iter_members", fake_members)
+        monkeypatch.setattr(sys.modules["marigold.core.predict"], "iter_members", fake_members)
         stream = video.iter_video_depth(depth_model, torch.zeros(48, 3, 96, 128), seed=0, window=16,
                                         processing_resolution=128)
         out = np.stack([f.value[0].numpy() for f in stream])  # [T,96,128]
