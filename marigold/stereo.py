@@ -41,7 +41,7 @@ LAYOUT_HELP = {"sbs": "full side by side (left | right, twice the width)",
                "anaglyph": "red-cyan anaglyph (Dubois), for red-cyan glasses",
                "cross": "cross-eyed side by side (right | left)"}
 SPACES = ("depth", "disparity")
-DEFAULTS = dict(divergence=2.0, convergence=0.5, far_over_near=3.0, balance=0.0, max_stretch=1.0)
+DEFAULTS = dict(divergence=2.0, convergence=0.5, far_over_near=3.0, balance=0.0, max_stretch=0.25)
 MAX_DIVERGENCE = 10.0  # percent of the width; iw3 calls 0-2 reasonable, beyond 10 % no eye fuses the pair
 
 # Dubois' least-squares red-cyan matrices (E. Dubois, "A projection method to generate anaglyph stereo images",
@@ -71,7 +71,7 @@ class StereoPair:
 
 
 def check_options(divergence: float, convergence: float, far_over_near: float = 3.0, balance: float = 0.0,
-                  space: str = "depth", max_stretch: float = 1.0) -> None:
+                  space: str = "depth", max_stretch: float = 0.25) -> None:
     """Refuse out-of-range settings with one line naming the option."""
     def bad(x) -> bool:
         return not isinstance(x, (int, float)) or not math.isfinite(x)
@@ -180,7 +180,7 @@ def disparity(depth: torch.Tensor, width: int, divergence: float = 2.0, converge
 # --- warp ---------------------------------------------------------------------------------------------------
 
 def forward_warp(image: torch.Tensor, shift: torch.Tensor, distance: torch.Tensor,
-                 max_stretch: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                 max_stretch: float = 0.25) -> tuple[torch.Tensor, torch.Tensor]:
     """Move each pixel of ``image`` ``[N,C,H,W]`` by ``shift`` ``[N,1,H,W]`` pixels along its row; nearer
     (smaller ``distance``) wins. Returns (view ``[N,C,H,W]``, covered ``[N,1,H,W]`` bool: False = a hole,
     filled by :func:`fill_from_background`).
@@ -240,13 +240,16 @@ def forward_warp(image: torch.Tensor, shift: torch.Tensor, distance: torch.Tenso
 
 
 def fill_from_background(view: torch.Tensor, covered: torch.Tensor, distance: torch.Tensor,
-                         fallback: torch.Tensor | None = None, margin: int = 1) -> torch.Tensor:
-    """Fill each run of holes in a row (``covered`` False) with the pixel on its farther side.
+                         fallback: torch.Tensor | None = None, margin: int = 1, taps: int = 4) -> torch.Tensor:
+    """Fill each run of holes in a row (``covered`` False) from the pixels on its farther side.
 
     A disoccluded run sits between a foreground edge and the background the foreground used to hide; only the
-    farther side's colour is the hidden surface's, so only it is copied (a run at the border takes its one
-    neighbour). The copied pixel is ``margin`` pixels back from the run, past the edge pixel whose colour may
-    still mix in the foreground (antialiasing). ``[N,C,H,W]``, ``[N,1,H,W]`` bool, ``[N,1,H,W]`` → ``[N,C,H,W]``.
+    farther side is the hidden surface, so only it is copied (a run at the border takes its one neighbour).
+    The fill starts ``margin`` pixels back from the run, past the edge pixel whose colour may still mix in the
+    foreground (antialiasing), and is the mean of ``taps`` background pixels there (those of the same surface:
+    no nearer than the first), then smoothed over the run's rows: a hidden texture is unknown, and its local
+    mean is the estimate with the least error, with no streak of one pixel's colour.
+    ``[N,C,H,W]``, ``[N,1,H,W]`` bool, ``[N,1,H,W]`` → ``[N,C,H,W]``.
     """
     n, c, h, w = view.shape
     cov = covered[:, 0]  # [N,H,W]
@@ -260,14 +263,24 @@ def fill_from_background(view: torch.Tensor, covered: torch.Tensor, distance: to
     z_l = torch.gather(z, -1, left.clamp(0, w - 1))  # [N,H,W]
     z_r = torch.gather(z, -1, right.clamp(0, w - 1))  # [N,H,W]
     use_l = has_l & (~has_r | (z_l >= z_r))  # [N,H,W] the left neighbour is the farther one
-    src = torch.where(use_l, left, right)  # [N,H,W]
-    if margin:  # step back from the edge pixel where that pixel is still covered and no nearer
-        back = torch.where(use_l, left - margin, right + margin).clamp(0, w - 1)  # [N,H,W]
-        z_src = torch.gather(z, -1, src.clamp(0, w - 1))
-        ok = torch.gather(cov, -1, back) & (torch.gather(z, -1, back) >= z_src * 0.999)
-        src = torch.where(ok, back, src)
-    idx = src.clamp(0, w - 1)[:, None].expand(n, c, h, w)  # [N,C,H,W]
-    filled = torch.gather(view, -1, idx)  # [N,C,H,W]
+    edge = torch.where(use_l, left, right).clamp(0, w - 1)  # [N,H,W] the hole's background neighbour
+    step = torch.where(use_l, -1, 1)  # [N,H,W] away from the hole
+    z_edge = torch.gather(z, -1, edge)  # [N,H,W]
+    total = torch.zeros(n, c, h, w, device=view.device, dtype=view.dtype)
+    count = torch.zeros(n, 1, h, w, device=view.device, dtype=view.dtype)
+    for j in range(margin, margin + max(1, taps)):  # background pixels past the edge pixel
+        idx = (edge + step * j).clamp(0, w - 1)  # [N,H,W]
+        ok = (torch.gather(cov, -1, idx) & (torch.gather(z, -1, idx) >= z_edge * 0.98))[:, None]  # [N,1,H,W]
+        total += torch.gather(view, -1, idx[:, None].expand(n, c, h, w)) * ok
+        count += ok
+    edge_px = torch.gather(view, -1, edge[:, None].expand(n, c, h, w))  # [N,C,H,W] where no tap was usable
+    filled = torch.where(count > 0, total / count.clamp(min=1), edge_px)  # [N,C,H,W]
+    holes = (~covered).to(view.dtype)  # [N,1,H,W]
+    # smooth down the run (rows above and below that are holes too): their fills come from different rows
+    fh = F.pad(filled * holes, (0, 0, 1, 1))  # [N,C,H+2,W]
+    mh = F.pad(holes, (0, 0, 1, 1))  # [N,1,H+2,W]
+    filled = (fh[..., :-2, :] + fh[..., 1:-1, :] + fh[..., 2:, :]) / (
+        mh[..., :-2, :] + mh[..., 1:-1, :] + mh[..., 2:, :]).clamp(min=1)
     any_side = (has_l | has_r)[:, None]  # [N,1,H,W] a row with nothing covered keeps the input
     base = view if fallback is None else fallback.to(view.dtype)
     filled = torch.where(any_side, filled, base)
