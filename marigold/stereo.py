@@ -365,6 +365,29 @@ def compose(left: torch.Tensor, right: torch.Tensor, layout: str = "sbs") -> tor
     return anaglyph(left, right)
 
 
+def stereo_frames(images: torch.Tensor, depths: torch.Tensor, layout: str = "sbs", *, chunk: int = 4,
+                  progress=None, check_cancel=None, **options) -> torch.Tensor:
+    """A batch of pictures ``[N,3,H,W]`` (or one, for every depth) and depth maps ``[N,1,H,W]`` (or one, for every
+    picture) → composed frames, ``chunk`` at a time so that a long clip's warp needs the memory of a few frames;
+    ``progress(done, total)`` after each chunk, ``check_cancel()`` before it. ``options``: those of
+    :func:`stereo`. Returns the frames on the CPU (where a clip of them is kept)."""
+    check_layout(layout)
+    n = max(images.shape[0], depths.shape[0])
+    if images.shape[0] not in (1, n) or depths.shape[0] not in (1, n):
+        raise InputError(f"`image` has {images.shape[0]} frames and `depth` {depths.shape[0]}: give one depth per "
+                         f"frame (or one of either for all).")
+    out = []
+    for i in range(0, n, chunk):
+        if check_cancel is not None:
+            check_cancel()
+        img = images[i:i + chunk] if images.shape[0] > 1 else images.expand(min(chunk, n - i), -1, -1, -1)
+        d = depths[i:i + chunk] if depths.shape[0] > 1 else depths.expand(min(chunk, n - i), -1, -1, -1)
+        out.append(stereo(img, d, **options).compose(layout).cpu())  # [n,3,H',W']
+        if progress is not None:
+            progress(min(i + chunk, n), n)
+    return torch.cat(out)
+
+
 # --- video --------------------------------------------------------------------------------------------------
 
 
