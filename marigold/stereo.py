@@ -255,36 +255,48 @@ def fill_from_background(view: torch.Tensor, covered: torch.Tensor, distance: to
     cov = covered[:, 0]  # [N,H,W]
     if bool(cov.all()):
         return view
-    xs = torch.arange(w, device=view.device).expand(n, h, w)  # [N,H,W]
-    left = torch.where(cov, xs, torch.full_like(xs, -1)).cummax(dim=-1).values  # [N,H,W] nearest covered ≤ x
-    right = torch.where(cov, xs, torch.full_like(xs, w)).flip(-1).cummin(dim=-1).values.flip(-1)  # ≥ x
-    has_l, has_r = left >= 0, right < w
-    z = distance[:, 0]  # [N,H,W]
-    z_l = torch.gather(z, -1, left.clamp(0, w - 1))  # [N,H,W]
-    z_r = torch.gather(z, -1, right.clamp(0, w - 1))  # [N,H,W]
-    use_l = has_l & (~has_r | (z_l >= z_r))  # [N,H,W] the left neighbour is the farther one
-    edge = torch.where(use_l, left, right).clamp(0, w - 1)  # [N,H,W] the hole's background neighbour
-    step = torch.where(use_l, -1, 1)  # [N,H,W] away from the hole
-    z_edge = torch.gather(z, -1, edge)  # [N,H,W]
-    total = torch.zeros(n, c, h, w, device=view.device, dtype=view.dtype)
-    count = torch.zeros(n, 1, h, w, device=view.device, dtype=view.dtype)
+    dev = view.device
+    xs = torch.arange(w, device=dev).expand(n, h, w)  # [N,H,W]
+    left = torch.where(cov, xs, -1).cummax(dim=-1).values  # [N,H,W] nearest covered column ≤ x
+    right = torch.where(cov, xs, w).flip(-1).cummin(dim=-1).values.flip(-1)  # [N,H,W] ≥ x
+    # from here on only the holes (a few percent of the pixels): flat indices into rows of width w
+    hole = (~cov).reshape(-1).nonzero().squeeze(1)  # [P]
+    row0 = hole - hole % w  # [P] first flat pixel of each hole's row
+    l, r = left.reshape(-1)[hole], right.reshape(-1)[hole]  # [P]
+    has_l, has_r = l >= 0, r < w
+    z = distance.reshape(-1)  # [N·H·W]
+    flat_cov = cov.reshape(-1)
+    z_l = torch.where(has_l, z[row0 + l.clamp(0, w - 1)], -1.0)  # [P]
+    z_r = torch.where(has_r, z[row0 + r.clamp(0, w - 1)], -1.0)  # [P]
+    use_l = has_l & (z_l >= z_r)  # [P] the left neighbour is the farther one (or the only one)
+    edge = torch.where(use_l, l, r).clamp(0, w - 1)  # [P] the hole's background neighbour (column)
+    step = torch.where(use_l, -1, 1)  # [P] away from the hole
+    z_edge = z[row0 + edge]  # [P]
+    pix = view.permute(0, 2, 3, 1).reshape(-1, c)  # [N·H·W,C]
+    total = torch.zeros(hole.numel(), c, device=dev, dtype=view.dtype)  # [P,C]
+    count = torch.zeros(hole.numel(), 1, device=dev, dtype=view.dtype)  # [P,1]
     for j in range(margin, margin + max(1, taps)):  # background pixels past the edge pixel
-        idx = (edge + step * j).clamp(0, w - 1)  # [N,H,W]
-        ok = (torch.gather(cov, -1, idx) & (torch.gather(z, -1, idx) >= z_edge * 0.98))[:, None]  # [N,1,H,W]
-        total += torch.gather(view, -1, idx[:, None].expand(n, c, h, w)) * ok
+        at = row0 + (edge + step * j).clamp(0, w - 1)  # [P]
+        ok = (flat_cov[at] & (z[at] >= z_edge * 0.98))[:, None]  # [P,1] covered, same surface or farther
+        total += pix[at] * ok
         count += ok
-    edge_px = torch.gather(view, -1, edge[:, None].expand(n, c, h, w))  # [N,C,H,W] where no tap was usable
-    filled = torch.where(count > 0, total / count.clamp(min=1), edge_px)  # [N,C,H,W]
-    holes = (~covered).to(view.dtype)  # [N,1,H,W]
+    value = torch.where(count > 0, total / count.clamp(min=1), pix[row0 + edge])  # [P,C]
+    if fallback is not None:  # a row with nothing covered keeps the input
+        orphan = ~(has_l | has_r)
+        value[orphan] = fallback.to(view.dtype).permute(0, 2, 3, 1).reshape(-1, c)[hole[orphan]]
+    out = pix.clone()  # [N·H·W,C]
+    out[hole] = value
     # smooth down the run (rows above and below that are holes too): their fills come from different rows
-    fh = F.pad(filled * holes, (0, 0, 1, 1))  # [N,C,H+2,W]
-    mh = F.pad(holes, (0, 0, 1, 1))  # [N,1,H+2,W]
-    filled = (fh[..., :-2, :] + fh[..., 1:-1, :] + fh[..., 2:, :]) / (
-        mh[..., :-2, :] + mh[..., 1:-1, :] + mh[..., 2:, :]).clamp(min=1)
-    any_side = (has_l | has_r)[:, None]  # [N,1,H,W] a row with nothing covered keeps the input
-    base = view if fallback is None else fallback.to(view.dtype)
-    filled = torch.where(any_side, filled, base)
-    return torch.where(covered, view, filled)
+    flat_hole = ~flat_cov
+    y = (hole // w) % h  # [P] row within the image
+    acc, cnt = value.clone(), torch.ones_like(count)
+    for dy, inside in ((-1, y > 0), (1, y < h - 1)):
+        at = (hole + dy * w).clamp(0, n * h * w - 1)  # [P]
+        ok = (inside & flat_hole[at])[:, None]  # [P,1]
+        acc += out[at] * ok
+        cnt += ok
+    out[hole] = acc / cnt
+    return out.view(n, h, w, c).permute(0, 3, 1, 2)  # [N,C,H,W]
 
 
 # --- the views ----------------------------------------------------------------------------------------------

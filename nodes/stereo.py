@@ -17,7 +17,7 @@ core_stereo = import_module(f"{marigold.__name__}.stereo")
 # what the depth picture is → (flip it first, the core's space)
 NEAR = {
     "dark (Marigold)": (False, "depth"),
-    "dark, inverse depth (MarigoldVideoDepth with RollingDepth)": (True, "disparity"),
+    "dark, inverse depth (RollingDepth video)": (True, "disparity"),
     "bright (Depth Anything, MiDaS, ControlNet)": (False, "disparity"),
 }
 LAYOUTS = {

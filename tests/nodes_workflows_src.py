@@ -133,7 +133,7 @@ WORKFLOWS = {
             (2, "GetVideoComponents", {}, {"video": (1, 0)}),
             (3, P + "LoadMarigold", {"checkpoint": "prs-eth/rollingdepth-v1-0", "dtype": "auto"}, {}),
             (4, P + "MarigoldVideoDepth", VIDEO, {"model": (3, 0), "frames": (2, 0)}),
-            (5, P + "DepthToStereo", {"depth_near": "dark, inverse depth (MarigoldVideoDepth with RollingDepth)",
+            (5, P + "DepthToStereo", {"depth_near": "dark, inverse depth (RollingDepth video)",
                                       "layout": "side by side (full)", "divergence": 2.0, "convergence": 0.5,
                                       "far_over_near": 3.0, "balance": 0.0},
              {"image": (2, 0), "depth": (4, 0)}),

