@@ -1,5 +1,5 @@
 """Stereo 3D from depth, seconds on this machine: ``python -m bench.stereo [--size 1920x1080] [--rounds 3]
-[--checkpoint ID_OR_FOLDER --frames N] [--out DIR]``.
+[--checkpoint ID_OR_FOLDER --frames N --steps S --processing-resolution R] [--out DIR]``.
 
 1. The warp and fill of one frame (``marigold.stereo.stereo``: both eyes, z-buffered forward warp, background
    fill) and its side-by-side composition, at ``--size``, on a synthetic photo and depth (a ramp, waves and a
@@ -61,7 +61,8 @@ def time_it(fn, rounds: int) -> float:
     return statistics.median(times)
 
 
-def video_share(checkpoint: str, w: int, h: int, frames: int) -> dict:
+def video_share(checkpoint: str, w: int, h: int, frames: int, steps: int | None = None,
+                processing_resolution: int | None = None) -> dict:
     """Per-frame seconds of the depth step and of the stereo step on the CLI's video path."""
     import numpy as np
 
@@ -73,7 +74,8 @@ def video_share(checkpoint: str, w: int, h: int, frames: int) -> dict:
     image, depth = inputs(w, h)
     clip = [(image[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8) for _ in range(frames)]
     t0 = time.perf_counter()
-    values = [f.value for f in iter_video_depth(model, clip, frame_count=frames)]
+    values = [f.value for f in iter_video_depth(model, clip, frame_count=frames, num_inference_steps=steps,
+                                                processing_resolution=processing_resolution)]
     t_depth = (time.perf_counter() - t0) / frames
     norm = ClipNormalizer()
     for v in values:
@@ -85,7 +87,8 @@ def video_share(checkpoint: str, w: int, h: int, frames: int) -> dict:
             for frame, v in zip(clip, values):
                 sv.write(frame, norm(v))
         t_stereo = (time.perf_counter() - t0) / frames
-    return {"checkpoint": checkpoint, "frames": frames, "depth_s_per_frame": t_depth,
+    return {"checkpoint": checkpoint, "frames": frames, "steps": steps,
+            "processing_resolution": processing_resolution, "depth_s_per_frame": t_depth,
             "stereo_s_per_frame": t_stereo, "stereo_share": t_stereo / (t_depth + t_stereo),
             "stereo_over_depth": t_stereo / t_depth}
 
@@ -97,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--checkpoint", default=None, help="also time the video path with this depth checkpoint")
     ap.add_argument("--frames", type=int, default=3, help="frames for --checkpoint (default 3)")
+    ap.add_argument("--steps", type=int, default=None, help="denoising steps for --checkpoint (default: its own)")
+    ap.add_argument("--processing-resolution", type=int, default=None,
+                    help="for --checkpoint (default: the fast preset's, 768)")
     ap.add_argument("--out", default=None, help="folder for stereo.json")
     args = ap.parse_args(argv)
     import torch
@@ -113,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{w}×{h}, {torch.get_num_threads()} threads: warp + fill + SBS {t_stereo:.3f} s; backward "
           f"grid_sample (ghosting reference) {t_back:.3f} s; {t_stereo / t_back:.2f}×")
     if args.checkpoint:
-        res["video"] = video_share(args.checkpoint, w, h, args.frames)
+        res["video"] = video_share(args.checkpoint, w, h, args.frames, args.steps, args.processing_resolution)
         v = res["video"]
         print(f"video path, {args.checkpoint}: depth {v['depth_s_per_frame']:.2f} s/frame, stereo "
               f"{v['stereo_s_per_frame']:.2f} s/frame: {100 * v['stereo_share']:.1f} % of the frame "

@@ -57,3 +57,21 @@ def test_stereo_for_a_photo_and_a_clip_with_bad_inputs_beside(depth_checkpoint, 
              "32", "--stereo", "anaglyph", "--divergence", "-1")
     assert r.returncode == 1 and "`divergence`" in r.stderr and "Traceback" not in r.stderr
     assert (tmp_path / "o2" / "photo_depth_16bit.png").is_file() and not (tmp_path / "o2" / "photo_stereo.png").exists()
+
+
+def test_stereo_bench_runs_end_to_end(depth_checkpoint, tmp_path):
+    """The harness only (speed is measured by `python -m bench.stereo`, never in a test)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "bench.stereo", "--size", "64x48", "--rounds", "1", "--checkpoint",
+                    str(depth_checkpoint), "--frames", "2", "--processing-resolution", "32", "--out", str(tmp_path)],
+                   cwd=root, check=True, capture_output=True, timeout=300,
+                   env={**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"})
+    r = json.loads((tmp_path / "stereo.json").read_text())
+    assert r["size"] == [64, 48] and r["stereo_s"] > 0 and r["backward_reference_s"] > 0
+    assert r["video"]["frames"] == 2 and 0 < r["video"]["stereo_share"] < 1
