@@ -17,6 +17,7 @@ from .geometry.mesh import depth_to_mesh, depth_to_points, save_3d
 from .core.predict import Members, Prediction, ensemble_members, finish, iter_members, predict, predict_depth, \
     predict_intrinsics, predict_normals
 from .core.snippet import enable_snippet_attention, snippet_frames
+from .geometry.stereo import StereoPair, stereo
 from .video.pipeline import PRESETS, ClipNormalizer, VideoFrame, VideoPrediction, clip_normalizer, iter_video_depth, \
     predict_video
 
@@ -30,6 +31,6 @@ __all__ = [
     "load_image", "save_depth_16bit", "save_exr", "save_npy", "save_rgb",
     "Members", "Prediction", "ensemble_members", "finish", "iter_members", "predict", "predict_depth",
     "predict_intrinsics", "predict_normals",
-    "enable_snippet_attention", "snippet_frames",
+    "enable_snippet_attention", "snippet_frames", "StereoPair", "stereo",
     "PRESETS", "ClipNormalizer", "VideoFrame", "VideoPrediction", "clip_normalizer", "iter_video_depth", "predict_video",
 ]

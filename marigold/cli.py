@@ -13,6 +13,9 @@ videos; --video only changes what a folder of images means (one clip instead of 
 From depth, 3D files too: ``--relief stl|glb|obj`` a 3D-printable bas-relief ``<stem>_relief.<ext>`` (the
 Marigold demo's defaults: 10 cm, 512 px, 20 % embossing, 5 mm frame), ``--mesh glb|obj|ply`` the scene as the
 camera saw it ``<stem>_mesh.<ext>``, ``--points`` a coloured point cloud ``<stem>_points.ply``.
+Stereo 3D (docs/stereo.md): ``--stereo sbs|hsbs|tb|anaglyph|cross`` writes ``<stem>_stereo.png`` per image and
+``<name>_stereo.mp4`` per video (from the clip's one normalisation: the 3D strength does not pump), with
+``--divergence`` and ``--convergence``.
 Under ``accelerate launch`` / ``torchrun`` each process takes every N-th image, and all processes split each
 RollingDepth clip's snippets (README, "Several processes or GPUs").
 """
@@ -96,7 +99,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--mesh-resolution", type=int, default=1024, metavar="PX",
                    help="vertices along the longest side for --mesh and --points; 0 = the depth map's own "
                         "size (default 1024)")
+    s = ap.add_argument_group("stereo 3D (see docs/stereo.md)")
+    s.add_argument("--stereo", choices=STEREO_LAYOUTS, default=None,
+                   help="write <stem>_stereo.png per image and <name>_stereo.mp4 per video: sbs (full side by "
+                        "side), hsbs (half side by side), tb (top-bottom), anaglyph (red-cyan, Dubois), cross "
+                        "(cross-eyed)")
+    s.add_argument("--divergence", type=float, default=2.0, metavar="PERCENT",
+                   help="3D strength: the shift between the eyes from the nearest to the farthest depth, percent "
+                        "of the width, 0-10 (default 2)")
+    s.add_argument("--convergence", type=float, default=0.5, metavar="F",
+                   help="which depth sits on the screen plane: 0 = nearest (all behind the screen), 1 = farthest "
+                        "(all in front of it) (default 0.5)")
+    s.add_argument("--stereo-far-over-near", type=float, default=3.0, metavar="R",
+                   help="how many times farther depth 1 is than depth 0, for --stereo with depth models; "
+                        "disparity models (RollingDepth) do not need it (default 3)")
     return ap.parse_args(argv)
+
+
+STEREO_LAYOUTS = ("sbs", "hsbs", "tb", "anaglyph", "cross")  # marigold.stereo.LAYOUTS, without importing torch
+
+
+def stereo_options(args: argparse.Namespace) -> dict:
+    return dict(divergence=args.divergence, convergence=args.convergence, far_over_near=args.stereo_far_over_near)
+
+
+def write_stereo(args: argparse.Namespace, depth, photo, out_dir: Path, stem: str, space: str) -> None:
+    """``<stem>_stereo.png`` from one depth map ``[1,H,W]`` and its photo."""
+    from .io import images as io
+    from .geometry.stereo import stereo
+
+    pair = stereo(photo, depth[None], space=space, **stereo_options(args))
+    for note in pair.notes:
+        print(f"note: {stem}: {note}", file=sys.stderr)
+    io.save_rgb(pair.compose(args.stereo)[0], out_dir / f"{stem}_stereo.png")
 
 
 # the relief's defaults, as the library states them (kept here so --help works without importing torch)
@@ -205,6 +240,8 @@ def run(args: argparse.Namespace) -> int:
     if wants_geometry(args) and model.task != "depth":
         raise InputError(f"--relief, --mesh and --points need a depth checkpoint; {args.checkpoint} is a "
                          f"{model.task} checkpoint.")
+    if args.stereo and model.task != "depth":
+        raise InputError(f"--stereo needs a depth checkpoint; {args.checkpoint} is a {model.task} checkpoint.")
     failed = []
     desc = "Marigold" if w.size == 1 else f"Marigold [{w.rank + 1}/{w.size}]"
     for f, stem in tqdm(files, desc=desc, unit="image", disable=len(files) < 2):
@@ -235,6 +272,13 @@ def run(args: argparse.Namespace) -> int:
                 except MarigoldError as e:  # the depth files are written; say what the 3D step refused
                     print(f"error: {f}: {e}", file=sys.stderr)
                     failed.append(f)
+            if args.stereo:
+                try:
+                    write_stereo(args, p, photo, out_dir, stem, space)
+                except MarigoldError as e:  # the depth files are written; say what the stereo step refused
+                    print(f"error: {f}: {e}", file=sys.stderr)
+                    if f not in failed:
+                        failed.append(f)
         elif model.task == "normals":
             io.save_rgb(colorize.normals_to_rgb(p[None])[0], out_dir / f"{stem}_normals.png")
             if args.npy:
@@ -284,7 +328,10 @@ def split_clips(model, args: argparse.Namespace, w, any_clip: bool) -> bool:
 
 
 def run_clip(model, path: Path, name: str, out_dir: Path, args: argparse.Namespace) -> None:
-    """One video file or frame folder → ``<name>_depth.mp4`` and ``<name>_<space>_16bit/`` (one normalisation)."""
+    """One video file or frame folder → ``<name>_depth.mp4`` and ``<name>_<space>_16bit/`` (one normalisation),
+    and with --stereo ``<name>_stereo.mp4`` from that same normalisation, the photo frames read a second time
+    alongside (one frame in memory, whatever the clip's length)."""
+    from .errors import MarigoldError
     from .video.pipeline import iter_video_depth
     from .video.io import open_video
     from .video.output import export_clip, parse_dilations
@@ -294,8 +341,25 @@ def run_clip(model, path: Path, name: str, out_dir: Path, args: argparse.Namespa
                               snippet_length=args.snippet_length, refine_steps=args.refine_steps,
                               processing_resolution=args.processing_resolution, seed=args.seed or 0,
                               batch_size=args.batch_size, frame_count=source.frame_count)
-    export_clip(frames, out_dir, name, source.fps, space=frames.space, cmap=args.colormap, keep_raw=args.npy,
-                total=source.frame_count)
+    stereo_video, refused = None, None
+    if args.stereo:
+        from .geometry.stereo import StereoVideoWriter
+
+        try:  # bad stereo options must not cost the depth files: they are refused after those are written
+            stereo_video = StereoVideoWriter(out_dir / f"{name}_stereo.mp4", source.fps, args.stereo,
+                                             space=frames.space, **stereo_options(args))
+        except MarigoldError as e:
+            refused = e
+    if stereo_video is None:
+        export_clip(frames, out_dir, name, source.fps, space=frames.space, cmap=args.colormap, keep_raw=args.npy,
+                    total=source.frame_count)
+        if refused is not None:
+            raise refused
+        return
+    photos = iter(source)
+    with stereo_video:
+        export_clip(frames, out_dir, name, source.fps, space=frames.space, cmap=args.colormap, keep_raw=args.npy,
+                    total=source.frame_count, on_frame=lambda i, d: stereo_video.write(next(photos), d))
 
 
 def run_clip_split(model, path: Path, name: str, out_dir: Path, args: argparse.Namespace, w) -> None:
@@ -305,6 +369,9 @@ def run_clip_split(model, path: Path, name: str, out_dir: Path, args: argparse.N
     from .video.output import parse_dilations
 
     source = open_video(path, fps=args.fps)  # a bad file fails in every process alike, before any collective
+    if args.stereo and w.is_main:
+        print(f"note: {name}: --stereo is not written when a clip's snippets are split across processes; run "
+              f"this clip in one process for <name>_stereo.mp4.", file=sys.stderr)
     run_split_clip(model, source, out_dir, name, Collective(w), preset=args.preset,
                    dilations=parse_dilations(args.dilations), snippet_length=args.snippet_length,
                    processing_resolution=args.processing_resolution, seed=args.seed or 0,

@@ -17,7 +17,7 @@ if _IN_PACK:
     # only the probe above may fall back: an ImportError from here on is real and must surface
     from .. import marigold  # noqa: F811
     from ..marigold.core import checkpoint, devices, image
-    from ..marigold.geometry import mesh, relief
+    from ..marigold.geometry import mesh, relief, stereo
     from ..marigold.io import colorize
     from ..marigold.io import images as io
     from ..marigold.video import output as video_output
@@ -25,10 +25,10 @@ if _IN_PACK:
 else:
     import marigold
     from marigold.core import checkpoint, devices, image
-    from marigold.geometry import mesh, relief
+    from marigold.geometry import mesh, relief, stereo
     from marigold.io import colorize
     from marigold.io import images as io
     from marigold.video import output as video_output
     from marigold.video import pipeline as video
 
-__all__ = ["marigold", "checkpoint", "devices", "image", "mesh", "relief", "colorize", "io", "video", "video_output"]
+__all__ = ["marigold", "checkpoint", "devices", "image", "mesh", "relief", "stereo", "colorize", "io", "video", "video_output"]

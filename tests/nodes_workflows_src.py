@@ -121,6 +121,40 @@ WORKFLOWS = {
             (8, "SaveVideo", {"filename_prefix": "marigold/controlnet_frames", "format": "auto", "codec": "auto"},
              {"video": (7, 0)}),
         ]),
+    "marigold_video_stereo": (
+        NOTE_MODELS + " This graph: a video → stereo 3D (side by side, for a VR player or a 3D TV). Put a video in "
+        "ComfyUI/input/ and pick it in Load Video. MarigoldVideoDepth gives the clip ONE normalisation, so the 3D "
+        "strength does not pump from frame to frame; DepthToStereo warps each frame for both eyes (nearer pixels "
+        "win, what an eye sees behind an edge is filled from the background). divergence is the 3D strength "
+        "(percent of the width, 0-2 is comfortable), convergence the depth on the screen plane. Saved at the "
+        "input's frame rate. Long clips: lower processing_resolution or trim the video first (Trim Video).",
+        [
+            (1, "LoadVideo", {"file": "example.mp4"}, {}),
+            (2, "GetVideoComponents", {}, {"video": (1, 0)}),
+            (3, P + "LoadMarigold", {"checkpoint": "prs-eth/rollingdepth-v1-0", "dtype": "auto"}, {}),
+            (4, P + "MarigoldVideoDepth", VIDEO, {"model": (3, 0), "frames": (2, 0)}),
+            (5, P + "DepthToStereo", {"depth_near": "dark, inverse depth (RollingDepth video)",
+                                      "layout": "side by side (full)", "divergence": 2.0, "convergence": 0.5,
+                                      "far_over_near": 3.0, "balance": 0.0},
+             {"image": (2, 0), "depth": (4, 0)}),
+            (6, "CreateVideo", {"fps": 30.0, "bit_depth": 8}, {"images": (5, 0), "fps": (2, 2)}),
+            (7, "SaveVideo", {"filename_prefix": "marigold/video_stereo", "format": "auto", "codec": "auto"},
+             {"video": (6, 0)}),
+        ]),
+    "marigold_photo_anaglyph": (
+        NOTE_MODELS + " This graph: a photo → a red-cyan anaglyph (Dubois), for red-cyan glasses. Put a photo in "
+        "ComfyUI/input/ and pick it in Load Image. In DepthToStereo, layout also offers side by side, top-bottom "
+        "and cross-eyed; divergence is the 3D strength (percent of the width), convergence the depth on the "
+        "screen plane.",
+        [
+            (1, "LoadImage", {"image": "example.png"}, {}),
+            (2, P + "LoadMarigold", {"checkpoint": "prs-eth/marigold-depth-v1-1", "dtype": "auto"}, {}),
+            (3, P + "MarigoldDepth", SAMPLING, {"model": (2, 0), "image": (1, 0)}),
+            (4, P + "DepthToStereo", {"depth_near": "dark (Marigold)", "layout": "anaglyph (red-cyan)",
+                                      "divergence": 2.0, "convergence": 0.5, "far_over_near": 3.0, "balance": 0.0},
+             {"image": (1, 0), "depth": (3, 1)}),
+            (5, "SaveImage", {"filename_prefix": "marigold/anaglyph"}, {"images": (4, 0)}),
+        ]),
     "marigold_finetuned_checkpoint": (
         "A checkpoint written by `python -m train.finetune` is a folder in the diffusers layout: copy (or link) it "
         "to ComfyUI/models/marigold/my-finetune/ and pick marigold/my-finetune in LoadMarigold (the list is "

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 P = "MarigoldSuite_"
 DISPLAY = {"LoadMarigold", "MarigoldDepth", "EnsembleAlign", "DepthToNormal", "Colorize", "MarigoldNormals",
-           "MarigoldIntrinsics", "SaveDepth16", "MarigoldVideoDepth", "DepthToRelief", "DepthToMesh"}
+           "MarigoldIntrinsics", "SaveDepth16", "MarigoldVideoDepth", "DepthToRelief", "DepthToMesh",
+           "DepthToStereo"}
 W, H = comfy.PHOTO_SIZE  # the test photo
 FAST = {"processing_resolution": 64, "denoising_steps": 2}
 
@@ -225,6 +226,38 @@ def test_video_to_controlnet_frames_workflow_runs(server):
         assert im.shape == (CLIP_H, CLIP_W, 3) and (im[..., 0] == im[..., 1]).all()  # grey, near = white
     (video,) = outputs(server, entry, by_type["SaveVideo"])
     assert _read_video(video)[:2] == (CLIP_FRAMES, CLIP_FPS)
+
+
+def test_video_stereo_workflow_writes_a_side_by_side_video_at_the_inputs_rate(server):
+    api = tiny(to_api(server, ROOT / "workflows" / "marigold_video_stereo.json"),
+               **{"prs-eth/rollingdepth-v1-0": "marigold/tiny-rollingdepth"})
+    by_type = {v["class_type"]: k for k, v in api.items()}
+    entry = _run_ok(server, api)
+    (video,) = outputs(server, entry, by_type["SaveVideo"])
+    assert _read_video(video) == (CLIP_FRAMES, CLIP_FPS, (2 * CLIP_W, CLIP_H))
+
+
+def _stereo_graph(depth_ref, **inputs) -> dict:
+    g = dict(LOAD)
+    g["t"] = {"class_type": P + "DepthToStereo", "inputs": {
+        "image": ["i", 0], "depth": depth_ref, "depth_near": "dark (Marigold)", "layout": "side by side (full)",
+        "divergence": 2.0, "convergence": 0.5, "far_over_near": 3.0, "balance": 0.0, **inputs}}
+    g["s"] = {"class_type": "SaveImage", "inputs": {"images": ["t", 0], "filename_prefix": "t/stereo"}}
+    return g
+
+
+def test_depth_to_stereo_node_layouts_and_bad_input(server):
+    photo = np.asarray(Image.open(server.base / "input" / "example.png").convert("RGB"))
+    entry = _run_ok(server, _stereo_graph(["i", 0], divergence=0.0))  # no 3D: both halves are the photo
+    (f,) = outputs(server, entry, "s")
+    np.testing.assert_array_equal(np.asarray(Image.open(f)), np.concatenate([photo, photo], 1))
+    entry = _run_ok(server, _stereo_graph(["i", 0], layout="anaglyph (red-cyan)", divergence=4.0))
+    (f,) = outputs(server, entry, "s")
+    assert Image.open(f).size == (W, H)
+    g = _stereo_graph(["e", 0])
+    g["e"] = {"class_type": "EmptyImage", "inputs": {"width": 20, "height": 60, "batch_size": 1, "color": 0}}
+    err = error_of(server.run(g))
+    assert "aspect ratio" in err["exception_message"], err["exception_message"]
 
 
 def video_graph(checkpoint="marigold/tiny-rollingdepth", file="example.mp4", **video_inputs) -> dict:

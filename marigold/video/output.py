@@ -9,7 +9,7 @@ and applied in a second, so a clip of any length needs the memory of one frame.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -106,13 +106,16 @@ def clip_paths(out_dir: str | os.PathLike, name: str, space: str) -> tuple[Path,
 
 def export_clip(frames: Iterable, out_dir: str | os.PathLike, name: str, fps: float | Fraction, *,
                 space: str = "depth", cmap: str = "Spectral", keep_raw: bool = False,
-                total: int | None = None, progress: bool = True) -> ClipFiles:
+                total: int | None = None, progress: bool = True,
+                on_frame: Callable[[int, torch.Tensor], None] | None = None) -> ClipFiles:
     """Stream a clip's aligned frames (``VideoFrame``-likes: ``.index``, ``.value [1,H,W]``) into files with
     ONE normalisation for the clip: ``min..max`` of the whole clip → 0..1.
 
     Pass one parks each frame on disk (float32) and tracks the range; pass two writes the 16-bit PNG frames
     (the model's space: depth, or disparity for inverse-depth models) and the colour mp4 at ``fps``.
     ``keep_raw`` keeps the parked frames as ``<name>_<space>_npy/000000.npy`` (aligned, not normalised).
+    ``on_frame(index, depth [1,H,W])`` sees each frame of pass two, normalised once for the clip (the stereo
+    video is written from it).
     """
     from tqdm.auto import tqdm
 
@@ -129,6 +132,8 @@ def export_clip(frames: Iterable, out_dir: str | os.PathLike, name: str, fps: fl
                              disable=not progress):
                 writer.write(i, d)
                 video.write(colorize_frames(d[None], space, cmap)[0])  # [3,H,W]
+                if on_frame is not None:
+                    on_frame(i, d)
         raw = store.keep(raw_dir) if keep_raw else None
         count = store.count
     return ClipFiles(video_path, frames_dir, raw, count, (lo, hi), space)

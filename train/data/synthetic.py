@@ -173,13 +173,15 @@ class _Scene:
 
 
 def _shoot(scene: _Scene, height: int, width: int, supersample: int, f: float, rot: np.ndarray,
-           origin: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           origin: np.ndarray | None = None, shift_px: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render ``scene`` from a camera at ``origin`` with camera-to-world rotation ``rot`` and focal ``f``
-    (supersampled pixels) → (rgb [H,W,3], planar depth [H,W] (inf = sky), camera-frame normals [H,W,3])."""
+    (supersampled pixels) → (rgb [H,W,3], planar depth [H,W] (inf = sky), camera-frame normals [H,W,3]).
+    ``shift_px``: the picture moves this many output pixels to the right (a shifted sensor, as a converged
+    stereo rig's)."""
     s = supersample
     hh, ww = height * s, width * s
     ys, xs = np.mgrid[0:hh, 0:ww].astype(np.float64)
-    d = np.stack([(xs + 0.5 - ww / 2) / f, (ys + 0.5 - hh / 2) / f, np.ones_like(xs)], -1).reshape(-1, 3)
+    d = np.stack([(xs + 0.5 - ww / 2 - shift_px * s) / f, (ys + 0.5 - hh / 2) / f, np.ones_like(xs)], -1).reshape(-1, 3)
     d_world = d @ rot.T
     t, n_world, color = scene.cast(d_world, origin)
     depth = t  # planar depth along the camera axis: the camera-frame z of t·d is t, since d has z = 1
@@ -203,9 +205,11 @@ def _sample(rgb: np.ndarray, depth: np.ndarray, n_cam: np.ndarray, name: str) ->
 
 
 def render(seed: int, height: int, width: int, supersample: int = 2, objects: bool = True,
-           texture: str = "photo") -> DepthSample:
+           texture: str = "photo", camera_x: float = 0.0, shift_px: float = 0.0) -> DepthSample:
     """Render scene ``seed`` at ``height × width``: RGB 0..1, planar depth (inf where the sky is), normals.
-    ``objects=False`` leaves only the room (for geometry tests); ``texture="flat"``: see :data:`FLAT_PALETTE`."""
+    ``objects=False`` leaves only the room (for geometry tests); ``texture="flat"``: see :data:`FLAT_PALETTE`.
+    ``camera_x`` moves the camera sideways (metres, along its own x axis) and ``shift_px`` its sensor (the
+    picture moves right by that many pixels): the second camera of a stereo pair (see :func:`focal_px`)."""
     rng = np.random.default_rng(seed)
     scene = _Scene(rng, texture)
     if not objects:
@@ -215,7 +219,17 @@ def render(seed: int, height: int, width: int, supersample: int = 2, objects: bo
     pitch = rng.uniform(-0.15, 0.15)  # look slightly up or down
     cp, sp = np.cos(pitch), np.sin(pitch)
     rot = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
-    return _sample(*_shoot(scene, height, width, supersample, f, rot), name=f"synthetic_{seed}")
+    origin = rot @ np.array([camera_x, 0.0, 0.0])  # the camera's own x axis, in the world
+    return _sample(*_shoot(scene, height, width, supersample, f, rot, origin, shift_px), name=f"synthetic_{seed}")
+
+
+def focal_px(seed: int, width: int) -> float:
+    """The focal length of scene ``seed``'s camera in output pixels at ``width`` (what :func:`render` uses): a
+    point at depth Z moves ``focal_px · b / Z`` pixels left when the camera moves ``b`` metres right."""
+    rng = np.random.default_rng(seed)
+    _Scene(rng)  # the scene draws first, then the field of view
+    fov = np.deg2rad(rng.uniform(50, 70))
+    return 0.5 * width / np.tan(fov / 2)
 
 
 # ---------------------------------------------------------------------------------------------------------------
