@@ -305,21 +305,14 @@ def solve_alignment(members: torch.Tensor, scale_invariant: bool = True, shift_i
     case) it minimises the objective in the gauge where the reduced prediction spans 0..1 (0..max for
     scale-only; see :meth:`AlignmentObjective.scale_free`), and returns parameters in that gauge.
     """
-    threads = torch.get_num_threads()
-    try:
-        # the solver is a few hundred small ops: one thread each is faster than waking the pool, and on a busy
-        # machine much faster (every parallel op waits for a descheduled worker: measured 6× slower on 2 cores)
-        if threads > 1:
-            torch.set_num_threads(1)
-        with torch.inference_mode(False):  # the solver needs autograd, even when called under inference mode
-            small = _downsample(members.float(), max_res)  # [E,1,h,w]
-            if small.is_inference():  # autograd cannot record inference tensors
-                small = small.clone()
-            return _solve(small, scale_invariant, shift_invariant, reduction,
-                          regularizer_strength, max_iter, tol, max_res)
-    finally:
-        if threads > 1:
-            torch.set_num_threads(threads)
+    # No torch.set_num_threads(1) around the solver although its few hundred small ops run faster on one thread:
+    # the thread count is process-wide, and the host may be running torch work on another thread meanwhile.
+    with torch.inference_mode(False):  # the solver needs autograd, even when called under inference mode
+        small = _downsample(members.float(), max_res)  # [E,1,h,w]
+        if small.is_inference():  # autograd cannot record inference tensors
+            small = small.clone()
+        return _solve(small, scale_invariant, shift_invariant, reduction,
+                      regularizer_strength, max_iter, tol, max_res)
 
 
 def _solve(small, scale_invariant, shift_invariant, reduction, regularizer_strength, max_iter, tol, max_res):
