@@ -62,12 +62,10 @@ _CONFIG_PATTERNS = ["model_index.json", "*/config.json", "scheduler/*.json", "to
 
 
 def _dtype_kw() -> str:
-    """diffusers renamed ``torch_dtype`` to ``dtype`` (0.36); accept both generations. Read from the installed
-    package's metadata: importing diffusers takes 1–3 s, which :func:`load` overlaps with reading the weights."""
-    from importlib.metadata import version
+    from .compat import diffusers_dtype_kwarg
 
-    major, minor = (int(x) for x in version("diffusers").split(".")[:2])
-    return "dtype" if (major, minor) >= (0, 36) else "torch_dtype"
+    return diffusers_dtype_kwarg()
+
 
 _TASKS = {  # model_index _class_name → task
     "MarigoldDepthPipeline": "depth",
@@ -384,6 +382,8 @@ def empty_text_embedding(folder: str | os.PathLike, cache_dir: str | os.PathLike
 def _compute_empty_embedding(folder: Path) -> torch.Tensor:
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    from .compat import transformers_dtype_kwarg
+
     _, variant = _weight_file(folder, "text_encoder", None)
     try:
         tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
@@ -391,7 +391,7 @@ def _compute_empty_embedding(folder: Path) -> torch.Tensor:
         raise CheckpointError(f"{folder}/tokenizer cannot be read ({e}).") from None
     try:
         encoder = CLIPTextModel.from_pretrained(str(folder / "text_encoder"), use_safetensors=True,
-                                                variant=variant, dtype=torch.float32)
+                                                variant=variant, **{transformers_dtype_kwarg(): torch.float32})
     except Exception as e:
         raise CheckpointError(f"{folder}/text_encoder cannot be loaded ({e}).") from None
     ids = tokenizer("", padding="do_not_pad", max_length=tokenizer.model_max_length, truncation=True,

@@ -217,7 +217,7 @@ class AlignmentObjective:
             inside = int((values <= ext + bound).sum() if lowest else (values >= ext - bound).sum())
             if inside < n or n == p:
                 self._sufficed[lowest] = n
-                return self._reduce(part[:, k:k + 1], s, t)[0]  # the same value, differentiable
+                return self._reduce(part.index_select(1, k.view(1)), s, t)[0]  # the same value, differentiable
             n = min(p, 4 * n)
             if n > p * self.RECENTRE:
                 return None
