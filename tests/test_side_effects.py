@@ -4,8 +4,10 @@ ComfyUI runs every node pack in one process. A setting changed for our own speed
 denormal flag, warnings filters, logging, the environment, another package's classes, the hub's progress-bar
 switch) is a setting changed under every other pack too, even when restored afterwards: another thread may be
 running torch work meanwhile. The cycle therefore runs in a fresh process whose "host" thread keeps doing torch
-work and records the thread count it sees the whole time. The first load is cold (diffusers not yet imported),
-the case where the loader used to lower the thread count while diffusers imported.
+work and records the thread count it sees; the setters of process-wide state are wrapped, so that a change undone
+before anyone looked is seen too. Settings are compared around `import marigold` (with the dependencies a host
+has imported already) and around a warm load-predict-unload cycle. The first load is cold (diffusers' UNet not
+yet imported), the case where the loader used to lower the thread count while diffusers imported.
 """
 
 from __future__ import annotations
