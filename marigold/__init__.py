@@ -6,7 +6,11 @@
     out.prediction  # [N,1,H,W] float32 in 0..1
 """
 
-from .geometry.relief import relief
+from .compat import check_versions
+
+check_versions()  # a too-old diffusers etc. is one clear line here, not an AttributeError deep in a call
+
+from .geometry.relief import relief  # noqa: E402
 from .core.checkpoint import PUBLISHED, MarigoldModel, empty_text_embedding, inspect, load, resolve
 from .io.colorize import colorize_depth, normals_to_rgb, uncertainty_to_gray
 from .core.ensemble import ensemble_depth, ensemble_intrinsics, ensemble_normals

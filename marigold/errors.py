@@ -19,3 +19,7 @@ class InputError(MarigoldError):
 
 class Cancelled(MarigoldError):
     """Raised by a cancel check to stop sampling between two denoising steps."""
+
+
+class DependencyError(MarigoldError, ImportError):
+    """An installed package is older than this package needs (raised at import, one line)."""

@@ -35,6 +35,9 @@ TORCH = ["torch==2.14.1", "torchvision==0.29.1", "torchaudio==2.11.0"]
 # comfy-cli for the UI → API conversion; a changed requirements.txt changes the stamp and reinstalls
 EXTRA = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
          if line.split("#")[0].strip()] + ["comfy-cli", "pytest>=8"]
+# CI's second stage holds the ComfyUI venv at our oldest supported releases (.ci/oldest-comfyui.txt): a pip
+# constraints file, part of the stamp, so a cache built with other versions is reinstalled
+CONSTRAINTS = os.environ.get("MARIGOLD_COMFYUI_CONSTRAINTS")
 
 
 def comfy_dir() -> Path:
@@ -53,7 +56,8 @@ def _run(cmd: list[str], log) -> None:
 def ensure(log=print) -> tuple[Path, Path]:
     """Set up (once) and return (ComfyUI's python, ComfyUI folder)."""
     ready = CACHE / ".ready"
-    stamp = " ".join([SDIST, *TORCH, *EXTRA])  # a changed list reinstalls
+    pins = Path(CONSTRAINTS).read_text().split() if CONSTRAINTS else []
+    stamp = " ".join([SDIST, *TORCH, *EXTRA, *pins])  # a changed list reinstalls
     if (ready.is_file() and ready.read_text().strip() == stamp and venv_python().is_file()
             and (comfy_dir() / "main.py").is_file()):
         return venv_python(), comfy_dir()
@@ -86,7 +90,8 @@ def ensure(log=print) -> tuple[Path, Path]:
     req = [r for r in req if r and not r.startswith("#") and r.split("=")[0].split(">")[0].split("<")[0].strip()
            not in ("torch", "torchvision", "torchaudio")]
     (CACHE / "requirements.txt").write_text("\n".join(req + EXTRA) + "\n")
-    _run([py, "-m", "pip", "install", "-q", "-r", CACHE / "requirements.txt", *TORCH], log)
+    _run([py, "-m", "pip", "install", "-q", "-r", CACHE / "requirements.txt", *TORCH,
+          *(["-c", CONSTRAINTS] if CONSTRAINTS else [])], log)
     ready.write_text(stamp + "\n")
     return py, comfy_dir()
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import marigold
+from marigold.compat import diffusers_dtype_kwarg
 from marigold.core import checkpoint
 
 
@@ -82,7 +83,7 @@ def test_first_run_on_a_checkpoint_gives_the_same_depth_as_later_runs(make_check
 def test_embedding_matches_diffusers(depth_checkpoint):
     from diffusers import MarigoldDepthPipeline
 
-    pipe = MarigoldDepthPipeline.from_pretrained(str(depth_checkpoint), dtype=torch.float32)
+    pipe = MarigoldDepthPipeline.from_pretrained(str(depth_checkpoint), **{diffusers_dtype_kwarg(): torch.float32})
     ids = pipe.tokenizer("", padding="do_not_pad", max_length=pipe.tokenizer.model_max_length, truncation=True,
                          return_tensors="pt").input_ids
     with torch.no_grad():

@@ -11,6 +11,7 @@ import torch
 from diffusers import MarigoldDepthPipeline, MarigoldIntrinsicsPipeline, MarigoldNormalsPipeline
 
 import marigold
+from marigold.compat import diffusers_dtype_kwarg
 
 TOL = 1e-4
 PIPELINES = {"depth": MarigoldDepthPipeline, "normals": MarigoldNormalsPipeline,
@@ -29,7 +30,7 @@ _cache: dict = {}
 def _pair(path):
     if path not in _cache:
         ours = marigold.load(path, device="cpu", dtype="fp32", progress=False)
-        ref = PIPELINES[ours.task].from_pretrained(str(path), dtype=torch.float32)
+        ref = PIPELINES[ours.task].from_pretrained(str(path), **{diffusers_dtype_kwarg(): torch.float32})
         ref.set_progress_bar_config(disable=True)
         _cache[path] = (ours, ref)
     return _cache[path]
@@ -102,7 +103,7 @@ def test_bf16_matches_diffusers_bf16_and_resizes_on_cpu(depth_checkpoint, image)
     diffusers crashes on the CPU in bf16 ("compute_index_ranges_weights" not implemented); we resize in fp32."""
     ours = marigold.load(depth_checkpoint, device="cpu", dtype="bf16", progress=False)
     assert ours.dtype == torch.bfloat16
-    ref = MarigoldDepthPipeline.from_pretrained(str(depth_checkpoint), dtype=torch.bfloat16)
+    ref = MarigoldDepthPipeline.from_pretrained(str(depth_checkpoint), **{diffusers_dtype_kwarg(): torch.bfloat16})
     ref.set_progress_bar_config(disable=True)
     expected = ref(image, processing_resolution=0, output_type="pt",
                    generator=torch.Generator().manual_seed(0)).prediction.float()

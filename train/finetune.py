@@ -64,7 +64,8 @@ def lr_lambda(warmup: int, decay: int, final_ratio: float):
 def step_generator(seed: int, micro: int, rank: int) -> torch.Generator:
     """The CPU generator of one micro-step: a pure function of (seed, micro-batch, rank), so a resumed run
     draws the same timesteps and noise as an uninterrupted one."""
-    s = int(np.random.SeedSequence([seed, micro, rank, 4]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    # shifted as a Python int: numpy < 2 refuses uint64 >> int (no safe common type before NEP 50)
+    s = int(np.random.SeedSequence([seed, micro, rank, 4]).generate_state(1, dtype=np.uint64)[0]) >> 1
     return torch.Generator("cpu").manual_seed(s)
 
 

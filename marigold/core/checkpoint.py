@@ -62,12 +62,10 @@ _CONFIG_PATTERNS = ["model_index.json", "*/config.json", "scheduler/*.json", "to
 
 
 def _dtype_kw() -> str:
-    """diffusers renamed ``torch_dtype`` to ``dtype`` (0.36); accept both generations. Read from the installed
-    package's metadata: importing diffusers takes 1–3 s, which :func:`load` overlaps with reading the weights."""
-    from importlib.metadata import version
+    from ..compat import diffusers_dtype_kwarg
 
-    major, minor = (int(x) for x in version("diffusers").split(".")[:2])
-    return "dtype" if (major, minor) >= (0, 36) else "torch_dtype"
+    return diffusers_dtype_kwarg()
+
 
 _TASKS = {  # model_index _class_name → task
     "MarigoldDepthPipeline": "depth",
@@ -172,13 +170,15 @@ def download(repo_id: str, cache_dir: str | os.PathLike | None = None, *, varian
     ComfyUI nodes show the download on the node's own progress bar).
     """
     import huggingface_hub
-    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     weights = f"*.{variant}.safetensors" if variant else "*.safetensors"
     patterns = _CONFIG_PATTERNS + [f"unet/{weights}", f"vae/{weights}", f"text_encoder/{weights}",
                                    "*/*.safetensors.index*.json"]
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-    (disable_progress_bars if not progress else enable_progress_bars)()
+    was_disabled = are_progress_bars_disabled()  # the hub's switch is process-wide: put back what we found
+    if not progress:
+        disable_progress_bars()
     try:
         extra = {"tqdm_class": progress} if isinstance(progress, type) else {}
         folder = huggingface_hub.snapshot_download(
@@ -195,7 +195,8 @@ def download(repo_id: str, cache_dir: str | os.PathLike | None = None, *, varian
             f"and pass that folder's path instead of the repo id."
         ) from None
     finally:
-        enable_progress_bars()
+        if not progress and not was_disabled:
+            enable_progress_bars()
     folder = Path(folder)
     if variant and not list((folder / "unet").glob(f"*.{variant}.safetensors*")):
         return download(repo_id, cache_dir, variant=None, progress=progress)  # repo without that variant
@@ -381,6 +382,8 @@ def empty_text_embedding(folder: str | os.PathLike, cache_dir: str | os.PathLike
 def _compute_empty_embedding(folder: Path) -> torch.Tensor:
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    from ..compat import transformers_dtype_kwarg
+
     _, variant = _weight_file(folder, "text_encoder", None)
     try:
         tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
@@ -388,7 +391,7 @@ def _compute_empty_embedding(folder: Path) -> torch.Tensor:
         raise CheckpointError(f"{folder}/tokenizer cannot be read ({e}).") from None
     try:
         encoder = CLIPTextModel.from_pretrained(str(folder / "text_encoder"), use_safetensors=True,
-                                                variant=variant, dtype=torch.float32)
+                                                variant=variant, **{transformers_dtype_kwarg(): torch.float32})
     except Exception as e:
         raise CheckpointError(f"{folder}/text_encoder cannot be loaded ({e}).") from None
     ids = tokenizer("", padding="do_not_pad", max_length=tokenizer.model_max_length, truncation=True,
@@ -433,28 +436,17 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
     # later runs when the encoder ran after them). Later runs read the few-KB cache file.
     embedding = empty_text_embedding(folder, cache_dir)
 
-    import sys
     from concurrent.futures import ThreadPoolExecutor
 
     # The weights are read and cast on a worker thread (torch releases the GIL while it casts) while this one
-    # imports diffusers (1-3 s, single-threaded) and builds the modules. While the import runs, the cast gets
-    # one core fewer and the GIL changes hands more often, so that neither waits on the other: measured on 2
-    # cores, 2.8 s for import + load against 3.6 s one after the other (3.5 s overlapped with default settings).
-    importing = "diffusers.models.unets.unet_2d_condition" not in sys.modules
-    threads, switch = torch.get_num_threads(), sys.getswitchinterval()
-    if importing:
-        torch.set_num_threads(max(1, threads - 1))
-        sys.setswitchinterval(5e-4)
-    try:
-        with ThreadPoolExecutor(1, thread_name_prefix="marigold-load") as pool:
-            states = {name: pool.submit(_read_state, _weight_file(folder, name, variant)[0], dt, optimize)
-                      for name in ("unet", "vae")}
-            parts = {name: load_component(folder, name, dt, variant, channels_last=optimize, state=states[name])
-                     .eval().requires_grad_(False) for name in ("unet", "vae")}
-    finally:
-        if importing:
-            torch.set_num_threads(threads)
-            sys.setswitchinterval(switch)
+    # imports diffusers and builds the modules. No thread count or switch interval is changed for the overlap:
+    # both are process-wide, and a host (ComfyUI) may be running torch work on another thread meanwhile
+    # (tests/test_side_effects.py). Tuning them won 0.7 s of 3.5 s on 2 cores, not worth a neighbour's surprise.
+    with ThreadPoolExecutor(1, thread_name_prefix="marigold-load") as pool:
+        states = {name: pool.submit(_read_state, _weight_file(folder, name, variant)[0], dt, optimize)
+                  for name in ("unet", "vae")}
+        parts = {name: load_component(folder, name, dt, variant, channels_last=optimize, state=states[name])
+                 .eval().requires_grad_(False) for name in ("unet", "vae")}
 
     model = MarigoldModel(
         path=folder,
@@ -534,7 +526,6 @@ def read_safetensors(path: Path, dtype: torch.dtype | None = None, channels_last
     the file instead, paged in on first use.
     """
     import mmap
-    import warnings
 
     start, header = _read_header(path)
     entries = sorted(((k, v) for k, v in header.items() if k != "__metadata__"), key=lambda kv: kv[1]["data_offsets"][0])
@@ -545,8 +536,10 @@ def read_safetensors(path: Path, dtype: torch.dtype | None = None, channels_last
     mapped = None  # private lazy mapping for tensors used exactly as stored (they live on as parameters)
     page = mmap.PAGESIZE
     can_drop = hasattr(mmap, "MADV_DONTNEED")
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.frombuffer warns that the read-only map is not writable
+    # A private copy-on-write map (never written to, so it costs no more than a read-only one): writable, so that
+    # torch.frombuffer has nothing to warn about. Silencing the warning instead would swap the process-wide
+    # warnings filters under every other thread (warnings.catch_warnings is not thread-safe).
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) as mm:
         for name, info in entries:
             stored = _ST_DTYPES.get(info["dtype"])
             if stored is None:

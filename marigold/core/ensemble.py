@@ -9,12 +9,15 @@ minimises too::
 diffusers evaluates it with a Python loop over the E(E-1)/2 pairs and lets scipy's BFGS take finite-difference
 gradients: 2E+1 full evaluations per gradient, on the CPU. Here the pair term is a quadratic form in (s, t)
 over the E×E second moments of the members (one matmul over the pixels, done once), the regulariser is one
-vectorised median, gradients are exact (autograd), and everything stays on the members' device.
+vectorised median, gradients are exact (autograd), and the per-pixel work stays on the members' device (the
+few float64 numbers live on the CPU: no float64 on a GPU or MPS device, see tests/test_no_float64_on_device.py).
 """
 
 from __future__ import annotations
 
 import functools
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -78,8 +81,8 @@ def median_rows(x: torch.Tensor, scale: torch.Tensor | None = None, shift: torch
     net, k = median_network(e), (e - 1) // 2
     med = torch.empty(flat.shape[1], dtype=x.dtype, device=x.device)  # [P]
     dev = torch.empty_like(med) if deviation else None
-    sc = scale.to(x.dtype).view(e, 1) if scale is not None else None  # [E,1]
-    sh = shift.to(x.dtype).view(e, 1) if shift is not None else None
+    sc = scale.to(x.dtype).to(x.device).view(e, 1) if scale is not None else None  # [E,1] cast where it is
+    sh = shift.to(x.dtype).to(x.device).view(e, 1) if shift is not None else None
     step = MEDIAN_CHUNK if x.device.type == "cpu" else flat.shape[1]  # a GPU does it in one pass
     for s in range(0, flat.shape[1], step):
         chunk = flat[:, s:s + step]  # [E,c]
@@ -101,8 +104,8 @@ def _reduce(x: torch.Tensor, reduction: str, uncertainty: bool, scale: torch.Ten
     ``x·scale + shift`` (per member, [E])."""
     if reduction == "mean":
         if scale is not None:
-            x = x * scale.to(x.dtype).view(-1, *([1] * (x.dim() - 1))) + shift.to(x.dtype).view(
-                -1, *([1] * (x.dim() - 1)))
+            view = (-1, *([1] * (x.dim() - 1)))
+            x = x * scale.to(x.dtype).to(x.device).view(view) + shift.to(x.dtype).to(x.device).view(view)
         pred = x.mean(dim=0, keepdim=True)
         return pred, (x.std(dim=0, keepdim=True) if uncertainty else None)
     pred, dev = median_rows(x, scale, shift, deviation=uncertainty)
@@ -142,14 +145,18 @@ class AlignmentObjective:
         self.d = d
         self.reg = float(regularizer_strength)
         self.reduction = reduction
-        d64 = d.double()
+        # Per-pixel work stays on the members' device in float32; the 2E unknowns and the E×E moments are float64
+        # on the CPU (the pair term cancels badly in float32, and MPS has no float64: tests/test_no_float64_on_device.py)
+        host = self.host = torch.device("cpu")
+        d64 = d.to(host, torch.float64)  # [E,P]
         self.second = (d64 @ d64.T) / d.shape[1]  # [E,E]  mean(d_i d_j)
         self.first = d64.mean(dim=1)  # [E]  mean(d_i)
-        lo, hi = d.aminmax(dim=1)  # [E] each
-        self.dmin, self.dmax_signed = lo.double(), hi.double()
-        self.dmax = torch.maximum(lo.abs(), hi.abs()).double()  # [E]  max |d_i|, for the bound B
+        del d64
+        lo, hi = (v.to(host, torch.float64) for v in d.aminmax(dim=1))  # [E] each
+        self.dmin, self.dmax_signed = lo, hi
+        self.dmax = torch.maximum(lo.abs(), hi.abs())  # [E]  max |d_i|, for the bound B
         e = d.shape[0]
-        self.iu = torch.triu_indices(e, e, offset=1, device=d.device)  # [2,E(E-1)/2]
+        self.iu = torch.triu_indices(e, e, offset=1)  # [2,E(E-1)/2]
         self._centre = None  # (s⁰, t⁰, m⁰ [P], max |m⁰|)
         self._windows = {}
         self._sufficed = {}
@@ -164,9 +171,11 @@ class AlignmentObjective:
         return msd.clamp(min=1e-20).sqrt().sum()
 
     def _reduce(self, d: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if self.reduction == "median" and not (torch.is_grad_enabled() and (s.requires_grad or t.requires_grad)):
-            return median_rows(d, s.float(), t.float())[0]  # [K], aligned chunk by chunk
-        aligned = d * s.float()[:, None] + t.float()[:, None]  # [E,K]
+        grad = torch.is_grad_enabled() and (s.requires_grad or t.requires_grad)
+        s, t = s.float().to(d.device), t.float().to(d.device)  # [E] each: cast on the CPU, then moved
+        if self.reduction == "median" and not grad:
+            return median_rows(d, s, t)[0]  # [K], aligned chunk by chunk
+        aligned = d * s[:, None] + t[:, None]  # [E,K]
         # with autograd this is a pixel or two (the extremes), for their gradient
         return aligned.mean(dim=0) if self.reduction == "mean" else aligned.median(dim=0).values  # [K]
 
@@ -177,7 +186,7 @@ class AlignmentObjective:
 
     def _recentre(self, s: torch.Tensor, t: torch.Tensor, pred: torch.Tensor) -> None:
         pred = pred.detach()
-        scale = pred.abs().max()
+        scale = float(pred.abs().max())
         self._centre = (s.detach().clone(), t.detach().clone(), pred, scale)
         self._windows: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
         self._sufficed: dict[bool, int] = {}
@@ -210,7 +219,7 @@ class AlignmentObjective:
             inside = int((values <= ext + bound).sum() if lowest else (values >= ext - bound).sum())
             if inside < n or n == p:
                 self._sufficed[lowest] = n
-                return self._reduce(part[:, k:k + 1], s, t)[0]  # the same value, differentiable
+                return self._reduce(part.index_select(1, k.view(1)), s, t)[0]  # the same value, differentiable
             n = min(p, 4 * n)
             if n > p * self.RECENTRE:
                 return None
@@ -220,8 +229,8 @@ class AlignmentObjective:
         c = self._centre
         if c is not None:
             s0, t0, _, scale = c
-            bound = ((s.detach() - s0).abs() * self.dmax + (t.detach() - t0).abs()).max().float()
-            bound = bound + 1e-5 * (2 * scale + 1.0)  # float32 rounding of the medians
+            bound = float(((s.detach() - s0).abs() * self.dmax + (t.detach() - t0).abs()).max())
+            bound += 1e-5 * (2 * scale + 1.0)  # float32 rounding of the medians
             lo = self._end(s, t, bound, True)
             hi = self._end(s, t, bound, False) if lo is not None else None
             if lo is not None and hi is not None:
@@ -233,12 +242,16 @@ class AlignmentObjective:
         ends = self._reduce(self.d[:, torch.stack([pred.argmin(), pred.argmax()])], s, t)  # [2]
         return ends[0], ends[1]
 
+    def _exact(self, v: torch.Tensor) -> torch.Tensor:
+        """A value from the pixels' device as a float64 on the CPU, where the unknowns are (differentiable)."""
+        return v.to(self.host).double()  # moved, then cast: never a float64 on the device
+
     def __call__(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The objective as diffusers defines it."""
         cost = self.pairs(s, t)
         if self.reg > 0:
             lo, hi = self.extremes(s, t)
-            cost = cost + (lo.abs() + (1.0 - hi).abs()).double() * self.reg
+            cost = cost + self._exact(lo.abs() + (1.0 - hi).abs()) * self.reg
         return cost
 
     def _span(self, s: torch.Tensor, t: torch.Tensor, shift_invariant: bool, full: bool = False
@@ -248,8 +261,8 @@ class AlignmentObjective:
             lo, hi = pred.min(), pred.max()
         else:
             lo, hi = self.extremes(s, t)
-        lo = lo.double() if shift_invariant else torch.zeros((), dtype=torch.float64, device=hi.device)
-        return lo, hi.double()
+        lo = self._exact(lo) if shift_invariant else torch.zeros((), dtype=torch.float64)
+        return lo, self._exact(hi)
 
     def scale_free(self, s: torch.Tensor, t: torch.Tensor, shift_invariant: bool = True) -> torch.Tensor:
         """The pair term in the gauge where the reduced prediction spans exactly 0..1 (0..max for scale-only).
@@ -266,8 +279,8 @@ class AlignmentObjective:
                         ) -> tuple[torch.Tensor, torch.Tensor, float]:
         """:meth:`gauge` and the objective there, from one full evaluation (the median commutes with the
         gauge's positive affine map, so the gauged prediction is the gauged median)."""
-        pmin, pmax = (v.double() for v in self.extremes(s, t))  # exact over all pixels (see the class doc)
-        lo = pmin if shift_invariant else torch.zeros((), dtype=torch.float64, device=pmin.device)
+        pmin, pmax = (self._exact(v) for v in self.extremes(s, t))  # exact over all pixels (see the class doc)
+        lo = pmin if shift_invariant else torch.zeros((), dtype=torch.float64)
         c = 1.0 / (pmax - lo).clamp(min=1e-12)
         s, t = s * c, (t - lo) * c
         value = self.pairs(s, t)
@@ -297,7 +310,7 @@ def _initial(obj: AlignmentObjective, scale_invariant: bool, shift_invariant: bo
 def solve_alignment(members: torch.Tensor, scale_invariant: bool = True, shift_invariant: bool = True,
                     reduction: str = "median", regularizer_strength: float = 0.02, max_iter: int = 2,
                     tol: float = 1e-3, max_res: int | None = 1024) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Scale and shift per member, ``([E], [E], objective)``; see the module docstring.
+    """Scale and shift per member, ``([E], [E] float64 on the CPU, objective)``; see the module docstring.
 
     ``max_iter`` and ``tol`` are diffusers' solver budget. An iteration here (exact gradients, L-BFGS with a
     strong-Wolfe line search, no pixel loop) costs about a hundredth of one of scipy's finite-difference BFGS
@@ -305,21 +318,61 @@ def solve_alignment(members: torch.Tensor, scale_invariant: bool = True, shift_i
     case) it minimises the objective in the gauge where the reduced prediction spans 0..1 (0..max for
     scale-only; see :meth:`AlignmentObjective.scale_free`), and returns parameters in that gauge.
     """
-    threads = torch.get_num_threads()
-    try:
-        # the solver is a few hundred small ops: one thread each is faster than waking the pool, and on a busy
-        # machine much faster (every parallel op waits for a descheduled worker: measured 6× slower on 2 cores)
-        if threads > 1:
-            torch.set_num_threads(1)
-        with torch.inference_mode(False):  # the solver needs autograd, even when called under inference mode
-            small = _downsample(members.float(), max_res)  # [E,1,h,w]
-            if small.is_inference():  # autograd cannot record inference tensors
-                small = small.clone()
-            return _solve(small, scale_invariant, shift_invariant, reduction,
-                          regularizer_strength, max_iter, tol, max_res)
-    finally:
-        if threads > 1:
-            torch.set_num_threads(threads)
+    with torch.inference_mode(False):  # the solver needs autograd, even when called under inference mode
+        small = _downsample(members.float(), max_res)  # [E,1,h,w]
+        if small.is_inference():  # autograd cannot record inference tensors
+            small = small.clone()
+    args = (small, scale_invariant, shift_invariant, reduction, regularizer_strength, max_iter, tol, max_res)
+    worker = _single_thread_worker() if small.device.type == "cpu" else None
+    if worker is None:
+        return _solve_here(*args)
+    return worker.submit(_solve_here, *args).result()
+
+
+def _solve_here(*args):
+    with torch.inference_mode(False):
+        return _solve(*args)
+
+
+# The solver is a few hundred small ops: on the CPU one thread each is faster than waking the pool, and on a busy
+# machine much faster (every parallel op waits for a descheduled worker: 0.5 s against 3.6 s for 10 members at
+# 768×1024 on 2 loaded cores). torch.set_num_threads would change the whole process (ComfyUI runs other packs'
+# torch work beside ours), so the solve runs on one worker thread of ours whose own OpenMP thread count is 1:
+# OpenMP keeps that count per thread, and torch's process-wide setting is never touched.
+_WORKER: ThreadPoolExecutor | None | bool = None
+_WORKER_LOCK = threading.Lock()
+
+
+def _single_thread_worker() -> ThreadPoolExecutor | None:
+    global _WORKER
+    with _WORKER_LOCK:
+        if _WORKER is None:
+            pool = ThreadPoolExecutor(1, thread_name_prefix="marigold-solver")
+            if pool.submit(_one_openmp_thread_here).result():
+                _WORKER = pool
+            else:  # no OpenMP library to ask: solve on the caller's thread with torch's own setting
+                pool.shutdown()
+                _WORKER = False
+        return _WORKER or None
+
+
+def _one_openmp_thread_here() -> bool:
+    """Set this thread's OpenMP thread count to 1 (only this thread's); True when torch now sees 1 here."""
+    import ctypes
+    import glob
+    import os
+
+    torch.ones(1 << 16).sum()  # torch's own per-thread OpenMP set-up first, or it would undo what follows
+    lib_dir = os.path.join(os.path.dirname(torch.__file__), "lib")
+    for path in sorted(glob.glob(os.path.join(lib_dir, "libgomp*")) + glob.glob(os.path.join(lib_dir, "libiomp*"))
+                       + glob.glob(os.path.join(lib_dir, "libomp*"))):
+        try:
+            ctypes.CDLL(path).omp_set_num_threads(1)
+        except (OSError, AttributeError):
+            continue
+        if torch.get_num_threads() == 1:
+            return True
+    return torch.get_num_threads() == 1
 
 
 def _solve(small, scale_invariant, shift_invariant, reduction, regularizer_strength, max_iter, tol, max_res):

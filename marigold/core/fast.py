@@ -113,13 +113,15 @@ def _subpixel_weight(conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor | None
     cached = getattr(conv, "_marigold_subpixel", None)
     if cached is not None and cached[0] == key:
         return cached[1], cached[2]
-    a = _PHASE.to(w.device)
+    a = _PHASE
     co, ci = w.shape[:2]
     k = torch.empty((2, 2, co, ci, 2, 2), dtype=w.dtype, device=w.device)  # [a,b,Co,Ci,2,2]
     step = max(1, (1 << 22) // (ci * 9))  # output channels per chunk: the float64 temporaries stay ~100 MB
     for o in range(0, co, step):
-        # k[a,b,o,i,p,q] = sum_{r,c} A[a,p,r] W[o,i,r,c] A[b,q,c], exact in float64 before the one rounding
-        k[:, :, o:o + step] = torch.einsum("apr,oirc,bqc->aboipq", a, w[o:o + step].double(), a)
+        # k[a,b,o,i,p,q] = sum_{r,c} A[a,p,r] W[o,i,r,c] A[b,q,c], exact in float64 before the one rounding.
+        # Done once per layer on the CPU (MPS has no float64): moved there, summed, rounded, moved back.
+        part = torch.einsum("apr,oirc,bqc->aboipq", a, w[o:o + step].detach().to("cpu").double(), a)
+        k[:, :, o:o + step] = part.to(w.dtype).to(w.device)
     k = k.view(4 * co, ci, 2, 2)  # [(a,b,Co),Ci,2,2]
     if conv.weight.is_contiguous(memory_format=torch.channels_last):
         k = k.contiguous(memory_format=torch.channels_last)

@@ -131,7 +131,7 @@ def colors_for(image, size: tuple[int, int], source_size: tuple[int, int] | None
         return None
     from ..core.image import to_tensor
 
-    t = to_tensor(image)  # [N,3,H,W]
+    t = to_tensor(image).detach().cpu()  # [N,3,H,W] a picture on the model's device comes to the mesh's side
     if t.shape[0] != 1:
         raise InputError(f"`image` must be one picture; got a batch of {t.shape[0]}.")
     ih, iw = t.shape[-2:]

@@ -113,8 +113,8 @@ class _Rows:
 
     def aligned(self, s, t):
         """a [G,n,K] for origin-shifted (s, t) [U]."""
-        su = s.to(self.x.dtype)[self.u].unsqueeze(-1)  # [G,n,1]
-        tu = t.to(self.x.dtype)[self.u].unsqueeze(-1)
+        su = s.to(self.x.dtype).to(self.x.device)[self.u].unsqueeze(-1)  # [G,n,1] cast on the CPU, then moved
+        tu = t.to(self.x.dtype).to(self.x.device)[self.u].unsqueeze(-1)
         return (su * self.x).add_(tu).mul_(self.m)
 
     def centred(self, a):
@@ -129,9 +129,18 @@ class _Rows:
         return a.clamp(min=CLIP).reciprocal_().mul_(self.m)
 
 
-def _wide(device: torch.device) -> torch.dtype:
-    """The unknowns and the 2U×2U system are float64 (MPS has none: float32 there)."""
-    return torch.float32 if device.type == "mps" else torch.float64
+HOST = torch.device("cpu")  # where the unknowns and the 2U×2U system live, in float64 (MPS has none: no float64
+# on the maps' device, see tests/test_no_float64_on_device.py); the per-pixel work stays on the maps' device
+
+
+def _wide(device: torch.device | None = None) -> torch.dtype:
+    """The unknowns' dtype: float64, on the CPU."""
+    return torch.float64
+
+
+def _exact(v: torch.Tensor) -> torch.Tensor:
+    """A device tensor as float64 on the CPU: moved, then cast."""
+    return v.to(HOST).double()
 
 
 def _penalty(s, t, pw, ls, lt):
@@ -143,13 +152,12 @@ def _evaluate(R: _Rows, s, t, pw, ls, lt, depth_weight):
     (derivative factor [G,n,K], residual e [G,n,K], 1/normaliser [G], weight)."""
     a = R.aligned(s, t)  # [G,n,K]
     e, _, inv_nu = R.centred(a)
-    wide = _wide(a.device)
-    val = float((e.abs().sum((1, 2)).to(wide) * inv_nu.to(wide)).sum()) * R.norm
+    val = float((_exact(e.abs().sum((1, 2))) * _exact(inv_nu)).sum()) * R.norm
     terms = [(R.m, e, inv_nu, 1.0)]
     if depth_weight:
         d = R.recip(a)
         ed, _, inv_nud = R.centred(d)
-        val += depth_weight * float((ed.abs().sum((1, 2)).to(wide) * inv_nud.to(wide)).sum()) * R.norm
+        val += depth_weight * float((_exact(ed.abs().sum((1, 2))) * _exact(inv_nud)).sum()) * R.norm
         dd = torch.where(a > CLIP, -d * d, torch.zeros_like(d))  # ∂d/∂a, 0 where clipped (and where masked)
         terms.append((dd, ed, inv_nud, float(depth_weight)))
     return val + float(_penalty(s, t, pw, ls, lt)), terms
@@ -189,9 +197,10 @@ def _assemble(R: _Rows, cm, e, w, H, g):
     cp = cm * (we - R.m * (we.sum(1, keepdim=True) * ic))  # c · Pᵀ W e
     grad = torch.cat([(cp * x).sum(-1), cp.sum(-1)], 1)  # [G,2n]
     pidx = torch.cat([2 * R.u, 2 * R.u + 1], 1)  # [G,2n]
+    pidx = pidx.to(H.device)  # the system is on the CPU: the [G,2n,2n] blocks go there (small), then widen
     H.index_put_((pidx.unsqueeze(2).expand(G, 2 * n, 2 * n), pidx.unsqueeze(1).expand(G, 2 * n, 2 * n)),
-                 blocks.to(H.dtype), accumulate=True)
-    g.index_add_(0, pidx.reshape(-1), grad.reshape(-1).to(g.dtype))
+                 blocks.to(H.device).to(H.dtype), accumulate=True)
+    g.index_add_(0, pidx.reshape(-1), grad.reshape(-1).to(g.device).to(g.dtype))
 
 
 def _best_common_scale(s, t, pw, ls, lt):
@@ -247,19 +256,19 @@ def solve(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_units: 
     _check(maps, unit, group, U, mask, fixed, init)
     if penalty_weight is not None and (not torch.is_tensor(penalty_weight) or penalty_weight.shape != (U,)):
         raise InputError(f"penalty_weight: expected a float tensor [{U}]")
-    dev = maps.device
-    f64 = _wide(dev)
+    mdev, dev = maps.device, HOST  # the maps' device; the unknowns' (and the answer's until returned)
+    f64 = _wide()
     s0 = torch.ones(U, dtype=f64, device=dev)
     t0 = torch.zeros(U, dtype=f64, device=dev)
     if init is not None:
-        s0 = torch.nan_to_num(init[0].to(dev, f64), nan=1.0, posinf=1.0, neginf=1.0)
-        t0 = torch.nan_to_num(init[1].to(dev, f64), nan=0.0, posinf=0.0, neginf=0.0)
+        s0 = torch.nan_to_num(_exact(init[0]), nan=1.0, posinf=1.0, neginf=1.0)
+        t0 = torch.nan_to_num(_exact(init[1]), nan=0.0, posinf=0.0, neginf=0.0)
     fixed_ = torch.zeros(U, dtype=torch.bool, device=dev) if fixed is None else fixed.to(dev, torch.bool)
     if maps.shape[0] == 0 or U == 0:
-        return s0.float(), t0.float()
-    R = _Rows(maps, unit.to(dev), group.to(dev), None if mask is None else mask.to(dev), origin, layers, U)
+        return s0.float().to(mdev), t0.float().to(mdev)
+    R = _Rows(maps, unit.to(mdev), group.to(mdev), None if mask is None else mask.to(mdev), origin, layers, U)
     pw = (torch.full((U,), 1.0 / U, dtype=f64, device=dev) if penalty_weight is None
-          else penalty_weight.to(dev, f64))
+          else _exact(penalty_weight))
     ls, lt = float(scale_penalty), float(shift_penalty)
     # origin-shifted unknowns: s·x + t = s·(x − origin) + (t + s·origin)
     if init is None:  # the reference's start: s = 1, t' = 0 (shift −origin in the caller's coordinates)
@@ -272,7 +281,7 @@ def solve(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_units: 
     # Without anchors, a penalty set to 0 leaves a degenerate direction (all scales → 0, or all shifts → ∞, make
     # every relative residual vanish): hold mean scale 1 / mean shift' 0 over the units that see another unit.
     informed = torch.zeros(U, dtype=torch.bool, device=dev)
-    informed[R.u[((R.m > 0) & (R.cnt.unsqueeze(1) >= 2)).any(-1)]] = True
+    informed[R.u[((R.m > 0) & (R.cnt.unsqueeze(1) >= 2)).any(-1)].to(dev)] = True
     cons = []
     if not anchored and bool(informed.any()):
         k = informed.to(f64)
@@ -361,7 +370,7 @@ def solve(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_units: 
         info["iterations"] = it
         info["objective"] = f
         info["history"] = history  # the exact objective after the warm start and after each iteration
-    return s.float(), shift.float()
+    return s.float().to(mdev), shift.float().to(mdev)
 
 
 def objective(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_units: int,
@@ -372,12 +381,11 @@ def objective(maps: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, n_uni
     """The exact objective :func:`solve` minimises, at (scale, shift) in the caller's coordinates."""
     U = int(n_units)
     _check(maps, unit, group, U, mask, None, None)
-    f64 = _wide(maps.device)
+    f64 = _wide()
     R = _Rows(maps, unit, group, mask, origin, layers, U)
-    pw = (torch.full((U,), 1.0 / U, dtype=f64, device=maps.device) if penalty_weight is None
-          else penalty_weight.to(maps.device, f64))
-    s = scale.to(maps.device, f64)
-    t = shift.to(maps.device, f64) + s * R.origin
+    pw = (torch.full((U,), 1.0 / U, dtype=f64) if penalty_weight is None else _exact(penalty_weight))
+    s = _exact(scale)
+    t = _exact(shift) + s * R.origin
     return _value(R, s, t, pw, float(scale_penalty), float(shift_penalty), depth_weight)
 
 

@@ -94,8 +94,10 @@ class FrameAligner:
         anchors = [f for f in frames if f < self.emitted]
         a, b = 1.0, 0.0
         if anchors:  # one affine map from this window's free answer onto the emitted frames' fixed values
-            free = torch.cat([self._rows[f].double() * s[local[f]] + c[local[f]] for f in anchors])  # [A·K]
-            fixed = torch.cat([self._rows[f].double() * self.scales[f] + self.shifts[f] for f in anchors])
+            # the small affine fit in float64, on the CPU (the low-resolution rows are [K]; MPS has no float64)
+            rows = {f: self._rows[f].to("cpu").double() for f in anchors}
+            free = torch.cat([rows[f] * s[local[f]] + c[local[f]] for f in anchors])  # [A·K]
+            fixed = torch.cat([rows[f] * self.scales[f] + self.shifts[f] for f in anchors])
             x = torch.stack([free, torch.ones_like(free)], 1)  # [A·K,2]
             a, b = (float(v) for v in torch.linalg.lstsq(x, fixed[:, None]).solution[:, 0])
         for f in frames:
@@ -108,7 +110,7 @@ class FrameAligner:
 def solve_frames(rows: dict[int, torch.Tensor], offsets: Iterable[int] = OFFSETS, solve_opts: dict | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The free solve: ``rows`` (frame → its low-resolution row ``[K]``) → (scales, shifts) ``[F]`` float64 for
-    the frames in sorted order, or None when no pair of frames is ``offsets`` apart. Every frame is compared
+    the frames in sorted order (on the CPU), or None when no pair of frames is ``offsets`` apart. Every frame is compared
     with the held frames ``g`` before it, for each ``g`` in ``offsets`` (one comparison group per pair)."""
     from . import coalign
 
@@ -125,4 +127,4 @@ def solve_frames(rows: dict[int, torch.Tensor], offsets: Iterable[int] = OFFSETS
         return None
     s, c = coalign.solve(torch.stack(maps), torch.tensor(unit), torch.tensor(group), len(frames),
                          **{**SOLVE_OPTIONS, **(solve_opts or {})})  # [F], [F]
-    return s.double(), c.double()
+    return s.to("cpu").double(), c.to("cpu").double()
