@@ -45,8 +45,9 @@ class Target:
 
     ``channels``: what the user gets (1: the decoded RGB is averaged; 3: kept). ``transfer``: how the values
     relate to the world: "affine" (affine-invariant depth/disparity, normalised per sample), "unit" (unit
-    vectors, -1..1), "srgb" (display-referred 0..1), "linear" (scene-linear 0..1, clipped and scaled by the
-    data loader), "raw" (0..1 as is). ``value_range``: the range the user gets.
+    vectors, -1..1), "srgb" (a scene-linear map through gamma 1/2.2: loaders give it linear, the model predicts
+    it gamma-encoded), "linear" (scene-linear 0..1, clipped and scaled by the data loader), "raw" (0..1 as is).
+    ``value_range``: the range the user gets.
     """
 
     name: str
@@ -54,9 +55,22 @@ class Target:
     transfer: str = "raw"
     value_range: tuple[float, float] = (0.0, 1.0)
 
+    def from_linear(self, x: np.ndarray) -> np.ndarray:
+        """A scene-linear map (what loaders give for "srgb" and "linear" targets) → this target's space."""
+        if self.transfer == "srgb":  # gamma 1/2.2, prs-eth's img_linear2srgb
+            return np.clip(x, 0.0, None) ** (1.0 / 2.2)
+        return x
+
+    def to_linear(self, x: np.ndarray) -> np.ndarray:
+        """This target's space → scene-linear (the inverse of :meth:`from_linear`)."""
+        if self.transfer == "srgb":
+            return np.clip(x, 0.0, None) ** 2.2
+        return x
+
     def encode(self, x: np.ndarray) -> np.ndarray:
-        """The loader's target ``[H,W,C]`` (or ``[H,W]``) in ``value_range`` → the VAE's input ``[3,H,W]`` -1..1."""
-        x = np.asarray(x, dtype=np.float32)
+        """The loader's target ``[H,W,C]`` (or ``[H,W]``; scene-linear for "srgb" targets, else in
+        ``value_range``) → the VAE's input ``[3,H,W]`` in -1..1."""
+        x = self.from_linear(np.asarray(x, dtype=np.float32))
         if x.ndim == 2:
             x = x[..., None]
         lo, hi = self.value_range
@@ -279,9 +293,10 @@ register(Modality("disparity", "depth", (Target("disparity", 1, "affine"),), "Ma
 register(Modality("normals", "normals", (Target("normals", 3, "unit", (-1.0, 1.0)),), "MarigoldNormalsPipeline",
                   "normals", ensemble="closest", default_reduction="closest", index_keys={"use_full_z_range": True},
                   writer=_write_normals, files=("_normals.png", "_normals.npy")))
-# prs-eth/Marigold v1.1: appearance = albedo (sRGB) + material (roughness, metallicity, an empty channel);
+# prs-eth/Marigold v1.1: appearance = albedo (sRGB) + material (roughness, metallicity, an empty channel; their
+# InteriorVerse loader gamma-encodes it like the albedo, and their evaluation decodes it back to linear);
 # lighting = albedo, diffuse shading and the non-diffuse residual, all linear (target_properties in the hub files)
-register(Modality("iid-appearance", "intrinsics", (Target("albedo", 3, "srgb"), Target("material", 3, "raw")),
+register(Modality("iid-appearance", "intrinsics", (Target("albedo", 3, "srgb"), Target("material", 3, "srgb")),
                   "MarigoldIntrinsicsPipeline", "intrinsics",
                   index_keys={"target_properties": {
                       "target_names": ["albedo", "material"],

@@ -88,9 +88,15 @@ class Trainer:
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         seed_everything(cfg["seed"] + self.rank)
 
+        from marigold.modality import get as get_modality
+
         self.snippet = cfg["mode"] == "snippet"
-        if self.snippet and cfg["task"] != "depth":
+        self.modality = get_modality(cfg["task"])
+        if self.snippet and not self.modality.video:
             raise SystemExit("--mode snippet trains video depth; --task must be depth.")
+        if cfg["mode"] == "e2e" and self.modality.targets[0].transfer not in ("affine", "unit"):
+            raise SystemExit(f"--mode e2e has task losses for depth and normals only; train --task "
+                             f"{self.modality.name} with --mode diffusion.")
         self.base = load_base(cfg["base"], cfg["task"], cfg["cache_dir"])
         self.noise_cfg = noise_scheduler_config(self.base, cfg)
         if self.snippet:
@@ -257,7 +263,7 @@ class Trainer:
         if self.snippet:  # [B,n,…] snippets → [B·n,…] frames, snippet-major (what snippet_frames expects)
             batch = {k: v.flatten(0, 1) for k, v in batch.items()}
         rgb = batch["rgb"].to(dev, dt)  # [B,3,H,W] -1..1 (B = snippets × n in snippet mode)
-        target = batch["target"].to(dev, dt)  # [B,3,H,W] -1..1
+        target = batch["target"].to(dev, dt)  # [B,3·T,H,W] -1..1: the modality's T targets stacked
         valid = batch["valid"].to(dev)  # [B,1,H,W]
         b = rgb.shape[0]
         snippets = b // n
@@ -267,18 +273,20 @@ class Trainer:
         text = self.text.expand(b, -1, -1)  # [B,T,D]
         n_t = self.sched.config.num_train_timesteps
         if objective == "diffusion":
-            with torch.no_grad():
-                target_latent = self.base.vae.encode(target).latent_dist.mode() * self.sf  # [B,4,h,w]
+            with torch.no_grad():  # each target encoded on its own, the latents stacked (prs-eth's IID models)
+                flat = target.reshape(-1, 3, *target.shape[-2:])  # [B·T,3,H,W]
+                target_latent = self.base.vae.encode(flat).latent_dist.mode() * self.sf  # [B·T,4,h,w]
+                target_latent = target_latent.reshape(b, -1, *target_latent.shape[-2:])  # [B,4T,h,w]
             # one timestep and one noise per snippet, shared by its frames (RollingDepth's inference repeats one
             # noise over a snippet's frames); n = 1: per sample, as Marigold
             t = torch.randint(0, n_t, (snippets,), generator=gen)  # [S]
             shape = (snippets,) + tuple(target_latent.shape[1:])
-            noise = training_noise(shape, t, self.cfg["multi_res_noise"], n_t, gen)  # [S,4,h,w]
+            noise = training_noise(shape, t, self.cfg["multi_res_noise"], n_t, gen)  # [S,4T,h,w]
             t = t.repeat_interleave(n)  # [B]
-            noise = noise.repeat_interleave(n, 0).to(dev, target_latent.dtype)  # [B,4,h,w]
+            noise = noise.repeat_interleave(n, 0).to(dev, target_latent.dtype)  # [B,4T,h,w]
             t = t.to(dev)
-            noisy = self.sched.add_noise(target_latent, noise, t)  # [B,4,h,w]
-            pred = self.unet(torch.cat([rgb_latent, noisy], 1), t, encoder_hidden_states=text).sample  # [B,4,h,w]
+            noisy = self.sched.add_noise(target_latent, noise, t)  # [B,4T,h,w]
+            pred = self.unet(torch.cat([rgb_latent, noisy], 1), t, encoder_hidden_states=text).sample  # [B,4T,h,w]
             if self.noise_cfg["prediction_type"] == "v_prediction":
                 goal = self.sched.get_velocity(target_latent, noise, t)
             elif self.noise_cfg["prediction_type"] == "epsilon":
@@ -302,7 +310,7 @@ class Trainer:
         else:
             x0 = pred.float()
         decoded = self.base.vae.decode((x0 / self.sf).to(dt)).sample.float()  # [B,3,H,W]
-        if self.cfg["task"] == "depth":
+        if self.modality.targets[0].transfer == "affine":
             est = decoded.mean(1, keepdim=True)  # [B,1,H,W]
             if n > 1:  # one scale and shift per snippet: its frames stacked into one tall image [S,1,n·H,W]
                 h, w = est.shape[-2:]
@@ -341,6 +349,15 @@ class Trainer:
                 return self._log_validation(res)
             model = in_memory_model(self.base, unet, self.noise_cfg, self.cfg["task"], self.acc.device,
                                     processing_resolution=vcfg["processing_resolution"])
+            if self.modality.ensemble != "affine":  # normals, intrinsics: every target against the renders
+                from .evaluate import evaluate_targets, synthetic_target_samples
+
+                h, w = self.stream.sizes[0]
+                samples = synthetic_target_samples(vcfg["num_images"], vcfg["split"], h, w,
+                                                   texture=vcfg["texture"] or "flat")
+                return self._log_validation(evaluate_targets(model, samples, steps=vcfg["steps"],
+                                                             ensemble_size=vcfg["ensemble_size"],
+                                                             processing_resolution=vcfg["processing_resolution"]))
             res = evaluate_model(model, synthetic_eval_set(vcfg["num_images"], split=vcfg["split"],
                                                            texture=vcfg["texture"]),
                                  steps=vcfg["steps"], ensemble_size=vcfg["ensemble_size"],

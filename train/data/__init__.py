@@ -1,6 +1,7 @@
 """Training data: loaders for each data set, and the deterministic stream that mixes them.
 
-A data spec is ``NAME[:PATH][@PROB]`` (``synthetic``, ``hypersim:/data/hypersim@0.9``, ``vkitti:/data/vkitti@0.1``,
+A data spec is ``NAME[:PATH][@PROB]`` (``synthetic``, ``synthetic:flat+materials`` (with the intrinsic layers
+in the image), ``interiorverse:/data/interiorverse``, ``hypersim-iid:/data/hypersim``, ``hypersim:/data/hypersim@0.9``, ``vkitti:/data/vkitti@0.1``,
 ``folder:/my/data``; ``synthetic:flat``: the synthetic scenes with flat-coloured surfaces, what tiny CPU models
 train on), or in a config file a mapping ``{name, path, prob, resolution, ...}``.
 
@@ -22,7 +23,7 @@ import torch
 from .common import DepthSample, prepare
 
 
-IMAGE_SETS = ("synthetic", "hypersim", "vkitti", "folder")
+IMAGE_SETS = ("synthetic", "hypersim", "vkitti", "folder", "interiorverse", "hypersim-iid")
 
 
 def parse_spec(spec: Any, video: bool = False) -> dict:
@@ -64,6 +65,12 @@ def build_dataset(spec: dict):
     if name == "hypersim":
         from .hypersim import HypersimDataset
         return HypersimDataset(path, **kw)
+    if name == "interiorverse":
+        from .iid_sets import InteriorVerseDataset
+        return InteriorVerseDataset(path, **kw)
+    if name == "hypersim-iid":
+        from .iid_sets import HypersimIIDDataset
+        return HypersimIIDDataset(path, **kw)
     if name == "vkitti":
         from .vkitti import VKittiDataset
         return VKittiDataset(path, **kw)
