@@ -24,6 +24,15 @@ from .common import DepthSample, prepare
 
 
 IMAGE_SETS = ("synthetic", "hypersim", "vkitti", "folder", "interiorverse", "hypersim-iid")
+# loaders added by code outside this package (a new modality's data): name → factory(path, **options)
+REGISTERED: dict = {}
+
+
+def register_dataset(name: str, factory, *, needs_path: bool = False) -> None:
+    """Make ``name`` usable in data specs (``--data NAME[:PATH]``): ``factory(path, **options)`` returns a
+    data set whose items are :class:`DepthSample` (``len()``, ``[i]``, ``native_size``). With the modality's
+    entry in :mod:`marigold.modality`, this is all a new modality needs."""
+    REGISTERED[name] = (factory, needs_path)
 
 
 def parse_spec(spec: Any, video: bool = False) -> dict:
@@ -43,7 +52,7 @@ def parse_spec(spec: Any, video: bool = False) -> dict:
     out.setdefault("prob", None)
     from .video import VIDEO_SETS
 
-    known = VIDEO_SETS if video else IMAGE_SETS
+    known = VIDEO_SETS if video else IMAGE_SETS + tuple(REGISTERED)
     if out["name"] not in known:
         what = "video set (snippet mode)" if video else "data set"
         other = IMAGE_SETS if video else VIDEO_SETS
@@ -51,7 +60,8 @@ def parse_spec(spec: Any, video: bool = False) -> dict:
                 f"{'use --mode snippet' if not video else 'snippet mode trains on videos'}."
                 if out["name"] in other else "")
         raise ValueError(f"unknown {what} {out['name']!r}; use one of {', '.join(known)} (NAME:PATH).{hint}")
-    if out["name"] not in ("synthetic", "synthetic-video") and not out["path"]:
+    optional_path = ("synthetic", "synthetic-video") + tuple(k for k, (_, p) in REGISTERED.items() if not p)
+    if out["name"] not in optional_path and not out["path"]:
         raise ValueError(f"data set {out['name']!r} needs a path: {out['name']}:/path/to/it")
     return out
 
@@ -59,6 +69,8 @@ def parse_spec(spec: Any, video: bool = False) -> dict:
 def build_dataset(spec: dict):
     name, path = spec["name"], spec.get("path")
     kw = {k: v for k, v in spec.items() if k not in ("name", "path", "prob", "resolution")}
+    if name in REGISTERED:
+        return REGISTERED[name][0](path, **kw)
     if name == "synthetic":
         from .synthetic import SyntheticDataset
         return SyntheticDataset(**({"texture": path} if path else {}), **kw)  # synthetic:flat
@@ -155,5 +167,5 @@ def make_stream(specs: list, resolution: int | None, batch_size: int, seed: int,
     return MixedStream(datasets, probs, sizes, batch_size, seed, task, flip_p)
 
 
-__all__ = ["DepthSample", "prepare", "parse_spec", "build_dataset", "training_size", "MixedStream",
+__all__ = ["DepthSample", "prepare", "register_dataset", "parse_spec", "build_dataset", "training_size", "MixedStream",
            "StreamSampler", "make_stream"]
