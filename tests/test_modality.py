@@ -163,3 +163,34 @@ def test_hypersim_iid_loader_reads_the_published_layout(tmp_path):
     (d / "frame.0000.residual.hdf5").unlink()
     with pytest.raises(InputError, match="frame.0000.residual.hdf5: missing residual file"):
         HypersimIIDDataset(tmp_path)[0]
+
+
+def test_normals_augmentations_touch_the_image_only_and_are_reproducible():
+    from train.data.common import augment_rgb
+
+    s = render(2, 32, 48, supersample=1)
+    cfg = {"color_jitter_p": 1.0, "gaussian_blur_p": 1.0, "motion_blur_p": 1.0, "gaussian_blur_sigma": 4,
+           "motion_blur_kernel_size": 11, "motion_blur_angle_range": 360, "jitter_brightness_factor": 0.5,
+           "jitter_contrast_factor": 0.5, "jitter_saturation_factor": 0.5, "jitter_hue_factor": 0.2}
+    a = augment_rgb(s.rgb, np.random.default_rng(5), cfg)
+    b = augment_rgb(s.rgb, np.random.default_rng(5), cfg)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == s.rgb.shape and 0 <= a.min() and a.max() <= 1 and np.abs(a - s.rgb).mean() > 0.01
+    # blurred: less high-frequency energy than the render
+    assert np.abs(np.diff(a, axis=1)).mean() < np.abs(np.diff(s.rgb, axis=1)).mean()
+    np.testing.assert_array_equal(augment_rgb(s.rgb, np.random.default_rng(5), {}), s.rgb)
+
+
+@pytest.mark.parametrize("name,task", [("marigold_iid_appearance.yaml", "iid-appearance"),
+                                       ("marigold_iid_lighting.yaml", "iid-lighting"),
+                                       ("marigold_normals.yaml", "normals"), ("cpu_tiny_iid.yaml", "iid-lighting")])
+def test_recipes_parse(name, task):
+    from train.config import parse
+
+    cfg = parse(["--config", str(Path(__file__).resolve().parents[1] / "train" / "configs" / name),
+                 "--base", "sd2", "--output", "out"])
+    assert cfg["task"] == task
+    if name == "marigold_normals.yaml":
+        assert cfg["augment"]["motion_blur_kernel_size"] == 11 and [d["prob"] for d in cfg["data"]] == [0.5, 0.49, 0.01]
+    if name == "marigold_iid_lighting.yaml":
+        assert cfg["lr"] == 8e-5 and cfg["batch_size"] * cfg["grad_accum"] == 32

@@ -42,6 +42,9 @@ DEFAULTS: dict[str, Any] = {
     "multi_res_noise": {"enabled": True, "strength": 0.9, "annealed": True, "downscale_strategy": "original"},
     "e2e": {"timestep": 999, "noise": "gaussian", "loss": "affine_l1"},
     "flip_p": 0.5,
+    # image augmentations (train.data.common.augment_rgb): None, or prs-eth's normals recipe (configs/
+    # marigold_normals.yaml): {color_jitter_p, gaussian_blur_p, motion_blur_p, gaussian_blur_sigma, ...}
+    "augment": None,
     "ema": {"enabled": False, "decay": 0.999},
     "mixed_precision": "no",  # no | fp16 | bf16
     "gradient_checkpointing": False,

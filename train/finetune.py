@@ -148,7 +148,7 @@ class Trainer:
                                               bool(sn["joint"]))
         else:
             self.stream = make_stream(cfg["data"], cfg["resolution"], cfg["batch_size"], cfg["seed"], cfg["task"],
-                                      cfg["flip_p"])
+                                      cfg["flip_p"], cfg.get("augment"))
         self.writer = None
         if self.acc.is_main_process:
             SummaryWriter = require("torch.utils.tensorboard", "train", "Training logs").SummaryWriter

@@ -14,13 +14,13 @@ samples an uninterrupted one would, on any number of workers.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from .common import DepthSample, prepare
+from .common import DepthSample, augment_rgb, prepare
 
 
 IMAGE_SETS = ("synthetic", "hypersim", "vkitti", "folder", "interiorverse", "hypersim-iid")
@@ -110,6 +110,7 @@ class MixedStream(torch.utils.data.Dataset):
     seed: int
     task: str = "depth"
     flip_p: float = 0.5
+    augment: dict | None = None  # image augmentations (common.augment_rgb), e.g. prs-eth's normals recipe
     _perm: dict = field(default_factory=dict)
 
     def choose(self, k: int) -> tuple[int, int, bool]:
@@ -129,7 +130,12 @@ class MixedStream(torch.utils.data.Dataset):
 
     def __getitem__(self, k: int) -> dict:
         d, idx, flip = self.choose(int(k))
-        return prepare(self.datasets[d][idx], self.task, self.sizes[d], flip)
+        sample = self.datasets[d][idx]
+        if self.augment:
+            mb, j = divmod(int(k), self.batch_size)
+            sample = replace(sample, rgb=augment_rgb(sample.rgb, np.random.default_rng([self.seed, mb, j, 5]),
+                                                     self.augment))
+        return prepare(sample, self.task, self.sizes[d], flip)
 
     def __len__(self) -> int:  # the stream is endless; DataLoader only needs a number
         return 2**62
@@ -152,7 +158,7 @@ class StreamSampler(torch.utils.data.Sampler):
 
 
 def make_stream(specs: list, resolution: int | None, batch_size: int, seed: int, task: str,
-                flip_p: float) -> MixedStream:
+                flip_p: float, augment: dict | None = None) -> MixedStream:
     specs = [parse_spec(s) for s in specs]
     datasets = [build_dataset(s) for s in specs]
     probs = [s["prob"] for s in specs]
@@ -164,7 +170,7 @@ def make_stream(specs: list, resolution: int | None, batch_size: int, seed: int,
     total = float(sum(probs))
     probs = [p / total for p in probs]
     sizes = [training_size(tuple(ds.native_size), s.get("resolution", resolution)) for ds, s in zip(datasets, specs)]
-    return MixedStream(datasets, probs, sizes, batch_size, seed, task, flip_p)
+    return MixedStream(datasets, probs, sizes, batch_size, seed, task, flip_p, augment)
 
 
 __all__ = ["DepthSample", "prepare", "register_dataset", "parse_spec", "build_dataset", "training_size", "MixedStream",

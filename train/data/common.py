@@ -156,3 +156,46 @@ def _prepare_targets(s: DepthSample, m) -> dict:
         "valid": torch.from_numpy(np.ascontiguousarray(valid))[None],
         "depth": torch.from_numpy(np.ascontiguousarray(depth))[None].float(),
     }
+
+
+def augment_rgb(rgb: np.ndarray, rng: np.random.Generator, cfg: dict) -> np.ndarray:
+    """prs-eth's normals augmentations on the image alone (``[H,W,3]`` 0..1; the targets are untouched):
+    Gaussian blur (p ``gaussian_blur_p``, σ ~ U(0, ``gaussian_blur_sigma``)), motion blur (p ``motion_blur_p``, a
+    line kernel of odd length 3..``motion_blur_kernel_size`` at an angle ~ U(0, ``motion_blur_angle_range``)°) and
+    colour jitter (p ``color_jitter_p``: brightness, contrast, saturation factors ~ U(1 ± f), hue turned by
+    U(±``jitter_hue_factor``)·360° in YIQ, an approximation of torchvision's HSV hue shift). Every draw comes from
+    ``rng``, so the stream stays a pure function of (seed, micro-batch, rank)."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].float()  # [1,3,H,W]
+    if rng.random() < cfg.get("gaussian_blur_p", 0.0):
+        sigma = rng.uniform(0.0, cfg.get("gaussian_blur_sigma", 4.0))
+        if sigma > 1e-3:
+            r = min(16, max(1, int(3 * sigma)))
+            k = torch.exp(-torch.arange(-r, r + 1).float() ** 2 / (2 * sigma ** 2))
+            k = k / k.sum()
+            x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(3, 1, 1, -1), groups=3)
+            x = F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).expand(3, 1, -1, 1), groups=3)
+    if rng.random() < cfg.get("motion_blur_p", 0.0):
+        size = int(rng.choice([k for k in range(3, int(cfg.get("motion_blur_kernel_size", 11)) + 1, 2)]))
+        angle = np.deg2rad(rng.uniform(0.0, cfg.get("motion_blur_angle_range", 360.0)))
+        kern = torch.zeros(size, size)
+        c = size // 2
+        for s in np.linspace(-c, c, 4 * size):  # a line through the centre at that angle
+            kern[int(round(c - s * np.sin(angle))), int(round(c + s * np.cos(angle)))] = 1.0
+        kern = kern / kern.sum()
+        x = F.conv2d(F.pad(x, (c, c, c, c), mode="replicate"), kern.expand(3, 1, size, size), groups=3)
+    if rng.random() < cfg.get("color_jitter_p", 0.0):
+        def factor(key: str) -> float:
+            f = cfg.get(key, 0.0)
+            return float(rng.uniform(max(0.0, 1 - f), 1 + f))
+
+        x = x * factor("jitter_brightness_factor")
+        grey = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]  # [1,1,H,W]
+        x = (x - grey.mean()) * factor("jitter_contrast_factor") + grey.mean()
+        grey = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
+        x = (x - grey) * factor("jitter_saturation_factor") + grey
+        turn = rng.uniform(-1, 1) * cfg.get("jitter_hue_factor", 0.0) * 2 * np.pi
+        yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+        rot = torch.tensor([[1, 0, 0], [0, np.cos(turn), -np.sin(turn)], [0, np.sin(turn), np.cos(turn)]]).float()
+        m = torch.linalg.inv(yiq) @ rot @ yiq  # [3,3]
+        x = torch.einsum("ij,bjhw->bihw", m, x)
+    return x[0].clamp(0, 1).permute(1, 2, 0).numpy().astype(np.float32)
