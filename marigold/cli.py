@@ -223,8 +223,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         p = out.prediction[0]  # [C,H,W]
         # the modality's writer (marigold.modality): depth/disparity maps, normals, one PNG per target...
-        write(modality, p, out_dir, stem, {"colormap": args.colormap, "npy": args.npy, "exr": args.exr},
-                        target_names=out.target_names if modality.task == "intrinsics" else None)
+        write(modality, p, out_dir, stem, {"colormap": args.colormap, "npy": args.npy, "exr": args.exr})
         if modality.geometry and wants_geometry(args):
             try:
                 write_geometry(args, p, photo, out_dir, stem, modality.prediction_type)
