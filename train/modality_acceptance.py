@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         m = marigold.modality.get(task)
         base_row = mean_map_baseline(m, train, held)["metrics"]
         rows = {"mean map": base_row}
+        print(f"{task} mean map: " + "  ".join(f"{k} {base_row[k]:.4f}" for k in KEYS[task]), flush=True)
         for seed in a.seeds:
             for label, steps in (("untrained", 0), ("trained", a.steps)):
                 if label == "untrained" and seed != a.seeds[0]:
@@ -74,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
                 folder = _train(a.base, task, seed, steps, out / f"{task}-s{seed}-{steps}")
                 model = marigold.load(folder, device="cpu", dtype="fp32", progress=False)
                 res = evaluate_targets(model, held, steps=4, processing_resolution=64, seed=0)["metrics"]
-                rows[f"{label} (seed {seed})" if label == "trained" else label] = res
+                key = f"{label} (seed {seed})" if label == "trained" else label
+                rows[key] = res
+                print(f"{task} {key}: " + "  ".join(f"{k} {res[k]:.4f} ({res[k] / base_row[k]:.2f}x)"
+                                                   for k in KEYS[task]), flush=True)
         results[task] = rows
         print(f"\n{task}: MSE on {a.eval} held-out scenes (ratio to the training-mean map)")
         for name, r in rows.items():
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in KEYS[task]:
             v = np.array([r[k] for r in trained]) / base_row[k]
             print(f"  {k}: trained/mean-map {v.mean():.2f}x ± {v.std():.2f} over {len(v)} seeds, max {v.max():.2f}x")
-    (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+        (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     return 0
 
 
