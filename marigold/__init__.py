@@ -6,6 +6,7 @@
     out.prediction  # [N,1,H,W] float32 in 0..1
 """
 
+from . import modality  # marigold.modality: one entry per modality (register your own there)
 from .bas_relief import relief
 from .checkpoint import PUBLISHED, MarigoldModel, empty_text_embedding, inspect, load, resolve
 from .colorize import colorize_depth, normals_to_rgb, uncertainty_to_gray
@@ -22,7 +23,7 @@ from .video import PRESETS, ClipNormalizer, VideoFrame, VideoPrediction, clip_no
 
 __version__ = "0.1.0"
 __all__ = [
-    "PUBLISHED", "MarigoldModel", "empty_text_embedding", "inspect", "load", "resolve",
+    "modality", "PUBLISHED", "MarigoldModel", "empty_text_embedding", "inspect", "load", "resolve",
     "colorize_depth", "normals_to_rgb", "uncertainty_to_gray",
     "ensemble_depth", "ensemble_intrinsics", "ensemble_normals",
     "Cancelled", "CheckpointError", "InputError", "MarigoldError",
