@@ -92,9 +92,10 @@ def test_bases_that_cannot_serve_the_task_are_refused(iid_run, depth_checkpoint,
 
 
 def test_continuing_an_iid_checkpoint_keeps_its_channels(iid_run, tmp_path):
+    """Continued with the end-to-end objective too (one step at t = 999, MSE on each decoded target)."""
     out = tmp_path / "more"
     _finetune("--base", str(iid_run), "--task", "iid-appearance", "--data", "synthetic:flat+materials",
-              "--output", str(out), "--max-steps", "1", *TINY)
+              "--output", str(out), "--max-steps", "1", "--mode", "e2e", *TINY)
     cfg = json.loads((out / "final" / "unet" / "config.json").read_text())
     assert (cfg["in_channels"], cfg["out_channels"]) == (12, 8)
 

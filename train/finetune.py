@@ -94,9 +94,6 @@ class Trainer:
         self.modality = get_modality(cfg["task"])
         if self.snippet and not self.modality.video:
             raise SystemExit("--mode snippet trains video depth; --task must be depth.")
-        if cfg["mode"] == "e2e" and self.modality.targets[0].transfer not in ("affine", "unit"):
-            raise SystemExit(f"--mode e2e has task losses for depth and normals only; train --task "
-                             f"{self.modality.name} with --mode diffusion.")
         self.base = load_base(cfg["base"], cfg["task"], cfg["cache_dir"])
         self.noise_cfg = noise_scheduler_config(self.base, cfg)
         if self.snippet:
@@ -298,10 +295,10 @@ class Trainer:
         # end-to-end single step at t = 999
         t_val = int(self.cfg["e2e"]["timestep"])
         t = torch.full((b,), t_val, device=dev, dtype=torch.long)
-        shape = (snippets,) + tuple(rgb_latent.shape[1:])
+        shape = (snippets, 4 * self.modality.n_targets) + tuple(rgb_latent.shape[2:])
         noise = (torch.zeros(shape) if self.cfg["e2e"]["noise"] == "zeros" else torch.randn(shape, generator=gen))
-        noise = noise.repeat_interleave(n, 0).to(dev, rgb_latent.dtype)  # [B,4,h,w]: one noise per snippet
-        pred = self.unet(torch.cat([rgb_latent, noise], 1), t, encoder_hidden_states=text).sample  # [B,4,h,w]
+        noise = noise.repeat_interleave(n, 0).to(dev, rgb_latent.dtype)  # [B,4T,h,w]: one noise per snippet
+        pred = self.unet(torch.cat([rgb_latent, noise], 1), t, encoder_hidden_states=text).sample  # [B,4T,h,w]
         a = self.sched.alphas_cumprod.to(dev)[t_val].float()
         if self.noise_cfg["prediction_type"] == "v_prediction":
             x0 = a.sqrt() * noise.float() - (1 - a).sqrt() * pred.float()  # [B,4,h,w]
@@ -309,8 +306,14 @@ class Trainer:
             x0 = (noise.float() - (1 - a).sqrt() * pred.float()) / a.sqrt().clamp(min=1e-4)
         else:
             x0 = pred.float()
-        decoded = self.base.vae.decode((x0 / self.sf).to(dt)).sample.float()  # [B,3,H,W]
-        if self.modality.targets[0].transfer == "affine":
+        x0 = x0.reshape(-1, 4, *x0.shape[-2:])  # [B·T,4,h,w]: each target's latent decoded alone
+        decoded = self.base.vae.decode((x0 / self.sf).to(dt)).sample.float()  # [B·T,3,H,W]
+        kind = self.modality.targets[0].transfer if self.modality.n_targets == 1 else None
+        if kind not in ("affine", "unit"):  # maps in a fixed range (intrinsics, ...): MSE on the decoded targets
+            goal = target.float().reshape(decoded.shape)  # [B·T,3,H,W]
+            mask = valid.repeat_interleave(self.modality.n_targets, 0)  # [B·T,1,H,W]
+            return masked_mse(decoded, goal, mask if mask.any() else None)
+        if kind == "affine":
             est = decoded.mean(1, keepdim=True)  # [B,1,H,W]
             if n > 1:  # one scale and shift per snippet: its frames stacked into one tall image [S,1,n·H,W]
                 h, w = est.shape[-2:]

@@ -29,14 +29,14 @@ KEYS = {"iid-lighting": ("albedo_mse", "shading_mse", "residual_mse"),
         "iid-appearance": ("albedo_mse", "material_mse")}
 
 
-def _train(base: str, task: str, seed: int, steps: int, out: Path) -> Path:
+def _train(base: str, task: str, seed: int, steps: int, out: Path, mode: str) -> Path:
     if not (out / "final" / "model_index.json").is_file():
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep +
                os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         subprocess.run([sys.executable, "-m", "train.finetune", "--config",
                         str(Path(__file__).parent / "configs" / "cpu_tiny_iid.yaml"), "--base", base,
                         "--task", task, "--seed", str(seed), "--max-steps", str(steps), "--output", str(out),
-                        "--no-progress"], check=True, env=env)
+                        "--mode", mode, "--no-progress"], check=True, env=env)
     return out / "final"
 
 
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--eval", type=int, default=8, help="held-out scenes")
+    ap.add_argument("--mode", choices=("diffusion", "e2e"), default="diffusion",
+                    help="diffusion: prs-eth's objective, 4 sampling steps; e2e: one step at t = 999 with the MSE "
+                         "on the decoded targets (Garcia et al.), 1 sampling step")
     ap.add_argument("--train-mean", type=int, default=200, help="training scenes averaged for the mean map")
     a = ap.parse_args(argv)
 
@@ -72,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             for label, steps in (("untrained", 0), ("trained", a.steps)):
                 if label == "untrained" and seed != a.seeds[0]:
                     continue  # the untrained model does not depend on the seed
-                folder = _train(a.base, task, seed, steps, out / f"{task}-s{seed}-{steps}")
+                folder = _train(a.base, task, seed, steps, out / f"{task}-s{seed}-{steps}", a.mode)
                 model = marigold.load(folder, device="cpu", dtype="fp32", progress=False)
-                res = evaluate_targets(model, held, steps=4, processing_resolution=64, seed=0)["metrics"]
+                res = evaluate_targets(model, held, steps=1 if a.mode == "e2e" else 4, processing_resolution=64,
+                                       seed=0)["metrics"]
                 key = f"{label} (seed {seed})" if label == "trained" else label
                 rows[key] = res
                 print(f"{task} {key}: " + "  ".join(f"{k} {res[k]:.4f} ({res[k] / base_row[k]:.2f}x)"
