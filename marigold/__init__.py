@@ -10,7 +10,9 @@ from .compat import check_versions
 
 check_versions()  # a too-old diffusers etc. is one clear line here, not an AttributeError deep in a call
 
-from .geometry.relief import relief  # noqa: E402
+from . import modalities  # noqa: E402  (registers the built-in entries: depth, disparity, normals, intrinsics)
+from .core import modality  # marigold.modality: the description of a modality (register your own there)
+from .geometry.relief import relief
 from .core.checkpoint import PUBLISHED, MarigoldModel, empty_text_embedding, inspect, load, resolve
 from .io.colorize import colorize_depth, normals_to_rgb, uncertainty_to_gray
 from .core.ensemble import ensemble_depth, ensemble_intrinsics, ensemble_normals
@@ -27,7 +29,7 @@ from .video.pipeline import PRESETS, ClipNormalizer, VideoFrame, VideoPrediction
 
 __version__ = "0.1.0"
 __all__ = [
-    "PUBLISHED", "MarigoldModel", "empty_text_embedding", "inspect", "load", "resolve",
+    "modality", "PUBLISHED", "MarigoldModel", "empty_text_embedding", "inspect", "load", "resolve",
     "colorize_depth", "normals_to_rgb", "uncertainty_to_gray",
     "ensemble_depth", "ensemble_intrinsics", "ensemble_normals",
     "Cancelled", "CheckpointError", "InputError", "MarigoldError",

@@ -218,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
     from .core.checkpoint import load
     from .core.distributed import world
     from .errors import InputError, MarigoldError
+    from .core.modality import write
     from .core.predict import predict
 
     items = collect_inputs(args.inputs, video=args.video)
@@ -228,16 +229,17 @@ def run(args: argparse.Namespace) -> int:
     pairs = list(zip(items, _stems(items)))
     # several processes: a RollingDepth clip's snippets are split across all of them, clip after clip; other
     # inputs (images, and clips that cannot be split) are shared out whole, every N-th to each process
-    split = w.size > 1 and model.task == "depth" and split_clips(model, args, w, any(is_clip(f) for f in items))
+    modality = model.modality
+    split = w.size > 1 and modality.video and split_clips(model, args, w, any(is_clip(f) for f in items))
     together = [(f, stem) for f, stem in pairs if split and is_clip(f)]
     named = w.shard([(f, stem) for f, stem in pairs if not (split and is_clip(f))])
     clips = [(f, stem) for f, stem in named if is_clip(f)]
     files = [(f, stem) for f, stem in named if not is_clip(f)]
-    if clips and model.task != "depth":
+    if clips and not modality.video:
         raise InputError(f"Videos need a depth checkpoint (RollingDepth or a Marigold depth model); "
                          f"{args.checkpoint} is a {model.task} checkpoint. Videos given: "
                          f"{', '.join(str(c) for c, _ in clips)}.")
-    if wants_geometry(args) and model.task != "depth":
+    if wants_geometry(args) and not modality.geometry:
         raise InputError(f"--relief, --mesh and --points need a depth checkpoint; {args.checkpoint} is a "
                          f"{model.task} checkpoint.")
     if args.stereo and model.task != "depth":
@@ -257,35 +259,21 @@ def run(args: argparse.Namespace) -> int:
             failed.append(f)
             continue
         p = out.prediction[0]  # [C,H,W]
-        if model.task == "depth":  # inverse-depth models (RollingDepth) name their files disparity, near = high
-            space = "disparity" if model.prediction_type == "disparity" else "depth"
-            io.save_rgb(colorize.colorize_depth(p[None], cmap=args.colormap, invert=space == "disparity")[0],
-                        out_dir / f"{stem}_depth.png")
-            io.save_depth_16bit(p, out_dir / f"{stem}_{space}_16bit.png")
-            if args.npy:
-                io.save_npy(p, out_dir / f"{stem}_{space}.npy")
-            if args.exr:
-                io.save_exr(p, out_dir / f"{stem}_{space}.exr")
-            if wants_geometry(args):
-                try:
-                    write_geometry(args, p, photo, out_dir, stem, space)
-                except MarigoldError as e:  # the depth files are written; say what the 3D step refused
-                    print(f"error: {f}: {e}", file=sys.stderr)
+        # the modality's writer (marigold.modality): depth/disparity maps, normals, one PNG per target...
+        write(modality, p, out_dir, stem, {"colormap": args.colormap, "npy": args.npy, "exr": args.exr})
+        if modality.geometry and wants_geometry(args):
+            try:
+                write_geometry(args, p, photo, out_dir, stem, modality.prediction_type)
+            except MarigoldError as e:  # the depth files are written; say what the 3D step refused
+                print(f"error: {f}: {e}", file=sys.stderr)
+                failed.append(f)
+        if modality.geometry and args.stereo:
+            try:
+                write_stereo(args, p, photo, out_dir, stem, modality.prediction_type)
+            except MarigoldError as e:  # the depth files are written; say what the stereo step refused
+                print(f"error: {f}: {e}", file=sys.stderr)
+                if f not in failed:
                     failed.append(f)
-            if args.stereo:
-                try:
-                    write_stereo(args, p, photo, out_dir, stem, space)
-                except MarigoldError as e:  # the depth files are written; say what the stereo step refused
-                    print(f"error: {f}: {e}", file=sys.stderr)
-                    if f not in failed:
-                        failed.append(f)
-        elif model.task == "normals":
-            io.save_rgb(colorize.normals_to_rgb(p[None])[0], out_dir / f"{stem}_normals.png")
-            if args.npy:
-                io.save_npy(p, out_dir / f"{stem}_normals.npy")
-        else:
-            for k, name in enumerate(out.target_names):
-                io.save_rgb(p[3 * k:3 * k + 3], out_dir / f"{stem}_{name}.png")
         if out.uncertainty is not None:
             io.save_rgb(colorize.uncertainty_to_gray(out.uncertainty)[0], out_dir / f"{stem}_uncertainty.png")
     for f, stem in clips:

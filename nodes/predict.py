@@ -56,7 +56,9 @@ class MarigoldDepth(io.ComfyNode):
 
 
 def _finish(batch: MembersBatch, x: torch.Tensor, members) -> torch.Tensor:
-    return marigold.finish(x, members.original_size, batch.task, match_input_resolution=batch.match_input_resolution,
+    # the members' modality says which channels are unit vectors to renormalise ("uncertainty" maps: none)
+    what = members.modality if batch.task == members.task and members.modality is not None else batch.task
+    return marigold.finish(x, members.original_size, what, match_input_resolution=batch.match_input_resolution,
                            resample_method_output=batch.resample_method_output).cpu()
 
 
@@ -153,8 +155,11 @@ class MarigoldIntrinsics(io.ComfyNode):
                                resample_method, seed, batch_size):
             pred, _ = marigold.ensemble_members(members)
             frames.append(_finish(batch, pred, members))  # [1,3T,H,W]
-        out = torch.cat(frames)  # [N,3T,H,W]
-        targets = [out[:, 3 * t:3 * t + 3] for t in range(out.shape[1] // 3)]
+        out = torch.cat(frames)  # [N,ΣC,H,W]: the targets of the model's modality entry, stacked
+        bounds = [0]
+        for t in model.model.modality.targets:
+            bounds.append(bounds[-1] + t.channels)
+        targets = [out[:, a:b].expand(-1, 3, -1, -1) for a, b in zip(bounds, bounds[1:])]  # [N,3,H,W] each
         while len(targets) < 3:
             targets.append(torch.zeros_like(targets[0]))
         return io.NodeOutput(*(core_image.to_bhwc(t) for t in targets[:3]))

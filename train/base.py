@@ -23,9 +23,10 @@ import torch
 
 from marigold.core import checkpoint as ckpt
 from marigold.errors import CheckpointError
+from marigold.core.modality import Modality, for_checkpoint
+from marigold.core.modality import get as get_modality
 
 SD2_BETAS = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
-PIPELINES = {"depth": "MarigoldDepthPipeline", "normals": "MarigoldNormalsPipeline"}
 
 
 @dataclass
@@ -54,32 +55,66 @@ def widen_conv_in(unet: torch.nn.Module, copies: int = 2) -> torch.nn.Module:
     return unet
 
 
+def widen_conv_out(unet: torch.nn.Module, copies: int) -> torch.nn.Module:
+    """Replace ``unet.conv_out`` (4 channels) by one with ``4·copies``: weights and bias repeated, so that each
+    target's latent starts from the base's prediction (prs-eth's multi-target IID models)."""
+    old = unet.conv_out
+    if copies == 1:
+        return unet
+    new = torch.nn.Conv2d(old.in_channels, old.out_channels * copies, old.kernel_size, old.stride, old.padding,
+                          dtype=old.weight.dtype, device=old.weight.device)
+    with torch.no_grad():
+        new.weight.copy_(old.weight.repeat(copies, 1, 1, 1))
+        if old.bias is not None:
+            new.bias.copy_(old.bias.repeat(copies))
+    unet.conv_out = new
+    unet.register_to_config(out_channels=old.out_channels * copies)
+    return unet
+
+
 def _read(path: Path) -> dict:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 
 
-def load_base(source: str | os.PathLike, task: str = "depth", cache_dir: str | os.PathLike | None = None) -> Base:
+def _base_modality(folder: Path, index: dict) -> Modality | None:
+    """The modality a Marigold base checkpoint was trained for (None: not a Marigold folder)."""
+    if not (index.get("modality") or index.get("_class_name") in ckpt._TASKS):
+        return None
+    try:
+        return for_checkpoint(index)
+    except CheckpointError:
+        return None
+
+
+def load_base(source: str | os.PathLike, task: str | Modality = "depth",
+              cache_dir: str | os.PathLike | None = None) -> Base:
+    """The UNet, VAE and empty-prompt embedding to fine-tune into a ``task`` model (an entry of
+    :mod:`marigold.modality`): SD2 is widened to the entry's channels, a Marigold checkpoint of the same
+    modality is continued; anything else is refused with one line naming ``--task`` or the folder."""
+    m = get_modality(task)
     folder = ckpt.resolve(source, cache_dir)
     index = _read(folder / "model_index.json")
     unet_cfg = _read(folder / "unet" / "config.json")
-    channels = unet_cfg.get("in_channels")
-    if channels == 4:
+    channels, out_channels = unet_cfg.get("in_channels"), unet_cfg.get("out_channels", 4)
+    if channels == 4 and out_channels == 4:
         kind = "sd2"
-    elif channels == 8:
-        kind = "marigold"
-        base_task = ckpt._TASKS.get(index.get("_class_name", ""), "depth")
-        if base_task != task:
-            raise CheckpointError(f"{folder} is a Marigold {base_task} checkpoint; continuing it as a {task} model "
-                                  f"would discard what it learned. Start from Stable Diffusion 2, or pass "
-                                  f"--task {base_task}.")
     else:
-        raise CheckpointError(f"{folder}/unet has {channels} input channels; the trainer starts from a Stable "
-                              f"Diffusion 2 UNet (4) or a Marigold depth/normals UNet (8).")
+        kind = "marigold"
+        base_m = _base_modality(folder, index)
+        if base_m is not None and base_m.name != m.name and base_m.target_names != m.target_names:
+            raise CheckpointError(f"{folder} is a Marigold {base_m.name} checkpoint; continuing it as a {m.name} "
+                                  f"model would discard what it learned. Start from Stable Diffusion 2, or pass "
+                                  f"--task {base_m.name}.")
+        if (channels, out_channels) != (m.unet_in_channels, m.unet_out_channels):
+            raise CheckpointError(f"{folder}/unet has {channels} input and {out_channels} output channels; --task "
+                                  f"{m.name} starts from a Stable Diffusion 2 UNet (4 and 4) or continues a "
+                                  f"Marigold {m.name} UNet ({m.unet_in_channels} and {m.unet_out_channels}).")
     unet = ckpt.load_component(folder, "unet", torch.float32)  # the core's one weight reader
     vae = ckpt.load_component(folder, "vae", torch.float32)
     if kind == "sd2":
-        widen_conv_in(unet)
+        widen_conv_in(unet, m.n_targets + 1)
+        widen_conv_out(unet, m.n_targets)
     vae.requires_grad_(False).eval()
     emb = ckpt.empty_text_embedding(folder, cache_dir)
     sched_path = folder / "scheduler" / "scheduler_config.json"
@@ -122,13 +157,14 @@ def _link_or_copy_tree(src: Path, dst: Path) -> None:
             shutil.copy2(p, dst / p.name)
 
 
-def export_marigold(out: str | os.PathLike, base: Base, unet: torch.nn.Module, noise_cfg: dict, task: str,
-                    export_cfg: dict, default_steps: int) -> Path:
+def export_marigold(out: str | os.PathLike, base: Base, unet: torch.nn.Module, noise_cfg: dict,
+                    task: str | Modality, export_cfg: dict, default_steps: int) -> Path:
     """Write a complete Marigold checkpoint folder at ``out`` (which must not exist yet)."""
     import diffusers
     from diffusers import DDIMScheduler
     from safetensors.torch import save_file
 
+    m = get_modality(task)
     out = Path(out)
     out.mkdir(parents=True)
     unet.save_pretrained(str(out / "unet"), safe_serialization=True)
@@ -143,34 +179,35 @@ def export_marigold(out: str | os.PathLike, base: Base, unet: torch.nn.Module, n
     save_file({"embedding": base.empty_text_embedding.float().contiguous()}, str(out / ckpt.EMBEDDING_FILE),
               metadata={"text_encoder": fingerprint} if fingerprint else None)
     index = {
-        "_class_name": PIPELINES[task],
+        "_class_name": m.pipeline,
         "_diffusers_version": diffusers.__version__,
         "unet": ["diffusers", "UNet2DConditionModel"],
         "vae": ["diffusers", "AutoencoderKL"],
         "scheduler": ["diffusers", "DDIMScheduler"],
         "text_encoder": ["transformers", "CLIPTextModel"] if with_text else [None, None],
         "tokenizer": ["transformers", "CLIPTokenizer"] if with_text else [None, None],
-        "prediction_type": "depth" if task == "depth" else "normals",
+        "prediction_type": m.prediction_type,
         "default_denoising_steps": int(export_cfg.get("default_denoising_steps") or default_steps),
         "default_processing_resolution": int(export_cfg.get("default_processing_resolution") or 768),
+        **m.index_keys,
     }
-    if task == "depth":
-        index.update(scale_invariant=True, shift_invariant=True)
-    else:
-        index.update(use_full_z_range=True)
+    if for_checkpoint({k: v for k, v in index.items() if k != "modality"}).name != m.name:
+        index["modality"] = m.name  # not a built-in entry: name it, so that the loader finds it again
     (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     return out
 
 
-def in_memory_model(base: Base, unet: torch.nn.Module, noise_cfg: dict, task: str, device, dtype=torch.float32,
-                    processing_resolution: int = 768):
+def in_memory_model(base: Base, unet: torch.nn.Module, noise_cfg: dict, task: str | Modality, device,
+                    dtype=torch.float32, processing_resolution: int = 768):
     """A :class:`marigold.MarigoldModel` around the live UNet, for validation without writing files."""
-    return ckpt.MarigoldModel(path=base.folder, task=task, unet=unet, vae=base.vae,
+    m = get_modality(task)
+    return ckpt.MarigoldModel(path=base.folder, task=m.task, unet=unet, vae=base.vae,
                               scheduler_config=ddim_config(noise_cfg),
                               empty_text_embedding=base.empty_text_embedding,
-                              prediction_type="depth" if task == "depth" else "normals",
+                              prediction_type=m.prediction_type,
+                              target_properties=m.index_keys.get("target_properties"),
                               default_denoising_steps=1, default_processing_resolution=processing_resolution,
-                              device=torch.device(device), dtype=dtype)
+                              device=torch.device(device), dtype=dtype, modality=m)
 
 
 ROLLINGDEPTH_INDEX_KEYS = ("_class_name", "_diffusers_version", "unet", "vae", "scheduler", "text_encoder",

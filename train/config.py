@@ -18,7 +18,7 @@ from typing import Any
 from marigold.optional import require
 
 DEFAULTS: dict[str, Any] = {
-    "task": "depth",  # depth | normals
+    "task": "depth",  # an entry of marigold.modality: depth | normals | iid-appearance | iid-lighting | ...
     "mode": "diffusion",  # diffusion (Marigold) | e2e (Garcia et al. 2024) | snippet (RollingDepth, video)
     # snippet mode (RollingDepth, Ke et al. 2024): n frames per snippet at a random dilation 1..max_dilation,
     # one inverse-depth normalisation per snippet, cross-frame self-attention; objective: diffusion | e2e;
@@ -42,6 +42,9 @@ DEFAULTS: dict[str, Any] = {
     "multi_res_noise": {"enabled": True, "strength": 0.9, "annealed": True, "downscale_strategy": "original"},
     "e2e": {"timestep": 999, "noise": "gaussian", "loss": "affine_l1"},
     "flip_p": 0.5,
+    # image augmentations (train.data.common.augment_rgb): None, or prs-eth's normals recipe (configs/
+    # marigold_normals.yaml): {color_jitter_p, gaussian_blur_p, motion_blur_p, gaussian_blur_sigma, ...}
+    "augment": None,
     "ema": {"enabled": False, "decay": 0.999},
     "mixed_precision": "no",  # no | fp16 | bf16
     "gradient_checkpointing": False,
@@ -116,7 +119,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--resolution", type=int)
     ap.add_argument("--seed", type=int)
     ap.add_argument("--mode", choices=("diffusion", "e2e", "snippet"))
-    ap.add_argument("--task", choices=("depth", "normals"))
+    ap.add_argument("--task", help="the modality to train (marigold.modality): depth, normals, iid-appearance, "
+                    "iid-lighting, or one registered by your code")
     ap.add_argument("--lr", type=float)
     ap.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"))
     ap.add_argument("--checkpoint-every", type=int)
@@ -145,6 +149,10 @@ def parse(argv: list[str] | None = None) -> dict:
         if not sep:
             raise SystemExit(f"--set needs KEY=VALUE; got {item!r}")
         set_dotted(cfg, k.strip(), _value(v))
+    from marigold.core.modality import MODALITIES
+
+    if cfg["task"] not in MODALITIES:
+        raise SystemExit(f"--task {cfg['task']!r} is not a modality; use one of {', '.join(MODALITIES)}.")
     cfg["resume"] = bool(a.resume or cfg["resume"])
     cfg["progress"] = cfg["progress"] and not a.no_progress
     if not cfg["base"]:

@@ -242,7 +242,87 @@ def evaluate_model(model, eval_set: EvalSet, *, steps: int | None = None, ensemb
     return {"dataset": eval_set.name, "n": len(rows), "metrics": metrics, "rows": rows, "images": images}
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Other modalities: normals and intrinsic images
+
+
+def synthetic_target_samples(n: int = 8, split: str = "heldout", height: int = 96, width: int = 128,
+                             texture: str = "flat", materials: bool = True) -> list:
+    """Held-out synthetic scenes with every target (normals, albedo, shading, residual, material)."""
+    from .data.synthetic import SyntheticDataset
+
+    ds = SyntheticDataset(n, height, width, split, texture, materials=materials)
+    return [ds[i] for i in range(len(ds))]
+
+
+def scoring_space(modality, target: str) -> str:
+    """Where prs-eth's IID evaluation scores a target: albedo in sRGB (the lighting model's linear albedo is
+    gamma-encoded first), material (gamma-encoded by the appearance model) and the lighting layers in linear."""
+    return "srgb" if target == "albedo" and modality.task == "intrinsics" else "linear"
+
+
+def score_targets(modality, pred: np.ndarray, sample, mask: np.ndarray | None = None) -> dict[str, float]:
+    """A prediction ``[C,H,W]`` of ``modality`` (each target in its own space) against a sample's targets
+    (scene-linear, as loaders give them) → metrics per target: ``NAME_mse``, ``NAME_psnr`` ... for maps, angular
+    metrics for unit vectors."""
+    out, c = {}, 0
+    valid = sample.valid if mask is None else mask
+    for t in modality.targets:
+        p = pred[c:c + t.channels].transpose(1, 2, 0)  # [H,W,C]
+        c += t.channels
+        gt = (sample.targets or {}).get(t.name)
+        if gt is None and t.name == "normals":
+            gt = sample.normals
+        if gt is None:
+            raise ValueError(f"sample {sample.name!r} has no {t.name!r} ground truth to score against.")
+        gt = gt if gt.ndim == 3 else gt[..., None]
+        if t.transfer == "unit":
+            out.update({f"{t.name}_{k}": v for k, v in M.normals_metrics(p, gt, valid).items()})
+            continue
+        p = t.to_linear(p)  # [H,W,C] scene-linear
+        if scoring_space(modality, t.name) == "srgb":
+            p, gt = M.linear_to_srgb(p), M.linear_to_srgb(gt)
+        out.update({f"{t.name}_{k}": v for k, v in M.image_metrics(np.clip(p, 0, 1), np.clip(gt, 0, 1),
+                                                                   valid).items()})
+    return out
+
+
+def evaluate_targets(model, samples: list, *, steps: int | None = None, ensemble_size: int = 1,
+                     processing_resolution: int | None = None, seed: int = 0, name: str = "synthetic") -> dict:
+    """Predict every sample with :func:`marigold.predict` and score each target (normals and intrinsics)."""
+    import marigold
+
+    rows = []
+    for s in samples:
+        out = marigold.predict(model, s.rgb, num_inference_steps=steps, ensemble_size=ensemble_size,
+                               processing_resolution=processing_resolution, seed=seed)
+        rows.append({"name": s.name, **score_targets(model.modality, out.prediction[0].numpy(), s)})
+    metrics = M.mean_metrics([{k: v for k, v in r.items() if k != "name"} for r in rows])
+    return {"dataset": name, "n": len(rows), "metrics": metrics, "rows": rows, "images": []}
+
+
+def mean_map_baseline(modality, train_samples: list, eval_samples: list) -> dict:
+    """The best constant prediction: the training set's per-pixel mean of each target, scored like a model."""
+    stacks = []
+    for t in modality.targets:
+        maps = [s.targets[t.name] if t.name in (s.targets or {}) else s.normals for s in train_samples]
+        # the mean in the space the model predicts, i.e. the best constant map for its latent MSE
+        m = np.mean([t.from_linear(x if x.ndim == 3 else x[..., None]) for x in maps], axis=0)  # [H,W,C]
+        if t.transfer == "unit":
+            m = m / np.maximum(np.linalg.norm(m, axis=-1, keepdims=True), 1e-6)
+        stacks.append(m.transpose(2, 0, 1))
+    pred = np.concatenate(stacks)  # [C,H,W]
+    rows = [score_targets(modality, pred, s) for s in eval_samples]
+    return {"dataset": "training-mean map", "n": len(rows), "metrics": M.mean_metrics(rows)}
+
+
 def format_table(results: list[dict]) -> str:
+    if results and not any(k in results[0]["metrics"] for k in M.METRICS):  # normals / intrinsics
+        keys = list(results[0]["metrics"])
+        head = f"{'dataset':<22}{'n':>6}" + "".join(f"{k[:16]:>17}" for k in keys)
+        return "\n".join([head, "-" * len(head)] + [
+            f"{r['dataset']:<22}{r['n']:>6}" + "".join(f"{r['metrics'].get(k, float('nan')):>17.4f}" for k in keys)
+            for r in results])
     keys = list(M.METRICS) + (["temporal_error"] if any("temporal_error" in r["metrics"] for r in results) else [])
     head = f"{'dataset':<22}{'n':>6}" + "".join(f"{k[:14]:>15}" for k in keys)
     lines = [head, "-" * len(head)]
@@ -307,9 +387,22 @@ def _run(a: argparse.Namespace) -> int:
     import marigold
 
     model = marigold.load(a.checkpoint, device=a.device, dtype=a.dtype)
-    if model.task != "depth":
-        raise SystemExit(f"{a.checkpoint} is a {model.task} checkpoint; train.evaluate scores depth models.")
     results = []
+    if model.modality.ensemble != "affine":  # normals and intrinsics: scored per target, on data with targets
+        for spec in a.dataset:
+            name, _, path = spec.partition(":")
+            if name != "synthetic":
+                raise SystemExit(f"{a.checkpoint} is a {model.modality.name} checkpoint; train.evaluate scores it "
+                                 f"on synthetic[:N[:TEXTURE]] (held-out scenes with every target); got {spec!r}.")
+            n, _, texture = path.partition(":")
+            samples = synthetic_target_samples(int(n) if n else (a.max_images or 8), texture=texture or "flat")
+            results.append(evaluate_targets(model, samples, steps=a.steps, ensemble_size=a.ensemble,
+                                            processing_resolution=a.processing_resolution, seed=a.seed))
+            results[-1].pop("images")
+        print(format_table(results))
+        if a.json:
+            Path(a.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
+        return 0
     for spec in a.dataset:
         if spec.partition(":")[0] in VIDEO_SETS:
             results.append(evaluate_video_spec(model, spec, a))

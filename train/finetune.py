@@ -89,8 +89,11 @@ class Trainer:
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         seed_everything(cfg["seed"] + self.rank)
 
+        from marigold.core.modality import get as get_modality
+
         self.snippet = cfg["mode"] == "snippet"
-        if self.snippet and cfg["task"] != "depth":
+        self.modality = get_modality(cfg["task"])
+        if self.snippet and not self.modality.video:
             raise SystemExit("--mode snippet trains video depth; --task must be depth.")
         self.base = load_base(cfg["base"], cfg["task"], cfg["cache_dir"])
         self.noise_cfg = noise_scheduler_config(self.base, cfg)
@@ -143,7 +146,7 @@ class Trainer:
                                               bool(sn["joint"]))
         else:
             self.stream = make_stream(cfg["data"], cfg["resolution"], cfg["batch_size"], cfg["seed"], cfg["task"],
-                                      cfg["flip_p"])
+                                      cfg["flip_p"], cfg.get("augment"))
         self.writer = None
         if self.acc.is_main_process:
             SummaryWriter = require("torch.utils.tensorboard", "train", "Training logs").SummaryWriter
@@ -258,7 +261,7 @@ class Trainer:
         if self.snippet:  # [B,n,…] snippets → [B·n,…] frames, snippet-major (what snippet_frames expects)
             batch = {k: v.flatten(0, 1) for k, v in batch.items()}
         rgb = batch["rgb"].to(dev, dt)  # [B,3,H,W] -1..1 (B = snippets × n in snippet mode)
-        target = batch["target"].to(dev, dt)  # [B,3,H,W] -1..1
+        target = batch["target"].to(dev, dt)  # [B,3·T,H,W] -1..1: the modality's T targets stacked
         valid = batch["valid"].to(dev)  # [B,1,H,W]
         b = rgb.shape[0]
         snippets = b // n
@@ -268,18 +271,20 @@ class Trainer:
         text = self.text.expand(b, -1, -1)  # [B,T,D]
         n_t = self.sched.config.num_train_timesteps
         if objective == "diffusion":
-            with torch.no_grad():
-                target_latent = self.base.vae.encode(target).latent_dist.mode() * self.sf  # [B,4,h,w]
+            with torch.no_grad():  # each target encoded on its own, the latents stacked (prs-eth's IID models)
+                flat = target.reshape(-1, 3, *target.shape[-2:])  # [B·T,3,H,W]
+                target_latent = self.base.vae.encode(flat).latent_dist.mode() * self.sf  # [B·T,4,h,w]
+                target_latent = target_latent.reshape(b, -1, *target_latent.shape[-2:])  # [B,4T,h,w]
             # one timestep and one noise per snippet, shared by its frames (RollingDepth's inference repeats one
             # noise over a snippet's frames); n = 1: per sample, as Marigold
             t = torch.randint(0, n_t, (snippets,), generator=gen)  # [S]
             shape = (snippets,) + tuple(target_latent.shape[1:])
-            noise = training_noise(shape, t, self.cfg["multi_res_noise"], n_t, gen)  # [S,4,h,w]
+            noise = training_noise(shape, t, self.cfg["multi_res_noise"], n_t, gen)  # [S,4T,h,w]
             t = t.repeat_interleave(n)  # [B]
-            noise = noise.repeat_interleave(n, 0).to(dev, target_latent.dtype)  # [B,4,h,w]
+            noise = noise.repeat_interleave(n, 0).to(dev, target_latent.dtype)  # [B,4T,h,w]
             t = t.to(dev)
-            noisy = self.sched.add_noise(target_latent, noise, t)  # [B,4,h,w]
-            pred = self.unet(torch.cat([rgb_latent, noisy], 1), t, encoder_hidden_states=text).sample  # [B,4,h,w]
+            noisy = self.sched.add_noise(target_latent, noise, t)  # [B,4T,h,w]
+            pred = self.unet(torch.cat([rgb_latent, noisy], 1), t, encoder_hidden_states=text).sample  # [B,4T,h,w]
             if self.noise_cfg["prediction_type"] == "v_prediction":
                 goal = self.sched.get_velocity(target_latent, noise, t)
             elif self.noise_cfg["prediction_type"] == "epsilon":
@@ -291,10 +296,10 @@ class Trainer:
         # end-to-end single step at t = 999
         t_val = int(self.cfg["e2e"]["timestep"])
         t = torch.full((b,), t_val, device=dev, dtype=torch.long)
-        shape = (snippets,) + tuple(rgb_latent.shape[1:])
+        shape = (snippets, 4 * self.modality.n_targets) + tuple(rgb_latent.shape[2:])
         noise = (torch.zeros(shape) if self.cfg["e2e"]["noise"] == "zeros" else torch.randn(shape, generator=gen))
-        noise = noise.repeat_interleave(n, 0).to(dev, rgb_latent.dtype)  # [B,4,h,w]: one noise per snippet
-        pred = self.unet(torch.cat([rgb_latent, noise], 1), t, encoder_hidden_states=text).sample  # [B,4,h,w]
+        noise = noise.repeat_interleave(n, 0).to(dev, rgb_latent.dtype)  # [B,4T,h,w]: one noise per snippet
+        pred = self.unet(torch.cat([rgb_latent, noise], 1), t, encoder_hidden_states=text).sample  # [B,4T,h,w]
         a = self.sched.alphas_cumprod.to(dev)[t_val].float()
         if self.noise_cfg["prediction_type"] == "v_prediction":
             x0 = a.sqrt() * noise.float() - (1 - a).sqrt() * pred.float()  # [B,4,h,w]
@@ -302,8 +307,14 @@ class Trainer:
             x0 = (noise.float() - (1 - a).sqrt() * pred.float()) / a.sqrt().clamp(min=1e-4)
         else:
             x0 = pred.float()
-        decoded = self.base.vae.decode((x0 / self.sf).to(dt)).sample.float()  # [B,3,H,W]
-        if self.cfg["task"] == "depth":
+        x0 = x0.reshape(-1, 4, *x0.shape[-2:])  # [B·T,4,h,w]: each target's latent decoded alone
+        decoded = self.base.vae.decode((x0 / self.sf).to(dt)).sample.float()  # [B·T,3,H,W]
+        kind = self.modality.targets[0].transfer if self.modality.n_targets == 1 else None
+        if kind not in ("affine", "unit"):  # maps in a fixed range (intrinsics, ...): MSE on the decoded targets
+            goal = target.float().reshape(decoded.shape)  # [B·T,3,H,W]
+            mask = valid.repeat_interleave(self.modality.n_targets, 0)  # [B·T,1,H,W]
+            return masked_mse(decoded, goal, mask if mask.any() else None)
+        if kind == "affine":
             est = decoded.mean(1, keepdim=True)  # [B,1,H,W]
             if n > 1:  # one scale and shift per snippet: its frames stacked into one tall image [S,1,n·H,W]
                 h, w = est.shape[-2:]
@@ -342,6 +353,15 @@ class Trainer:
                 return self._log_validation(res)
             model = in_memory_model(self.base, unet, self.noise_cfg, self.cfg["task"], self.acc.device,
                                     processing_resolution=vcfg["processing_resolution"])
+            if self.modality.ensemble != "affine":  # normals, intrinsics: every target against the renders
+                from .evaluate import evaluate_targets, synthetic_target_samples
+
+                h, w = self.stream.sizes[0]
+                samples = synthetic_target_samples(vcfg["num_images"], vcfg["split"], h, w,
+                                                   texture=vcfg["texture"] or "flat")
+                return self._log_validation(evaluate_targets(model, samples, steps=vcfg["steps"],
+                                                             ensemble_size=vcfg["ensemble_size"],
+                                                             processing_resolution=vcfg["processing_resolution"]))
             res = evaluate_model(model, synthetic_eval_set(vcfg["num_images"], split=vcfg["split"],
                                                            texture=vcfg["texture"]),
                                  steps=vcfg["steps"], ensemble_size=vcfg["ensemble_size"],

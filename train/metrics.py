@@ -96,3 +96,42 @@ def nyu_eigen_crop(shape: tuple[int, int] = (480, 640)) -> np.ndarray:
     m = np.zeros(shape, bool)
     m[45:471, 41:601] = True
     return m
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Normals and intrinsic images
+
+NORMALS_METRICS = ("mean_angle", "median_angle", "a11.25", "a22.5", "a30")
+
+
+def normals_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """Angular error in degrees between unit normals ``[H,W,3]`` over ``mask``: mean, median, and the % of
+    pixels under 11.25°, 22.5° and 30° (the protocol of Marigold's normals evaluation, after Bae et al.)."""
+    p = pred / np.maximum(np.linalg.norm(pred, axis=-1, keepdims=True), 1e-6)
+    g = gt / np.maximum(np.linalg.norm(gt, axis=-1, keepdims=True), 1e-6)
+    ang = np.degrees(np.arccos(np.clip((p * g).sum(-1), -1.0, 1.0)))[mask]
+    if ang.size == 0:
+        return {k: float("nan") for k in NORMALS_METRICS}
+    return {"mean_angle": float(ang.mean()), "median_angle": float(np.median(ang)),
+            "a11.25": float((ang < 11.25).mean() * 100), "a22.5": float((ang < 22.5).mean() * 100),
+            "a30": float((ang < 30).mean() * 100)}
+
+
+def linear_to_srgb(x: np.ndarray) -> np.ndarray:
+    """Gamma 1/2.2 (prs-eth's ``img_linear2srgb``), for scoring linear albedo in sRGB as their evaluation does."""
+    return np.clip(x, 0, None) ** (1 / 2.2)
+
+
+def srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, 0, None) ** 2.2
+
+
+def image_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """One target map ``[H,W,C]`` in 0..1 against its ground truth over ``mask``: MSE, MAE and PSNR (data range 1;
+    prs-eth's IID evaluation reports PSNR, SSIM and LPIPS; SSIM and LPIPS need full images and a network, and are
+    left to their tools)."""
+    d = (pred.astype(np.float64) - gt.astype(np.float64))[mask]
+    if d.size == 0:
+        return {"mse": float("nan"), "mae": float("nan"), "psnr": float("nan")}
+    mse = float((d ** 2).mean())
+    return {"mse": mse, "mae": float(np.abs(d).mean()), "psnr": float(10 * np.log10(1.0 / max(mse, 1e-12)))}

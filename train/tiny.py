@@ -27,9 +27,12 @@ import torch
 
 
 def fit_vae(vae, steps: int, size: tuple[int, int] = (64, 64), batch: int = 8, seed: int = 0, lr: float = 2e-3,
-            crop: int = 32, log=None) -> float:
+            crop: int = 32, log=None, iid: bool = False) -> float:
     """Train the VAE to reconstruct synthetic RGB images and normalised depth maps (random ``crop``-pixel
-    crops of ``size`` renders: the VAE is convolutional, and crops cost a quarter); returns the last loss."""
+    crops of ``size`` renders: the VAE is convolutional, and crops cost a quarter); returns the last loss.
+    ``iid``: also the intrinsic layers (albedo, shading, residual, material, in the spaces the IID modalities
+    predict them), without which the tiny VAE cannot even reconstruct those targets (the round trip alone was
+    worse than the training-mean map: albedo MSE 0.046 against 0.020)."""
     from .data.common import normalize_depth
     from .data.synthetic import render
 
@@ -41,7 +44,15 @@ def fit_vae(vae, steps: int, size: tuple[int, int] = (64, 64), batch: int = 8, s
         d = normalize_depth(s.depth, s.valid)
         pool.append(torch.from_numpy(s.rgb.transpose(2, 0, 1) * 2 - 1))
         pool.append(torch.from_numpy(np.repeat(d[None], 3, 0)))
-    data = torch.stack(pool).float()  # [128,3,H,W] in -1..1
+        if iid:
+            from marigold.core.modality import get
+
+            m = render(5_000_000 + i, *size, supersample=1, texture="flat", materials=True)
+            pool.append(torch.from_numpy(m.rgb.transpose(2, 0, 1) * 2 - 1))
+            for task in ("iid-lighting", "iid-appearance"):
+                for t in get(task).targets:
+                    pool.append(torch.from_numpy(t.encode(m.targets[t.name])))
+    data = torch.stack(pool).float()  # [N,3,H,W] in -1..1
     vae.train().requires_grad_(True)
     opt = torch.optim.Adam(vae.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
@@ -74,7 +85,8 @@ def fit_vae(vae, steps: int, size: tuple[int, int] = (64, 64), batch: int = 8, s
     return float(loss.detach())
 
 
-def make_tiny_sd2(out: str | Path, marigold_tiny: str | Path, vae_steps: int = 0, seed: int = 0, log=None) -> Path:
+def make_tiny_sd2(out: str | Path, marigold_tiny: str | Path, vae_steps: int = 0, seed: int = 0, log=None,
+                  iid: bool = False) -> Path:
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
     out, src = Path(out), Path(marigold_tiny)
@@ -86,7 +98,7 @@ def make_tiny_sd2(out: str | Path, marigold_tiny: str | Path, vae_steps: int = 0
     UNet2DConditionModel(**cfg).save_pretrained(str(out / "unet"), safe_serialization=True)
     vae = AutoencoderKL.from_pretrained(str(src / "vae"), use_safetensors=True)
     if vae_steps:
-        fit_vae(vae, vae_steps, seed=seed, log=log)
+        fit_vae(vae, vae_steps, seed=seed, log=log, iid=iid)
     vae.save_pretrained(str(out / "vae"), safe_serialization=True)
     for part in ("text_encoder", "tokenizer"):
         shutil.copytree(src / part, out / part)
@@ -113,8 +125,9 @@ def main(argv=None) -> int:
     ap.add_argument("--from", dest="src", required=True, help="a tiny Marigold checkpoint folder")
     ap.add_argument("--vae-steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--iid", action="store_true", help="fit the VAE on the intrinsic layers too (IID models)")
     a = ap.parse_args(argv)
-    make_tiny_sd2(a.out, a.src, a.vae_steps, a.seed, log=print)
+    make_tiny_sd2(a.out, a.src, a.vae_steps, a.seed, log=print, iid=a.iid)
     print(f"wrote {a.out}")
     return 0
 

@@ -23,6 +23,7 @@ import torch
 
 from .devices import resolve_device, resolve_dtype
 from ..errors import CheckpointError
+from .modality import Modality, for_checkpoint
 
 PUBLISHED = (
     "prs-eth/marigold-depth-v1-1",
@@ -102,18 +103,21 @@ class MarigoldModel:
     video_model: bool = False  # a RollingDepth checkpoint: frames in snippets, self-attention across them
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
+    modality: Modality | None = None  # the entry of marigold.modality; found from the fields above when None
+
+    def __post_init__(self) -> None:
+        if self.modality is None:
+            self.modality = for_checkpoint({"prediction_type": self.prediction_type,
+                                            "target_properties": self.target_properties}, self.task)
 
     @property
     def n_targets(self) -> int:
-        if self.task == "intrinsics":
-            return len((self.target_properties or {}).get("target_names", [])) or 1
-        return 1
+        return self.modality.n_targets
 
     @property
     def target_names(self) -> list[str]:
-        if self.task == "intrinsics":
-            return list((self.target_properties or {}).get("target_names", ["target"]))
-        return [self.task]
+        # depth-like models name their one target after the task (what Prediction.target_names always said)
+        return [self.task] if self.modality.task in ("depth", "normals") else self.modality.target_names
 
     @property
     def vae_scaling_factor(self) -> float:
@@ -296,6 +300,9 @@ def inspect(folder: str | os.PathLike, repo_id: str | None = None) -> dict[str, 
     index = {**{k: v for k, v in facts.items() if k != "task"}, **{k: v for k, v in index.items() if v is not None}}
     cls = index.get("_class_name", "")
     task = _TASKS.get(cls) or facts.get("task")
+    named = index.get("modality")  # a checkpoint our trainer wrote names its entry of marigold.modality
+    if named:
+        task = for_checkpoint(index).task
     if task is None:
         ptype = index.get("prediction_type")
         task = {"depth": "depth", "disparity": "depth", "normals": "normals", "intrinsics": "intrinsics"}.get(ptype)
@@ -308,19 +315,22 @@ def inspect(folder: str | os.PathLike, repo_id: str | None = None) -> dict[str, 
     unet_cfg = _read_json(folder / "unet" / "config.json")
     _read_json(folder / "vae" / "config.json")
     sched = _read_json(folder / "scheduler" / "scheduler_config.json")
-    n_targets = 1
-    if task == "intrinsics":
-        n_targets = len((index.get("target_properties") or {}).get("target_names", [])) or 1
-    want = 4 * (1 + n_targets)
+    video = VIDEO_MODELS.get(cls)
+    modality = for_checkpoint({**(video or {}), **index}, task)
+    n_targets = modality.n_targets
+    want = modality.unet_in_channels
     got = unet_cfg.get("in_channels")
     if got != want:
         hint = (" This is a Stable Diffusion UNet, which sees only the noisy latent; fine-tune it into a Marigold "
                 "model with `python -m train.finetune --base …`." if got == 4 else "")
         raise CheckpointError(f"{folder}/unet has {got} input channels, but a Marigold {task} model needs {want} "
                               f"(image latent + {n_targets} target latent{'s' if n_targets > 1 else ''}).{hint}")
-    video = VIDEO_MODELS.get(cls)
+    if unet_cfg.get("out_channels", 4) != modality.unet_out_channels:
+        raise CheckpointError(f"{folder}/unet has {unet_cfg.get('out_channels')} output channels, but a Marigold "
+                              f"{modality.name} model needs {modality.unet_out_channels} (4 per target: "
+                              f"{', '.join(modality.target_names)}).")
     return {"folder": folder, "index": index, "task": task, "unet": unet_cfg, "scheduler": sched,
-            "n_targets": n_targets, "video_model": video is not None,
+            "modality": modality, "n_targets": n_targets, "video_model": video is not None,
             # what load() reads from model_index.json: a video model's defaults stand in for the missing keys
             "config": {**(video or {}), **{k: v for k, v in index.items() if not k.startswith("_")}}}
 
@@ -379,7 +389,25 @@ def empty_text_embedding(folder: str | os.PathLike, cache_dir: str | os.PathLike
     return emb
 
 
-def _compute_empty_embedding(folder: Path) -> torch.Tensor:
+_PROMPT_EMBEDDINGS: dict[tuple[str, str], torch.Tensor] = {}
+
+
+def prompt_embedding(folder: str | os.PathLike, prompt: str) -> torch.Tensor:
+    """The text encoder's output for ``prompt``, ``[1,T,D]`` float32 (for modalities conditioned on a text prompt,
+    see :func:`marigold.modality.text_embedding`); kept in memory per (checkpoint, prompt)."""
+    folder = Path(folder)
+    if not prompt:
+        return empty_text_embedding(folder)
+    key = (str(folder.resolve()), prompt)
+    if key not in _PROMPT_EMBEDDINGS:
+        if not (folder / "text_encoder").is_dir():
+            raise CheckpointError(f"{folder} has no text_encoder/; a prompt-conditioned model needs its text encoder "
+                                  f"and tokenizer folders.")
+        _PROMPT_EMBEDDINGS[key] = _compute_empty_embedding(folder, prompt)
+    return _PROMPT_EMBEDDINGS[key]
+
+
+def _compute_empty_embedding(folder: Path, prompt: str = "") -> torch.Tensor:
     from transformers import CLIPTextModel, CLIPTokenizer
 
     from ..compat import transformers_dtype_kwarg
@@ -394,8 +422,8 @@ def _compute_empty_embedding(folder: Path) -> torch.Tensor:
                                                 variant=variant, **{transformers_dtype_kwarg(): torch.float32})
     except Exception as e:
         raise CheckpointError(f"{folder}/text_encoder cannot be loaded ({e}).") from None
-    ids = tokenizer("", padding="do_not_pad", max_length=tokenizer.model_max_length, truncation=True,
-                    return_tensors="pt").input_ids  # [1,2]
+    ids = tokenizer(prompt, padding="do_not_pad", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids  # [1,T]: T = 2 for the empty prompt
     with torch.inference_mode():
         emb = encoder(ids)[0].float()  # [1,2,D]
     del encoder
@@ -464,6 +492,7 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
         target_properties=index.get("target_properties"),
         video_model=info["video_model"],
         dtype=dt,
+        modality=info["modality"],
     )
     model = model.to(dev, dt)
     if optimize:

@@ -1,6 +1,7 @@
 """Training data: loaders for each data set, and the deterministic stream that mixes them.
 
-A data spec is ``NAME[:PATH][@PROB]`` (``synthetic``, ``hypersim:/data/hypersim@0.9``, ``vkitti:/data/vkitti@0.1``,
+A data spec is ``NAME[:PATH][@PROB]`` (``synthetic``, ``synthetic:flat+materials`` (with the intrinsic layers
+in the image), ``interiorverse:/data/interiorverse``, ``hypersim-iid:/data/hypersim``, ``hypersim:/data/hypersim@0.9``, ``vkitti:/data/vkitti@0.1``,
 ``folder:/my/data``; ``synthetic:flat``: the synthetic scenes with flat-coloured surfaces, what tiny CPU models
 train on), or in a config file a mapping ``{name, path, prob, resolution, ...}``.
 
@@ -13,16 +14,25 @@ samples an uninterrupted one would, on any number of workers.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from .common import DepthSample, prepare
+from .common import DepthSample, augment_rgb, prepare
 
 
-IMAGE_SETS = ("synthetic", "hypersim", "vkitti", "folder")
+IMAGE_SETS = ("synthetic", "hypersim", "vkitti", "folder", "interiorverse", "hypersim-iid")
+# loaders added by code outside this package (a new modality's data): name → factory(path, **options)
+REGISTERED: dict = {}
+
+
+def register_dataset(name: str, factory, *, needs_path: bool = False) -> None:
+    """Make ``name`` usable in data specs (``--data NAME[:PATH]``): ``factory(path, **options)`` returns a
+    data set whose items are :class:`DepthSample` (``len()``, ``[i]``, ``native_size``). With the modality's
+    entry in :mod:`marigold.modality`, this is all a new modality needs."""
+    REGISTERED[name] = (factory, needs_path)
 
 
 def parse_spec(spec: Any, video: bool = False) -> dict:
@@ -42,7 +52,7 @@ def parse_spec(spec: Any, video: bool = False) -> dict:
     out.setdefault("prob", None)
     from .video import VIDEO_SETS
 
-    known = VIDEO_SETS if video else IMAGE_SETS
+    known = VIDEO_SETS if video else IMAGE_SETS + tuple(REGISTERED)
     if out["name"] not in known:
         what = "video set (snippet mode)" if video else "data set"
         other = IMAGE_SETS if video else VIDEO_SETS
@@ -50,7 +60,8 @@ def parse_spec(spec: Any, video: bool = False) -> dict:
                 f"{'use --mode snippet' if not video else 'snippet mode trains on videos'}."
                 if out["name"] in other else "")
         raise ValueError(f"unknown {what} {out['name']!r}; use one of {', '.join(known)} (NAME:PATH).{hint}")
-    if out["name"] not in ("synthetic", "synthetic-video") and not out["path"]:
+    optional_path = ("synthetic", "synthetic-video") + tuple(k for k, (_, p) in REGISTERED.items() if not p)
+    if out["name"] not in optional_path and not out["path"]:
         raise ValueError(f"data set {out['name']!r} needs a path: {out['name']}:/path/to/it")
     return out
 
@@ -58,12 +69,20 @@ def parse_spec(spec: Any, video: bool = False) -> dict:
 def build_dataset(spec: dict):
     name, path = spec["name"], spec.get("path")
     kw = {k: v for k, v in spec.items() if k not in ("name", "path", "prob", "resolution")}
+    if name in REGISTERED:
+        return REGISTERED[name][0](path, **kw)
     if name == "synthetic":
         from .synthetic import SyntheticDataset
         return SyntheticDataset(**({"texture": path} if path else {}), **kw)  # synthetic:flat
     if name == "hypersim":
         from .hypersim import HypersimDataset
         return HypersimDataset(path, **kw)
+    if name == "interiorverse":
+        from .iid_sets import InteriorVerseDataset
+        return InteriorVerseDataset(path, **kw)
+    if name == "hypersim-iid":
+        from .iid_sets import HypersimIIDDataset
+        return HypersimIIDDataset(path, **kw)
     if name == "vkitti":
         from .vkitti import VKittiDataset
         return VKittiDataset(path, **kw)
@@ -91,6 +110,7 @@ class MixedStream(torch.utils.data.Dataset):
     seed: int
     task: str = "depth"
     flip_p: float = 0.5
+    augment: dict | None = None  # image augmentations (common.augment_rgb), e.g. prs-eth's normals recipe
     _perm: dict = field(default_factory=dict)
 
     def choose(self, k: int) -> tuple[int, int, bool]:
@@ -110,7 +130,12 @@ class MixedStream(torch.utils.data.Dataset):
 
     def __getitem__(self, k: int) -> dict:
         d, idx, flip = self.choose(int(k))
-        return prepare(self.datasets[d][idx], self.task, self.sizes[d], flip)
+        sample = self.datasets[d][idx]
+        if self.augment:
+            mb, j = divmod(int(k), self.batch_size)
+            sample = replace(sample, rgb=augment_rgb(sample.rgb, np.random.default_rng([self.seed, mb, j, 5]),
+                                                     self.augment))
+        return prepare(sample, self.task, self.sizes[d], flip)
 
     def __len__(self) -> int:  # the stream is endless; DataLoader only needs a number
         return 2**62
@@ -133,7 +158,7 @@ class StreamSampler(torch.utils.data.Sampler):
 
 
 def make_stream(specs: list, resolution: int | None, batch_size: int, seed: int, task: str,
-                flip_p: float) -> MixedStream:
+                flip_p: float, augment: dict | None = None) -> MixedStream:
     specs = [parse_spec(s) for s in specs]
     datasets = [build_dataset(s) for s in specs]
     probs = [s["prob"] for s in specs]
@@ -145,8 +170,8 @@ def make_stream(specs: list, resolution: int | None, batch_size: int, seed: int,
     total = float(sum(probs))
     probs = [p / total for p in probs]
     sizes = [training_size(tuple(ds.native_size), s.get("resolution", resolution)) for ds, s in zip(datasets, specs)]
-    return MixedStream(datasets, probs, sizes, batch_size, seed, task, flip_p)
+    return MixedStream(datasets, probs, sizes, batch_size, seed, task, flip_p, augment)
 
 
-__all__ = ["DepthSample", "prepare", "parse_spec", "build_dataset", "training_size", "MixedStream",
+__all__ = ["DepthSample", "prepare", "register_dataset", "parse_spec", "build_dataset", "training_size", "MixedStream",
            "StreamSampler", "make_stream"]

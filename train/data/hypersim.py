@@ -45,9 +45,14 @@ def tonemap(hdr: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
 
 
 class HypersimDataset:
-    def __init__(self, root: str | Path, split_file: str | Path | None = None, max_depth: float = 65.0):
+    """``normals=True``: also ``frame.NNNN.normal_cam.hdf5`` (geometry folder; camera frame x right, y up, z towards
+    the viewer: Marigold's convention already), for normals training."""
+
+    def __init__(self, root: str | Path, split_file: str | Path | None = None, max_depth: float = 65.0,
+                 normals: bool = False):
         self.root = Path(root)
         self.max_depth = max_depth
+        self.normals = bool(normals)
         if split_file is not None:
             items = []
             for line in Path(split_file).read_text().splitlines():
@@ -78,5 +83,17 @@ class HypersimDataset:
         depth = distance_to_planar(np.where(valid, dist, 0))
         valid &= depth <= self.max_depth
         rgb = tonemap(read_hdf5(color), valid)
-        return DepthSample(rgb=rgb, depth=np.where(valid, depth, 0), valid=valid,
+        normals = None
+        if self.normals:
+            path = self.depth_path(color).with_name(color.name.replace(".color.hdf5", ".normal_cam.hdf5"))
+            if not path.is_file():
+                from marigold.errors import InputError
+
+                raise InputError(f"{path}: missing normals file (Hypersim's normal_cam, needed with normals: true).")
+            normals = read_hdf5(path).astype(np.float32)
+            ok = np.isfinite(normals).all(-1)
+            valid &= ok
+            normals = np.where(ok[..., None], normals, 0.0)
+            normals /= np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-6)
+        return DepthSample(rgb=rgb, depth=np.where(valid, depth, 0), valid=valid, normals=normals,
                            name=str(color.relative_to(self.root)))
