@@ -248,7 +248,8 @@ def predict_tiled(model: MarigoldModel, image: img.ImageInput, *, tile_factor: f
     """:func:`marigold.predict.predict` with tiles (module docstring): same arguments, plus
 
     ``tile_factor`` (working resolution = factor × processing resolution; default 2) or ``tile_resolution``
-    (its longest side in px), and ``tile_overlap`` (px at the working resolution; default a quarter tile).
+    (its longest side in px), never above the image's own size, and ``tile_overlap`` (px at the working
+    resolution; default a quarter tile).
     The tile is the processing resolution (default the checkpoint's, 768 for v1-1). ``match_input_resolution``
     resizes the result to the input's size; off, it stays at the working resolution. ``on_tile(done, total)``
     is called after each tile (``progress`` counts denoising steps over the whole run); ``check_cancel`` is
@@ -265,14 +266,20 @@ def predict_tiled(model: MarigoldModel, image: img.ImageInput, *, tile_factor: f
     images = img.to_tensor(image)  # [N,3,H,W] 0..1
     size = tuple(images.shape[-2:])
     work = working_size(size, res, tile_factor=tile_factor, tile_resolution=tile_resolution)
+    notes = []
+    if max(work) > max(size):  # an upsampled photo has no detail for the tiles to find: stay at its own size
+        notes.append(f"the working resolution {work[1]}×{work[0]} is above the image's own {size[1]}×{size[0]}; "
+                     f"tiled at {size[1]}×{size[0]}.")
+        work = size
     plan = plan_tiles(work, res, overlap)
     common = dict(num_inference_steps=num_inference_steps, ensemble_size=ensemble_size,
                   resample_method_input=resample_method_input, batch_size=batch_size, seed=seed,
                   output_uncertainty=output_uncertainty, ensembling_kwargs=ensembling_kwargs)
     finish_kw = dict(match_input_resolution=match_input_resolution, resample_method_output=resample_method_output)
     if plan.count == 1:  # nothing to tile: exactly the untiled run
-        note = (f"{size[1]}×{size[0]} at the working resolution {work[1]}×{work[0]} fits in one "
+        note = (f"the image ({size[1]}×{size[0]}) at the working resolution {work[1]}×{work[0]} fits in one "
                 f"{res}-px tile: ran untiled.")
+        notes.append(note)
         warnings.warn(note, stacklevel=2)
         if predictor is None:
             out = predict(model, images, processing_resolution=res, progress=progress, check_cancel=check_cancel,
@@ -282,7 +289,7 @@ def predict_tiled(model: MarigoldModel, image: img.ImageInput, *, tile_factor: f
             out = Prediction(torch.cat([finish(p, size, model.task, **finish_kw) for p, _ in preds]), None,
                              model.task, model.target_names)
         return TiledPrediction(out.prediction, out.uncertainty, out.task, out.target_names,
-                               plans=[None] * images.shape[0], notes=[note])
+                               plans=[None] * images.shape[0], notes=notes)
 
     task = model.task
     ens_kw = dict(ensembling_kwargs or {})
@@ -303,7 +310,7 @@ def predict_tiled(model: MarigoldModel, image: img.ImageInput, *, tile_factor: f
                   resample_method_input=resample_method_input, batch_size=batch_size,
                   seed=_one_generator(seed))
         predictor = _model_predictor(model, kw, ens_kw, output_uncertainty, step, check_cancel)
-    result = TiledPrediction(torch.empty(0), None, task, model.target_names)
+    result = TiledPrediction(torch.empty(0), None, task, model.target_names, notes=notes)
     preds, uncs = [], []
     for i in range(n):
         p, u, scale, shift = _tile_one(images[i:i + 1], plan, res, task, predictor, output_uncertainty,

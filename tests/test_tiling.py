@@ -189,8 +189,9 @@ def test_bad_options_name_the_option(kw, name):
 def test_image_that_fits_one_tile_runs_untiled_with_a_note():
     image = coord_image(40, 60)
     with pytest.warns(UserWarning, match="untiled"):
-        out = tiling.predict_tiled(fake_model(), image, tile_factor=1, predictor=Oracle(scene(40, 60), False))
-    assert out.plans == [None] and "untiled" in out.notes[0] and out.prediction.shape == (1, 1, 40, 60)
+        out = tiling.predict_tiled(fake_model(), image, predictor=Oracle(scene(40, 60), False))  # default ×2
+    assert out.plans == [None] and "untiled" in out.notes[-1] and out.prediction.shape == (1, 1, 40, 60)
+    assert "own 60×40" in out.notes[0]  # never upsampled past the photo: 60 px is less than a 64-px tile
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +214,7 @@ def test_model_tiles_with_progress_per_tile(tiny_depth):
     model = tiny_depth
     photo = torch.rand(1, 3, 60, 80, generator=torch.Generator().manual_seed(1))
     steps, tiles = [], []
-    out = tiling.predict_tiled(model, photo, processing_resolution=32, tile_resolution=96, tile_overlap=8,
+    out = tiling.predict_tiled(model, photo, processing_resolution=32, tile_resolution=80, tile_overlap=8,
                                num_inference_steps=2, seed=0, progress=lambda d, t: steps.append((d, t)),
                                on_tile=lambda d, t: tiles.append((d, t)))
     n = out.plans[0].count
@@ -228,7 +229,36 @@ def test_model_tiles_with_progress_per_tile(tiny_depth):
 
     tiles.clear()
     with pytest.raises(marigold.Cancelled):
-        tiling.predict_tiled(model, photo, processing_resolution=32, tile_resolution=96, tile_overlap=8,
+        tiling.predict_tiled(model, photo, processing_resolution=32, tile_resolution=80, tile_overlap=8,
                              num_inference_steps=2, seed=0, check_cancel=cancel,
                              on_tile=lambda d, t: tiles.append((d, t)))
     assert len(tiles) == 2
+
+
+def test_cli_tiles_images_and_relief(depth_checkpoint, tmp_path, capsys):
+    from PIL import Image
+
+    from marigold import cli
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(tmp_path / "in" / "big.png")
+    Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(tmp_path / "in" / "small.png")
+    out = tmp_path / "out"
+    base = [str(tmp_path / "in"), "-o", str(out), "--checkpoint", str(depth_checkpoint), "--dtype", "fp32",
+            "--processing-resolution", "32", "--steps", "1"]
+    assert cli.main(base + ["--tile", "--tile-factor", "3", "--tile-overlap", "8", "--relief", "stl",
+                            "--relief-resolution", "40"]) == 0
+    err = capsys.readouterr().err
+    assert "small.png" in err and "untiled" in err  # 24 px wide: one 32-px tile even at its own size
+    from PIL import Image as I
+    for stem, size in (("big", (80, 60)), ("small", (24, 20))):
+        assert I.open(out / f"{stem}_depth_16bit.png").size == size
+        assert (out / f"{stem}_relief.stl").is_file()
+    for bad, name in ((["--tile-overlap", "0"], "--tile-overlap"), (["--tile-overlap", "32"], "--tile-overlap"),
+                      (["--tile-factor", "0.5"], "--tile-factor")):
+        assert cli.main(base + ["--tile", *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and name in err and "`" not in err and len(err.splitlines()) == 1
+    assert cli.main(base + ["--tile-factor", "3"]) == 2
+    assert "add --tile" in capsys.readouterr().err
