@@ -262,3 +262,19 @@ def test_cli_tiles_images_and_relief(depth_checkpoint, tmp_path, capsys):
         assert err.startswith("error:") and name in err and "`" not in err and len(err.splitlines()) == 1
     assert cli.main(base + ["--tile-factor", "3"]) == 2
     assert "add --tile" in capsys.readouterr().err
+
+
+def test_hr_checkpoint_is_refused_in_one_line_pointing_to_tiling(make_checkpoint, tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(marigold.CheckpointError) as e:  # the repo id: refused before any download
+        marigold.load("prs-eth/marigold-depth-hr-v1-1", cache_dir=tmp_path / "empty", progress=False)
+    msg = str(e.value)
+    assert "MarigoldDepthHRPipeline" in msg and "--tile" in msg and "\n" not in msg
+    assert not (tmp_path / "empty").exists()
+    folder = make_checkpoint("depth", copy_to=tmp_path / "hr")  # a downloaded copy: known by its pipeline class
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": "MarigoldDepthHRPipeline"}))
+    with pytest.raises(marigold.CheckpointError, match="--tile"):
+        marigold.load(folder, device="cpu", dtype="fp32", progress=False)
