@@ -4,6 +4,7 @@
     model = marigold.load("prs-eth/marigold-depth-v1-1")        # or a checkpoint folder
     out = marigold.predict(model, "photo.jpg" or PIL/ndarray/tensor, ensemble_size=5, seed=0)
     out.prediction  # [N,1,H,W] float32 in 0..1
+    big = marigold.predict_tiled(model, "photo.jpg", tile_factor=2)  # high resolution: docs/tiling.md
 """
 
 from .bas_relief import relief
@@ -17,6 +18,7 @@ from .mesh import depth_to_mesh, depth_to_points, save_3d
 from .predict import Members, Prediction, ensemble_members, finish, iter_members, predict, predict_depth, \
     predict_intrinsics, predict_normals
 from .snippet import enable_snippet_attention, snippet_frames
+from .tiling import TiledPrediction, predict_tiled
 from .video import PRESETS, ClipNormalizer, VideoFrame, VideoPrediction, clip_normalizer, iter_video_depth, \
     predict_video
 
@@ -30,6 +32,6 @@ __all__ = [
     "load_image", "save_depth_16bit", "save_exr", "save_npy", "save_rgb",
     "Members", "Prediction", "ensemble_members", "finish", "iter_members", "predict", "predict_depth",
     "predict_intrinsics", "predict_normals",
-    "enable_snippet_attention", "snippet_frames",
+    "enable_snippet_attention", "snippet_frames", "TiledPrediction", "predict_tiled",
     "PRESETS", "ClipNormalizer", "VideoFrame", "VideoPrediction", "clip_normalizer", "iter_video_depth", "predict_video",
 ]
