@@ -78,12 +78,14 @@ class TilePlan:
 @dataclass
 class TiledPrediction(Prediction):
     """:class:`marigold.predict.Prediction` plus what the tiled run did: ``plans`` (one per image; None where
-    an image ran untiled), ``scales``/``shifts`` (depth: each tile's alignment, ``[n_tiles]`` per image) and
-    ``notes`` (what the user should know, e.g. an image that fit in one tile)."""
+    an image ran untiled), ``scales``/``shifts`` (depth: each tile's alignment, ``[n_tiles]`` per image),
+    ``replaced`` (depth: per image, the tiles replaced by the global pass: flat, or inverted) and ``notes``
+    (what the user should know, e.g. an image that fit in one tile)."""
 
     plans: list[TilePlan | None] = field(default_factory=list)
     scales: list[torch.Tensor] = field(default_factory=list)
     shifts: list[torch.Tensor] = field(default_factory=list)
+    replaced: list[list[int]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -189,14 +191,15 @@ class _AlignCanvas:
             row[i0:i1, j0:j1] = F.avg_pool2d(crop.float(), c)[0, 0]
         self.rows.append(row.reshape(-1))  # [h·w]
 
-    def solve(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scale [T], shift [T]) of the T tiles, the global pass held at (1, 0)."""
+    def solve(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(scale [T], shift [T], rejected [T]) of the T tiles, the global pass held at (1, 0). A rejected tile
+        (flat: a wall, the sky, so its scale is undetermined; or one that came out inverted, scale <= 0) is
+        replaced by the global pass over its area."""
         rows = torch.stack(self.rows)  # [1+T,h·w], NaN where a row does not cover a cell
         seen = torch.isfinite(rows)  # [1+T,h·w]
         lo = torch.where(seen, rows, torch.full_like(rows, float("inf"))).amin(1)  # [1+T]
         hi = torch.where(seen, rows, torch.full_like(rows, -float("inf"))).amax(1)
-        # a flat tile (a wall, the sky) says nothing about its own scale: it takes no part in the fit and is set
-        # to the mean of what the others say over it (scale 0, that mean as its shift)
+        # a flat tile says nothing about its own scale: it takes no part in the fit
         flat = (hi - lo <= 1e-6 * torch.maximum(hi.abs(), lo.abs()).clamp(min=1.0)) | ~seen.any(1)  # [1+T]
         flat[0] = False
         keep = (~flat).nonzero().squeeze(1)  # the global pass (row 0) and the tiles with some relief
@@ -214,15 +217,9 @@ class _AlignCanvas:
                                        depth_weight=0.0, scale_penalty=0.0, shift_penalty=0.0, max_iter=20, tol=1e-4)
         scale, shift = torch.ones(rows.shape[0]), torch.zeros(rows.shape[0])
         scale[keep], shift[keep] = s_kept, t_kept
-        if bool(flat.any()):
-            aligned = rows[keep] * s_kept[:, None] + t_kept[:, None]  # [m,h·w]
-            ok = torch.isfinite(aligned)
-            mean = torch.where(ok, aligned, torch.zeros_like(aligned)).sum(0) / ok.sum(0).clamp(min=1)  # [h·w]
-            for k in flat.nonzero().squeeze(1).tolist():
-                cells = seen[k] & ok.any(0)
-                scale[k] = 0.0
-                shift[k] = mean[cells].mean() if bool(cells.any()) else mean[ok.any(0)].mean()
-        return scale[1:], shift[1:]
+        rejected = flat | (scale <= 0)
+        scale[rejected], shift[rejected] = 1.0, 0.0
+        return scale[1:], shift[1:], rejected[1:]
 
 
 def _model_predictor(model: MarigoldModel, kw: dict, ens_kw: dict, uncertainty: bool,
@@ -313,13 +310,14 @@ def predict_tiled(model: MarigoldModel, image: img.ImageInput, *, tile_factor: f
     result = TiledPrediction(torch.empty(0), None, task, model.target_names, notes=notes)
     preds, uncs = [], []
     for i in range(n):
-        p, u, scale, shift = _tile_one(images[i:i + 1], plan, res, task, predictor, output_uncertainty,
+        p, u, scale, shift, rejected = _tile_one(images[i:i + 1], plan, res, task, predictor, output_uncertainty,
                                        check_cancel, offset, per_pass, on_tile)
         preds.append(finish(p, size, task, **finish_kw))
         if u is not None:
             uncs.append(finish(u, size, "uncertainty", **finish_kw))
         result.plans.append(plan)
         result.scales.append(scale)
+        result.replaced.append(rejected.nonzero().squeeze(1).tolist())
         result.shifts.append(shift)
     result.prediction = torch.cat(preds)
     result.uncertainty = torch.cat(uncs) if uncs else None
@@ -338,7 +336,8 @@ def _one_generator(seed: int | torch.Generator | None) -> torch.Generator | None
 def _tile_one(image: torch.Tensor, plan: TilePlan, res: int, task: str, predictor: TilePredictor,
               uncertainty: bool, check_cancel: CancelFn | None, offset: list[int], per_pass: int,
               on_tile: Callable[[int, int], None] | None):
-    """One image [1,3,H,W] → (prediction [1,C,WH,WW] at the working size, uncertainty or None, scale, shift)."""
+    """One image [1,3,H,W] → (prediction [1,C,WH,WW] at the working size, uncertainty or None, scale [T],
+    shift [T], replaced [T])."""
     # 1. the global pass: the structure every tile is aligned to
     glob, _ = predictor(image, res)  # [1,C,PH,PW]
     offset[0] += per_pass
@@ -348,7 +347,6 @@ def _tile_one(image: torch.Tensor, plan: TilePlan, res: int, task: str, predicto
     canvas = _AlignCanvas(plan.size, plan.tile) if depth else None
     if depth:
         canvas.add_global(glob)
-    del glob
     c = None
     acc = wsum = uacc = None
     kept: list[tuple[torch.Tensor, torch.Tensor | None]] = []  # depth: tiles wait for the alignment
@@ -373,12 +371,18 @@ def _tile_one(image: torch.Tensor, plan: TilePlan, res: int, task: str, predicto
             on_tile(k + 1, plan.count)
     del work
     scale = shift = torch.empty(0)
+    rejected = torch.zeros(plan.count, dtype=torch.bool)
     if depth:
         # 3. one scale and shift per tile, so that the tiles agree with each other and with the global pass
-        scale, shift = canvas.solve()
-        for k, (y0, x0, _, _) in enumerate(plan.boxes()):
+        scale, shift, rejected = canvas.solve()
+        glob_work = None
+        for k, (y0, x0, y1, x1) in enumerate(plan.boxes()):
             p, u = kept[k]
             kept[k] = None  # freed as soon as it is blended
+            if rejected[k]:  # the untiled prediction fills in where a tile has nothing to say
+                if glob_work is None:
+                    glob_work = img.resize(glob, plan.size, "bilinear", antialias=False)  # [1,1,WH,WW]
+                p, u = glob_work[..., y0:y1, x0:x1], None
             p = p * scale[k] + shift[k]  # [1,1,th,tw]
             u = u * scale[k].abs() if u is not None else None
             _blend(acc, wsum, uacc, p, u, feather(plan, k // cols, k % cols), y0, x0)
@@ -392,7 +396,7 @@ def _tile_one(image: torch.Tensor, plan: TilePlan, res: int, task: str, predicto
             unc = unc / (hi - lo) if unc is not None else None
     elif task == "normals":
         out = normalize_normals(out)
-    return out, unc, scale, shift
+    return out, unc, scale, shift, rejected
 
 
 def _blend(acc, wsum, uacc, p, u, weight, y0, x0) -> None:

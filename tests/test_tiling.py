@@ -127,7 +127,8 @@ def test_merge_without_alignment_shows_seams(monkeypatch, floor):
     """The measures have teeth: tiles blended without their scale and shift fail both bounds."""
     depth, image = scene(H, W), coord_image(H, W)
     monkeypatch.setattr(tiling._AlignCanvas, "solve",
-                        lambda self: (torch.ones(len(self.rows) - 1), torch.zeros(len(self.rows) - 1)))
+                        lambda self: (torch.ones(len(self.rows) - 1), torch.zeros(len(self.rows) - 1),
+                                      torch.zeros(len(self.rows) - 1, dtype=torch.bool)))
     bad = run_oracle(depth, image, distort=True)
     assert abs_rel_after_fit(bad.prediction[0, 0], depth) > 1.1 * abs_rel_after_fit(floor.prediction[0, 0], depth)
     assert seam_ratio(bad.prediction[0, 0], bad.plans[0]) > 1.1
@@ -278,3 +279,18 @@ def test_hr_checkpoint_is_refused_in_one_line_pointing_to_tiling(make_checkpoint
     (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": "MarigoldDepthHRPipeline"}))
     with pytest.raises(marigold.CheckpointError, match="--tile"):
         marigold.load(folder, device="cpu", dtype="fp32", progress=False)
+
+
+def test_an_inverted_tile_is_replaced_by_the_global_pass():
+    h, w = 150, 210
+    depth, image = scene(h, w), coord_image(h, w)
+    oracle = Oracle(depth, distort=False)
+    plain = oracle.__call__
+
+    def flipped(crop, resolution):  # the 4th call is tile 3 (after the global pass): upside down
+        p, u = plain(crop, resolution)
+        return (-p if oracle.calls == 4 else p), u
+
+    out = tiling.predict_tiled(fake_model(), image, tile_resolution=w, tile_overlap=16, predictor=flipped)
+    assert out.replaced == [[2]]
+    assert abs_rel_after_fit(out.prediction[0, 0], depth) < 0.02
