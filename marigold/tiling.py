@@ -212,9 +212,10 @@ class _AlignCanvas:
         # The anchor fixes the gauge, so the reference's penalties (toward scale 1, shift 0) are off, and the
         # reciprocal term too (it weighs near depth over far, which tiles have no reason to do). The closed-form
         # warm start is already within 0.1 % of the optimum on the merge test, hence the loose tolerance.
-        s_kept, t_kept = coalign.solve(torch.nan_to_num(sub, nan=0.0), torch.arange(m), torch.zeros(m, dtype=torch.long),
-                                       m, mask=torch.isfinite(sub), fixed=fixed, init=(torch.ones(m), torch.zeros(m)),
-                                       depth_weight=0.0, scale_penalty=0.0, shift_penalty=0.0, max_iter=20, tol=1e-4)
+        s_kept, t_kept = coalign.solve(torch.nan_to_num(sub, nan=0.0), torch.arange(m),
+                                       torch.zeros(m, dtype=torch.long), m, mask=torch.isfinite(sub), fixed=fixed,
+                                       init=(torch.ones(m), torch.zeros(m)), depth_weight=0.0, scale_penalty=0.0,
+                                       shift_penalty=0.0, max_iter=20, tol=1e-4)
         scale, shift = torch.ones(rows.shape[0]), torch.zeros(rows.shape[0])
         scale[keep], shift[keep] = s_kept, t_kept
         rejected = flat | (scale <= 0)
