@@ -1,4 +1,4 @@
-"""Co-alignment: our solver (``marigold.video.coalign.solve``) vs RollingDepth's Adam loop, on the same snippets.
+"""Co-alignment: our solver (``marigold.core.coalign.solve``) vs RollingDepth's Adam loop, on the same snippets.
 
 ``python -m bench.coalign`` times both on a realistic clip (250 frames at 768×432, dilations [1, 10, 25],
 snippets of 3 frames: ~700 snippets; maps cropped by 2 pixels and subsampled 10× as the reference does), in one
@@ -178,7 +178,7 @@ def reference_adam(small, indices, T, steps: int = 2000, history: list | None = 
 
 def ours(small, indices, mn, **kw):
     """Our solver on the same inputs, its answer split per dilation in the reference's coordinates."""
-    from marigold.video import coalign
+    from marigold.core import coalign
 
     maps, unit, group, U, pw, opts = to_rows(small, indices, mn)
     s, t = coalign.solve(maps, unit, group, U, penalty_weight=pw, **opts, **kw)

@@ -4,6 +4,7 @@
     model = marigold.load("prs-eth/marigold-depth-v1-1")        # or a checkpoint folder
     out = marigold.predict(model, "photo.jpg" or PIL/ndarray/tensor, ensemble_size=5, seed=0)
     out.prediction  # [N,1,H,W] float32 in 0..1
+    big = marigold.predict_tiled(model, "photo.jpg", tile_factor=2)  # high resolution: docs/tiling.md
 """
 
 from .compat import check_versions
@@ -23,6 +24,7 @@ from .geometry.mesh import depth_to_mesh, depth_to_points, save_3d
 from .core.predict import Members, Prediction, ensemble_members, finish, iter_members, predict, predict_depth, \
     predict_intrinsics, predict_normals
 from .core.snippet import enable_snippet_attention, snippet_frames
+from .core.tiling import TiledPrediction, predict_tiled
 from .geometry.stereo import StereoPair, stereo
 from .video.pipeline import PRESETS, ClipNormalizer, VideoFrame, VideoPrediction, clip_normalizer, iter_video_depth, \
     predict_video
@@ -38,5 +40,6 @@ __all__ = [
     "Members", "Prediction", "ensemble_members", "finish", "iter_members", "predict", "predict_depth",
     "predict_intrinsics", "predict_normals",
     "enable_snippet_attention", "snippet_frames", "StereoPair", "stereo",
+    "TiledPrediction", "predict_tiled",
     "PRESETS", "ClipNormalizer", "VideoFrame", "VideoPrediction", "clip_normalizer", "iter_video_depth", "predict_video",
 ]

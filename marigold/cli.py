@@ -50,6 +50,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--exr", action="store_true", help="also write the float depth as an OpenEXR file (channel Z)")
     ap.add_argument("--uncertainty", action="store_true", help="also write the ensemble's uncertainty map")
     ap.add_argument("--cache-dir", default=None, help="where a repo id is downloaded to")
+    t = ap.add_argument_group("high resolution (see docs/tiling.md)",
+                              "a global pass for the structure, then overlapping tiles at a higher working "
+                              "resolution for the detail, aligned and blended (images, --relief, --mesh)")
+    t.add_argument("--tile", action="store_true",
+                   help="tiled inference at the working resolution (default 2x the processing resolution)")
+    t.add_argument("--tile-factor", type=float, default=None, metavar="F",
+                   help="working resolution = F x the processing resolution (F >= 1; default 2)")
+    t.add_argument("--tile-resolution", type=int, default=None, metavar="PX",
+                   help="working resolution's longest side in pixels (instead of --tile-factor)")
+    t.add_argument("--tile-overlap", type=int, default=None, metavar="PX",
+                   help="least overlap of neighbouring tiles, in working pixels (default a quarter tile)")
     v = ap.add_argument_group("video", "video files are always videos; --video makes each folder of images one clip")
     v.add_argument("--video", action="store_true", help="a folder of images is one clip (frames in name order)")
     v.add_argument("--preset", default="fast", choices=("fast", "full", "paper"),
@@ -239,6 +250,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"Videos need a depth checkpoint (RollingDepth or a Marigold depth model); "
                          f"{args.checkpoint} is a {model.task} checkpoint. Videos given: "
                          f"{', '.join(str(c) for c, _ in clips)}.")
+    tile_kw = tile_options(args, model, bool(clips))
     if wants_geometry(args) and not modality.geometry:
         raise InputError(f"--relief, --mesh and --points need a depth checkpoint; {args.checkpoint} is a "
                          f"{model.task} checkpoint.")
@@ -249,9 +261,13 @@ def run(args: argparse.Namespace) -> int:
     for f, stem in tqdm(files, desc=desc, unit="image", disable=len(files) < 2):
         try:
             photo = io.load_image(f)
-            out = predict(model, photo, num_inference_steps=args.steps, ensemble_size=args.ensemble,
-                          processing_resolution=args.processing_resolution, batch_size=args.batch_size,
-                          seed=args.seed, output_uncertainty=args.uncertainty and args.ensemble > 2)
+            kw = dict(num_inference_steps=args.steps, ensemble_size=args.ensemble,
+                      processing_resolution=args.processing_resolution, batch_size=args.batch_size,
+                      seed=args.seed, output_uncertainty=args.uncertainty and args.ensemble > 2)
+            if tile_kw is not None:
+                out = predict_tiled_cli(model, photo, f, kw, tile_kw)
+            else:
+                out = predict(model, photo, **kw)
         except Exception as e:  # one bad file must not lose the others
             if not isinstance(e, MarigoldError):
                 raise
@@ -298,6 +314,63 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def tile_options(args: argparse.Namespace, model, any_clip: bool) -> dict | None:
+    """--tile's options for :func:`marigold.tiling.predict_tiled`, checked once (a bad one is one line and
+    nothing runs), or None without --tile."""
+    from .errors import InputError
+    from .core.tiling import check_tiling
+
+    given = [o for o, v in (("--tile-factor", args.tile_factor), ("--tile-resolution", args.tile_resolution),
+                            ("--tile-overlap", args.tile_overlap)) if v is not None]
+    if not args.tile:
+        if given:
+            raise InputError(f"{', '.join(given)} set the tiling; add --tile to tile.")
+        return None
+    res = args.processing_resolution if args.processing_resolution is not None else \
+        (model.default_processing_resolution or 768)
+    if res <= 0:
+        raise InputError("--tile needs a positive --processing-resolution (it is the tile size); got 0 (native).")
+    names = {"tile_factor": "--tile-factor", "tile_resolution": "--tile-resolution", "tile_overlap": "--tile-overlap"}
+    try:
+        check_tiling(res, args.tile_overlap, args.tile_factor, args.tile_resolution)
+    except InputError as e:  # the library names its arguments; here the user typed options
+        msg = str(e)
+        for k, v in names.items():
+            msg = msg.replace(f"`{k}`", v)
+        raise InputError(msg) from None
+    if any_clip:
+        print("note: --tile applies to images; videos run untiled.", file=sys.stderr)
+    return dict(tile_factor=args.tile_factor, tile_resolution=args.tile_resolution, tile_overlap=args.tile_overlap)
+
+
+def predict_tiled_cli(model, photo, path: Path, kw: dict, tile_kw: dict):
+    """One image tiled, with a bar per tile and the run's notes on stderr."""
+    import warnings
+
+    from tqdm.auto import tqdm
+
+    from .core.tiling import predict_tiled
+
+    bar = None
+
+    def on_tile(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=f"{path.name}: tiles", unit="tile", leave=False)
+        bar.update(done - bar.n)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the notes come back on the result, said once below
+        try:
+            out = predict_tiled(model, photo, on_tile=on_tile, **tile_kw, **kw)
+        finally:
+            if bar is not None:
+                bar.close()
+    for note in out.notes:
+        print(f"note: {path}: {note}", file=sys.stderr)
+    return out
 
 
 def split_clips(model, args: argparse.Namespace, w, any_clip: bool) -> bool:

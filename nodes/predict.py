@@ -1,4 +1,5 @@
-"""MarigoldDepth, EnsembleAlign, MarigoldNormals, MarigoldIntrinsics: the sampler and its ensembling."""
+"""MarigoldDepth, EnsembleAlign, MarigoldTiledDepth, MarigoldNormals, MarigoldIntrinsics: the sampler and its
+ensembling."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import torch
 from comfy_api.latest import io
 
 from . import comfy_glue
-from ._core import colorize, marigold
+from ._core import colorize, marigold, tiling
 from ._core import image as core_image
 from .wires import CATEGORY, PREFIX, MarigoldModelType, MembersBatch, MembersType, require_task, sampling_inputs
 
@@ -98,6 +99,45 @@ class EnsembleAlign(io.ComfyNode):
             depths.append(depth)
             uncs.append(_finish(members, unc, frame) if unc is not None else torch.zeros_like(depth))
         return io.NodeOutput(core_image.to_bhwc(torch.cat(depths)), torch.cat(uncs)[:, 0].clip(0.0, 1.0))
+
+
+class MarigoldTiledDepth(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=PREFIX + "MarigoldTiledDepth",
+            display_name="MarigoldTiledDepth",
+            category=CATEGORY,
+            description="High-resolution depth (0 = near, 1 = far): a pass at the processing resolution for the "
+                        "structure, then overlapping tiles of that size over the image at tile_factor × the "
+                        "processing resolution for the detail, aligned to each other and blended without seams. "
+                        "Any Marigold depth checkpoint; time grows with the number of tiles, memory does not.",
+            inputs=[MarigoldModelType.Input("model"), io.Image.Input("image"), *sampling_inputs(),
+                    io.Float.Input("tile_factor", default=2.0, min=1.0, max=16.0, step=0.25,
+                                   tooltip="Working resolution = this × processing_resolution (never above the "
+                                           "image's own size). 2 at 768: 1536 px, about 6 tiles."),
+                    io.Int.Input("tile_overlap", default=192, min=1, max=core_image.MAX_PROCESSING_SIDE - 1, step=8,
+                                 tooltip="Least overlap of neighbouring tiles, in working pixels; less than the "
+                                         "tile (processing_resolution).")],
+            outputs=[io.Image.Output(display_name="depth"), io.Mask.Output(display_name="uncertainty")],
+        )
+
+    @classmethod
+    def execute(cls, model, image, denoising_steps, ensemble_size, processing_resolution, match_input_resolution,
+                resample_method, seed, batch_size, tile_factor, tile_overlap) -> io.NodeOutput:
+        require_task(model, "depth", "MarigoldTiledDepth")
+        res = processing_resolution or 768
+        m = comfy_glue.prepare(model, comfy_glue.sampling_memory(model, res * res, batch_size))
+        out = tiling.predict_tiled(
+            m, core_image.from_bhwc(image), tile_factor=tile_factor, tile_overlap=tile_overlap,
+            num_inference_steps=denoising_steps or None, ensemble_size=ensemble_size,
+            processing_resolution=processing_resolution, match_input_resolution=match_input_resolution,
+            resample_method_input=resample_method, resample_method_output=resample_method, batch_size=batch_size,
+            seed=seed, output_uncertainty=ensemble_size > 2, progress=comfy_glue.Progress(),
+            check_cancel=comfy_glue.check_cancel)
+        depth = out.prediction  # [B,1,H,W]
+        unc = out.uncertainty if out.uncertainty is not None else torch.zeros_like(depth)
+        return io.NodeOutput(core_image.to_bhwc(depth), unc[:, 0].clip(0.0, 1.0))
 
 
 class MarigoldNormals(io.ComfyNode):

@@ -84,6 +84,31 @@ def test_cancel_is_honoured_between_steps(model, monkeypatch):
     assert max(seen) == 2  # no step ran after the cancel
 
 
+def test_tiled_depth_node_progress_and_cancel_between_tiles(model, monkeypatch, progress_events):
+    tiled = dict(SAMPLING, tile_factor=2.0, tile_overlap=8)  # 56×40 in 32-px tiles: 2 × 2 tiles per frame
+    depth, unc = N.predict.MarigoldTiledDepth.execute(model=model, image=IMAGE, **tiled).args
+    assert depth.shape == (2, 40, 56, 3) and unc.shape == (2, 40, 56)
+    assert float(depth.min()) >= 0.0 and float(depth.max()) <= 1.0 and float(depth.std()) > 0.01
+    total = 2 * (1 + 4) * 2 * 3  # frames × (global pass + tiles) × members × steps
+    assert progress_events[-1] == (total, total)
+    seen = []
+    original = N.comfy_glue.Progress.__call__
+
+    def progress(self, done, total):
+        original(self, done, total)
+        seen.append(done)
+        if done == 2 * 3 + 1:  # the first step of the first tile
+            mm.interrupt_current_processing(True)
+
+    monkeypatch.setattr(N.comfy_glue.Progress, "__call__", progress)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            N.predict.MarigoldTiledDepth.execute(model=model, image=IMAGE, **tiled)
+    finally:
+        mm.interrupt_current_processing(False)
+    assert max(seen) == 2 * 3 + 1
+
+
 def test_model_is_loaded_and_offloaded_through_model_management(model, monkeypatch):
     asked = []
     real = mm.load_models_gpu

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bench.coalign import (ours, preprocess, reference_adam, reference_objective, synthetic_snippets, to_rows)
-from marigold.video import coalign
+from marigold.core import coalign
 from marigold.errors import InputError
 
 T, H, W, DIL = 40, 64, 96, [1, 2, 5]

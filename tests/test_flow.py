@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from marigold.video import coalign, flow
+from marigold.core import coalign
+from marigold.video import flow
 
 H, W, PAD = 64, 96, 12
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import marigold
-from marigold.video import coalign, pipeline as video
+from marigold.core import coalign
+from marigold.video import pipeline as video
 from marigold.errors import Cancelled, InputError
 
 SIZE = (48, 64)  # H, W of the synthetic clips

@@ -55,6 +55,21 @@ PUBLISHED_FACTS: dict[str, dict[str, Any]] = {
     "GonzaloMG/marigold-e2e-ft-normals": {"task": "normals", "prediction_type": "normals",
                                           "default_denoising_steps": 1},
 }
+# Published checkpoints we recognise and refuse, with the line the user reads. What is known of the HR model
+# (third-party notes; its pipeline.py is not available to us): model_index.json names MarigoldDepthHRPipeline,
+# which diffusers does not have; that pipeline runs a base pass with prs-eth/marigold-depth-v1-1 at 768 px
+# (ensemble 10, 10 steps), then a "boosted" pass over 768-px patches with a second UNet (``boosting_unet``;
+# ensemble 5, 10 steps), x2 upscale by default, up to about 4 MP. How the boosting UNet is conditioned (its input
+# channels: the patch latent, the base prediction's latent, anything else) is not known, so it is not guessed at.
+HR_HINT = ("for high resolution with any Marigold checkpoint, tile instead: --tile (CLI), "
+           "marigold.tiling.predict_tiled, or the MarigoldTiledDepth node (docs/tiling.md)")
+UNSUPPORTED: dict[str, str] = {
+    "prs-eth/marigold-depth-hr-v1-1": (
+        "prs-eth/marigold-depth-hr-v1-1 needs its own MarigoldDepthHRPipeline (a base pass, then a second "
+        "'boosting' UNet over 768-px patches whose inputs are not published), which this package does not run; "
+        + HR_HINT + "."),
+}
+_UNSUPPORTED_CLASSES = {"MarigoldDepthHRPipeline": "prs-eth/marigold-depth-hr-v1-1"}
 EMBEDDING_FILE = "marigold_empty_text_embedding.safetensors"
 WEIGHTS = "diffusion_pytorch_model"
 # what a download needs: never pickles, never the fp32 copies when the fp16 variant is asked for
@@ -158,6 +173,8 @@ def resolve(source: str | os.PathLike, cache_dir: str | os.PathLike | None = Non
     if path.is_dir():
         return path
     text = str(source)
+    if text in UNSUPPORTED:  # before downloading gigabytes it cannot run
+        raise CheckpointError(UNSUPPORTED[text])
     looks_like_repo = text.count("/") == 1 and not text.startswith((".", "/", "~")) and not path.exists()
     if not looks_like_repo:
         raise CheckpointError(
@@ -299,6 +316,8 @@ def inspect(folder: str | os.PathLike, repo_id: str | None = None) -> dict[str, 
     facts = PUBLISHED_FACTS.get(repo_id or _published_repo(folder) or "", {})
     index = {**{k: v for k, v in facts.items() if k != "task"}, **{k: v for k, v in index.items() if v is not None}}
     cls = index.get("_class_name", "")
+    if cls in _UNSUPPORTED_CLASSES:
+        raise CheckpointError(f"{folder}: " + UNSUPPORTED[_UNSUPPORTED_CLASSES[cls]])
     task = _TASKS.get(cls) or facts.get("task")
     named = index.get("modality")  # a checkpoint our trainer wrote names its entry of marigold.modality
     if named:

@@ -12,7 +12,7 @@ Then:
    ``OUT`` on a shared filesystem), and its low-resolution rows (:func:`marigold.video.pipeline._lowres`, 1/100 of a map)
    are gathered on rank 0 with the minimum of its maps (the co-alignment's origin);
 2. rank 0 solves ONCE over the whole clip's rows with :meth:`StreamingAligner.solve` (the same
-   :func:`marigold.video.coalign.solve` call, options and row order as a single process) and broadcasts every unit's
+   :func:`marigold.core.coalign.solve` call, options and row order as a single process) and broadcasts every unit's
    (scale, shift);
 3. each process averages the aligned maps of its own contiguous block of frames (reading other processes'
    snippets from disk, summed in unit order as :meth:`StreamingAligner.flush` sums them) and parks the frames

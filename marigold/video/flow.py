@@ -3,7 +3,7 @@
 In video mode the units are frames: frame i's prediction and frame i+1's prediction warped back into frame i by
 the flow are two rows of one comparison group, valid where the forward and backward flows agree (Sundaram et al.
 2010's forward–backward check) and the warped point lies inside the frame. :func:`flow_rows` returns exactly the
-``(maps, unit, group, mask)`` that :func:`marigold.video.coalign.solve` takes.
+``(maps, unit, group, mask)`` that :func:`marigold.core.coalign.solve` takes.
 
 Flow convention: ``flow [2,H,W]`` (dx, dy) from ``a`` to ``b``: ``a(p) ≈ b(p + flow(p))``.
 """
@@ -72,7 +72,7 @@ def flow_rows(frames: torch.Tensor, maps: torch.Tensor, *, preset: str = "medium
     """Co-alignment rows for consecutive frames: ``frames [T,3,H,W]`` (0..1, any size) and per-frame predictions
     ``maps [T,h,w]`` (the flow is computed at the maps' size). Group i (i = 0..T−2) holds frame i's map (unit i)
     and frame i+1's map warped into frame i (unit i+1), both masked by the forward–backward check.
-    Returns ``maps [2(T−1), h·w]``, ``unit``, ``group``, ``mask`` for :func:`marigold.video.coalign.solve` with
+    Returns ``maps [2(T−1), h·w]``, ``unit``, ``group``, ``mask`` for :func:`marigold.core.coalign.solve` with
     ``n_units=T``."""
     if frames.ndim != 4 or frames.shape[1] != 3:
         raise InputError(f"frames: expected [T,3,H,W], got {tuple(frames.shape)}")

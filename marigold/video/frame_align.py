@@ -3,7 +3,7 @@ lies in one affine frame, streamed in windows.
 
 A Marigold depth checkpoint predicts each frame in its own 0..1 range; between frames that range jumps (the
 flicker). Each frame ``t`` is compared pixel by pixel with the frames ``t - g`` for ``g`` in :data:`OFFSETS`
-(one comparison group per pair, on the co-alignment's low-resolution rows) and :func:`marigold.video.coalign.solve`
+(one comparison group per pair, on the co-alignment's low-resolution rows) and :func:`marigold.core.coalign.solve`
 fits the scales and shifts with only its L1 term in the maps' own space (``depth_weight=0``) and the gauge held
 by hard constraints (mean scale 1, mean shift 0: ``scale_penalty=0``, ``shift_penalty=0``).
 
@@ -112,7 +112,7 @@ def solve_frames(rows: dict[int, torch.Tensor], offsets: Iterable[int] = OFFSETS
     """The free solve: ``rows`` (frame → its low-resolution row ``[K]``) → (scales, shifts) ``[F]`` float64 for
     the frames in sorted order (on the CPU), or None when no pair of frames is ``offsets`` apart. Every frame is compared
     with the held frames ``g`` before it, for each ``g`` in ``offsets`` (one comparison group per pair)."""
-    from . import coalign
+    from ..core import coalign
 
     frames = sorted(rows)
     local = {f: i for i, f in enumerate(frames)}

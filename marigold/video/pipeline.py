@@ -5,7 +5,7 @@ is prs-eth/RollingDepth, ``rollingdepth/rollingdepth_pipeline.py``, ``RollingDep
 once; ONE noise tensor is shared by all frames; for each dilation g, snippets of n frames ``[i, i+g, …,
 i+(n-1)g]`` (stride 1) run ONE denoising step from t = 999 with self-attention across the snippet's frames
 (:mod:`marigold.core.snippet`); each snippet is decoded to affine-invariant inverse depth; one scale and shift per
-snippet are fitted so that all snippets covering a frame agree (:func:`marigold.video.coalign.solve`); the aligned
+snippet are fitted so that all snippets covering a frame agree (:func:`marigold.core.coalign.solve`); the aligned
 snippets are averaged per frame, and the clip is normalised once.
 
 **Marigold depth checkpoints** in video mode: the same noise for every frame, each frame predicted through the
@@ -273,7 +273,7 @@ class StreamingAligner:
     comparison groups; :meth:`flush` fits one (scale, shift) per unit over everything still held, with units
     already used for emitted frames fixed, emits the frames asked for, and forgets what is no longer needed.
 
-    Rows are compared by :func:`marigold.video.coalign.solve`; a group stays held until it is complete (no unit will
+    Rows are compared by :func:`marigold.core.coalign.solve`; a group stays held until it is complete (no unit will
     add to it) and all its units are fixed.
     """
 
