@@ -319,7 +319,7 @@ class StreamingAligner:
         self._solve()
 
     def _solve(self) -> None:
-        from . import coalign
+        from ..core import coalign
 
         groups = sorted(self._rows)
         units = sorted({u for g in groups for u, _, _ in self._rows[g]})
