@@ -4,6 +4,9 @@
     model = marigold.load("prs-eth/marigold-depth-v1-1")        # or a checkpoint folder
     out = marigold.predict(model, "photo.jpg" or PIL/ndarray/tensor, ensemble_size=5, seed=0)
     out.prediction  # [N,1,H,W] float32 in 0..1
+
+    seg = marigold.segment(marigold.load("pcuenq/marigold-coco-segmentation"), "photo.jpg", "car")
+    seg.mask  # [N,1,H,W] 0/1, 1 = the car (docs/segmentation.md)
 """
 
 from .bas_relief import relief
@@ -16,6 +19,8 @@ from .io import load_image, save_depth_16bit, save_exr, save_npy, save_rgb
 from .mesh import depth_to_mesh, depth_to_points, save_3d
 from .predict import Members, Prediction, ensemble_members, finish, iter_members, predict, predict_depth, \
     predict_intrinsics, predict_normals
+from .prompts import prompt_embedding, prompt_embeddings
+from .segment import Segmentation, mask_from_painted, segment
 from .snippet import enable_snippet_attention, snippet_frames
 from .video import PRESETS, ClipNormalizer, VideoFrame, VideoPrediction, clip_normalizer, iter_video_depth, \
     predict_video
@@ -30,6 +35,7 @@ __all__ = [
     "load_image", "save_depth_16bit", "save_exr", "save_npy", "save_rgb",
     "Members", "Prediction", "ensemble_members", "finish", "iter_members", "predict", "predict_depth",
     "predict_intrinsics", "predict_normals",
+    "prompt_embedding", "prompt_embeddings", "Segmentation", "mask_from_painted", "segment",
     "enable_snippet_attention", "snippet_frames",
     "PRESETS", "ClipNormalizer", "VideoFrame", "VideoPrediction", "clip_normalizer", "iter_video_depth", "predict_video",
 ]

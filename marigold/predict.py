@@ -81,6 +81,8 @@ def _read_target(model: MarigoldModel, decoded: torch.Tensor) -> torch.Tensor:
     if model.task == "depth":
         return (decoded.mean(dim=1, keepdim=True).clip(-1.0, 1.0) + 1.0) / 2.0  # [B,1,PPH,PPW]
     x = decoded.clip(-1.0, 1.0)
+    if model.task == "segmentation":  # the painted image: the input with the prompt's object white
+        return (x + 1.0) / 2.0  # [B,3,PPH,PPW]
     if model.task == "normals":
         if not model.use_full_z_range:
             x = torch.cat([x[:, :2], x[:, 2:] * 0.5 + 0.5], dim=1)  # [B,3,PPH,PPW]
@@ -93,8 +95,15 @@ def iter_members(model: MarigoldModel, image: img.ImageInput, *, num_inference_s
                  ensemble_size: int = 1, processing_resolution: int | None = None,
                  resample_method_input: str = "bilinear", batch_size: int = 1,
                  seed: int | torch.Generator | None = None, progress: ProgressFn | None = None,
-                 check_cancel: CancelFn | None = None) -> Iterator[Members]:
-    """Sample E members per image and yield them image by image (see the module docstring)."""
+                 check_cancel: CancelFn | None = None, text_embedding: torch.Tensor | None = None
+                 ) -> Iterator[Members]:
+    """Sample E members per image and yield them image by image (see the module docstring).
+
+    ``text_embedding``: the cross-attention conditioning ``[1,T,D]`` (a prompt model's prompt, see
+    :mod:`marigold.prompts`); default the checkpoint's empty-prompt embedding.
+    """
+    if text_embedding is None and model.takes_prompt:
+        raise InputError(f"{model.path.name} is a segmentation checkpoint: it needs a `prompt` (use marigold.segment).")
     steps = model.default_denoising_steps if num_inference_steps is None else num_inference_steps
     if steps is None:
         raise InputError("`num_inference_steps` is not set and the checkpoint names no default_denoising_steps.")
@@ -110,7 +119,7 @@ def iter_members(model: MarigoldModel, image: img.ImageInput, *, num_inference_s
 
     generator = _generator(seed)
     noise = torch.randn((n * e, 4 * t_count, h, w), generator=generator, dtype=dt)  # [N·E,4T,h,w] on the CPU
-    text = model.empty_text_embedding.to(device=dev, dtype=dt)  # [1,2,D]
+    text = (model.empty_text_embedding if text_embedding is None else text_embedding).to(device=dev, dtype=dt)  # [1,T,D]
     scheduler = model.make_scheduler()
     sf = model.vae_scaling_factor
     # the decoder's activations at full resolution dominate peak memory; on the CPU a batch of one already fills
@@ -131,7 +140,7 @@ def iter_members(model: MarigoldModel, image: img.ImageInput, *, num_inference_s
                 latents[i] = (model.vae.encode(x).latent_dist.mode() * sf, padding)  # [1,4,h,w]
         cond = torch.cat([latents[i][0] for i in owners])  # [B,4,h,w]
         pred = noise[start:stop].to(dev)  # [B,4T,h,w]
-        text_b = text.expand(stop - start, -1, -1)  # [B,2,D]
+        text_b = text.expand(stop - start, -1, -1)  # [B,T,D]
         scheduler.set_timesteps(steps, device=dev)
         for t in scheduler.timesteps:
             if check_cancel is not None:
