@@ -23,6 +23,7 @@ import torch
 
 from .devices import resolve_device, resolve_dtype
 from .errors import CheckpointError
+from .modality import Modality, for_checkpoint
 
 PUBLISHED = (
     "prs-eth/marigold-depth-v1-1",
@@ -67,8 +68,7 @@ PUBLISHED_FACTS: dict[str, dict[str, Any]] = {
                                           "default_denoising_steps": 50, "default_processing_resolution": 512,
                                           "base": "stabilityai/stable-diffusion-2"},
 }
-# Tasks whose conditioning is a text prompt (every other task feeds the text encoder the empty prompt).
-PROMPT_TASKS = ("segmentation",)
+
 EMBEDDING_FILE = "marigold_empty_text_embedding.safetensors"
 WEIGHTS = "diffusion_pytorch_model"
 # what a download needs: never pickles, never the fp32 copies when the fp16 variant is asked for
@@ -123,26 +123,29 @@ class MarigoldModel:
     video_model: bool = False  # a RollingDepth checkpoint: frames in snippets, self-attention across them
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
+    modality: Modality | None = None  # the entry of marigold.modality; found from the fields above when None
     # prompt models only: the prompts' embeddings computed so far, ``[1,77,D]`` float32 on the CPU (see marigold.prompts)
     prompt_embeddings: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     cache_dir: Path | None = None  # where embeddings are cached when the checkpoint folder is read-only
 
+    def __post_init__(self) -> None:
+        if self.modality is None:
+            self.modality = for_checkpoint({"prediction_type": self.prediction_type,
+                                            "target_properties": self.target_properties}, self.task)
+
     @property
     def takes_prompt(self) -> bool:
         """True for models conditioned on a text prompt (segmentation); the others take the empty prompt only."""
-        return self.task in PROMPT_TASKS
+        return self.modality.conditioning == "prompt"
 
     @property
     def n_targets(self) -> int:
-        if self.task == "intrinsics":
-            return len((self.target_properties or {}).get("target_names", [])) or 1
-        return 1
+        return self.modality.n_targets
 
     @property
     def target_names(self) -> list[str]:
-        if self.task == "intrinsics":
-            return list((self.target_properties or {}).get("target_names", ["target"]))
-        return [self.task]
+        # depth-like models name their one target after the task (what Prediction.target_names always said)
+        return [self.task] if self.modality.task in ("depth", "normals") else self.modality.target_names
 
     @property
     def vae_scaling_factor(self) -> float:
@@ -386,6 +389,9 @@ def inspect(folder: str | os.PathLike, repo_id: str | None = None) -> dict[str, 
     index = {**{k: v for k, v in facts.items() if k != "task"}, **{k: v for k, v in index.items() if v is not None}}
     cls = index.get("_class_name", "")
     task = _TASKS.get(cls) or facts.get("task")
+    named = index.get("modality")  # a checkpoint our trainer wrote names its entry of marigold.modality
+    if named:
+        task = for_checkpoint(index).task
     if task is None:
         ptype = index.get("prediction_type")
         task = {"depth": "depth", "disparity": "depth", "normals": "normals", "intrinsics": "intrinsics",
@@ -399,19 +405,22 @@ def inspect(folder: str | os.PathLike, repo_id: str | None = None) -> dict[str, 
     unet_cfg = _read_json(folder / "unet" / "config.json")
     _read_json(folder / "vae" / "config.json")
     sched = _read_json(folder / "scheduler" / "scheduler_config.json")
-    n_targets = 1
-    if task == "intrinsics":
-        n_targets = len((index.get("target_properties") or {}).get("target_names", [])) or 1
-    want = 4 * (1 + n_targets)
+    video = VIDEO_MODELS.get(cls)
+    modality = for_checkpoint({**(video or {}), **index}, task)
+    n_targets = modality.n_targets
+    want = modality.unet_in_channels
     got = unet_cfg.get("in_channels")
     if got != want:
         hint = (" This is a Stable Diffusion UNet, which sees only the noisy latent; fine-tune it into a Marigold "
                 "model with `python -m train.finetune --base …`." if got == 4 else "")
         raise CheckpointError(f"{folder}/unet has {got} input channels, but a Marigold {task} model needs {want} "
                               f"(image latent + {n_targets} target latent{'s' if n_targets > 1 else ''}).{hint}")
-    video = VIDEO_MODELS.get(cls)
+    if unet_cfg.get("out_channels", 4) != modality.unet_out_channels:
+        raise CheckpointError(f"{folder}/unet has {unet_cfg.get('out_channels')} output channels, but a Marigold "
+                              f"{modality.name} model needs {modality.unet_out_channels} (4 per target: "
+                              f"{', '.join(modality.target_names)}).")
     return {"folder": folder, "index": index, "task": task, "unet": unet_cfg, "scheduler": sched,
-            "n_targets": n_targets, "video_model": video is not None,
+            "modality": modality, "n_targets": n_targets, "video_model": video is not None,
             # what load() reads from model_index.json: a video model's defaults stand in for the missing keys
             "config": {**(video or {}), **{k: v for k, v in index.items() if not k.startswith("_")}}}
 
@@ -470,7 +479,7 @@ def empty_text_embedding(folder: str | os.PathLike, cache_dir: str | os.PathLike
     return emb
 
 
-def _compute_empty_embedding(folder: Path) -> torch.Tensor:
+def _compute_empty_embedding(folder: Path, prompt: str = "") -> torch.Tensor:
     from transformers import CLIPTextModel, CLIPTokenizer
 
     _, variant = _weight_file(folder, "text_encoder", None)
@@ -483,8 +492,8 @@ def _compute_empty_embedding(folder: Path) -> torch.Tensor:
                                                 variant=variant, dtype=torch.float32)
     except Exception as e:
         raise CheckpointError(f"{folder}/text_encoder cannot be loaded ({e}).") from None
-    ids = tokenizer("", padding="do_not_pad", max_length=tokenizer.model_max_length, truncation=True,
-                    return_tensors="pt").input_ids  # [1,2]
+    ids = tokenizer(prompt, padding="do_not_pad", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids  # [1,T]: T = 2 for the empty prompt
     with torch.inference_mode():
         emb = encoder(ids)[0].float()  # [1,2,D]
     del encoder
@@ -533,7 +542,7 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
     # (measured at 768 px on the full-size architecture: peak RSS 4.29 GB on the first run against 3.1 GB on
     # later runs when the encoder ran after them). Later runs read the few-KB cache file.
     # A prompt model never uses the empty prompt: its embeddings come per prompt (marigold.prompts), when asked.
-    embedding = torch.empty(0) if info["task"] in PROMPT_TASKS else empty_text_embedding(folder, cache_dir)
+    embedding = torch.empty(0) if info["modality"].conditioning == "prompt" else empty_text_embedding(folder, cache_dir)
 
     import sys
     from concurrent.futures import ThreadPoolExecutor
@@ -574,6 +583,7 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
         target_properties=index.get("target_properties"),
         video_model=info["video_model"],
         dtype=dt,
+        modality=info["modality"],
         cache_dir=Path(cache_dir) if cache_dir else None,
     )
     model = model.to(dev, dt)

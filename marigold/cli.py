@@ -199,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
     from .checkpoint import load
     from .distributed import world
     from .errors import InputError, MarigoldError
+    from .modality import write
     from .predict import predict
 
     items = collect_inputs(args.inputs, video=args.video)
@@ -215,16 +216,17 @@ def run(args: argparse.Namespace) -> int:
     pairs = list(zip(items, _stems(items)))
     # several processes: a RollingDepth clip's snippets are split across all of them, clip after clip; other
     # inputs (images, and clips that cannot be split) are shared out whole, every N-th to each process
-    split = w.size > 1 and model.task == "depth" and split_clips(model, args, w, any(is_clip(f) for f in items))
+    modality = model.modality
+    split = w.size > 1 and modality.video and split_clips(model, args, w, any(is_clip(f) for f in items))
     together = [(f, stem) for f, stem in pairs if split and is_clip(f)]
     named = w.shard([(f, stem) for f, stem in pairs if not (split and is_clip(f))])
     clips = [(f, stem) for f, stem in named if is_clip(f)]
     files = [(f, stem) for f, stem in named if not is_clip(f)]
-    if clips and model.task != "depth":
+    if clips and not modality.video:
         raise InputError(f"Videos need a depth checkpoint (RollingDepth or a Marigold depth model); "
                          f"{args.checkpoint} is a {model.task} checkpoint. Videos given: "
                          f"{', '.join(str(c) for c, _ in clips)}.")
-    if wants_geometry(args) and model.task != "depth":
+    if wants_geometry(args) and not modality.geometry:
         raise InputError(f"--relief, --mesh and --points need a depth checkpoint; {args.checkpoint} is a "
                          f"{model.task} checkpoint.")
     failed = []
@@ -242,28 +244,15 @@ def run(args: argparse.Namespace) -> int:
             failed.append(f)
             continue
         p = out.prediction[0]  # [C,H,W]
-        if model.task == "depth":  # inverse-depth models (RollingDepth) name their files disparity, near = high
-            space = "disparity" if model.prediction_type == "disparity" else "depth"
-            io.save_rgb(colorize.colorize_depth(p[None], cmap=args.colormap, invert=space == "disparity")[0],
-                        out_dir / f"{stem}_depth.png")
-            io.save_depth_16bit(p, out_dir / f"{stem}_{space}_16bit.png")
-            if args.npy:
-                io.save_npy(p, out_dir / f"{stem}_{space}.npy")
-            if args.exr:
-                io.save_exr(p, out_dir / f"{stem}_{space}.exr")
-            if wants_geometry(args):
-                try:
-                    write_geometry(args, p, photo, out_dir, stem, space)
-                except MarigoldError as e:  # the depth files are written; say what the 3D step refused
-                    print(f"error: {f}: {e}", file=sys.stderr)
-                    failed.append(f)
-        elif model.task == "normals":
-            io.save_rgb(colorize.normals_to_rgb(p[None])[0], out_dir / f"{stem}_normals.png")
-            if args.npy:
-                io.save_npy(p, out_dir / f"{stem}_normals.npy")
-        else:
-            for k, name in enumerate(out.target_names):
-                io.save_rgb(p[3 * k:3 * k + 3], out_dir / f"{stem}_{name}.png")
+        # the modality's writer (marigold.modality): depth/disparity maps, normals, one PNG per target...
+        write(modality, p, out_dir, stem, {"colormap": args.colormap, "npy": args.npy, "exr": args.exr},
+                        target_names=out.target_names if modality.task == "intrinsics" else None)
+        if modality.geometry and wants_geometry(args):
+            try:
+                write_geometry(args, p, photo, out_dir, stem, modality.prediction_type)
+            except MarigoldError as e:  # the depth files are written; say what the 3D step refused
+                print(f"error: {f}: {e}", file=sys.stderr)
+                failed.append(f)
         if out.uncertainty is not None:
             io.save_rgb(colorize.uncertainty_to_gray(out.uncertainty)[0], out_dir / f"{stem}_uncertainty.png")
     for f, stem in clips:
@@ -290,21 +279,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def prompt_slug(prompt: str) -> str:
-    """A prompt as a file-name part: ``dining table`` → ``dining-table``."""
-    keep = "".join(c if c.isalnum() or c in "-_" else "-" for c in "-".join(prompt.split()))
-    return keep.strip("-") or "prompt"
-
-
 def run_segmentation(model, args: argparse.Namespace, items: list[Path], out_dir: Path, w) -> int:
     """Every image × every --prompt → ``<stem>_mask_<prompt>.png`` and ``<stem>_painted_<prompt>.png``; a bad
     prompt or image is one line and the others are still processed."""
     from tqdm.auto import tqdm
 
-    from . import io
+    from . import colorize, io
     from .errors import InputError, MarigoldError
+    from .modality import write
     from .prompts import prompt_embeddings
-    from .segment import segment
+    from .segment import prompt_slug, segment
 
     if not args.prompt:
         raise InputError(f"{args.checkpoint} is a segmentation checkpoint: name what to mask with --prompt "
@@ -340,14 +324,11 @@ def run_segmentation(model, args: argparse.Namespace, items: list[Path], out_dir
                 print(f"error: {f}: {e}", file=sys.stderr)
                 failed.append(f"{f} ({p})")
                 continue
-            slug = prompt_slug(p)
-            io.save_rgb(seg.mask[0], out_dir / f"{stem}_mask_{slug}.png")  # 8-bit grey, 255 = the object
-            io.save_rgb(seg.painted[0], out_dir / f"{stem}_painted_{slug}.png")
+            write(model.modality, seg.painted[0], out_dir, stem,
+                  {"prompt": p, "threshold": args.threshold, "clean": not args.no_clean})
             if seg.uncertainty is not None:
-                from . import colorize
-
                 io.save_rgb(colorize.uncertainty_to_gray(seg.uncertainty)[0],
-                            out_dir / f"{stem}_uncertainty_{slug}.png")
+                            out_dir / f"{stem}_uncertainty_{prompt_slug(p)}.png")
     if failed:
         print(f"{len(failed)} failed: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -1,6 +1,7 @@
 """The image-conditioned latent sampler: one loop for depth, normals and intrinsics.
 
-They differ only in how the decoded target is read (``_read_target``) and ensembled (``ensemble_members``).
+They differ only in what their entry of :mod:`marigold.modality` says: how the decoded target is read
+(``_read_target``), how members are ensembled (``ensemble_members``) and which text conditions the UNet.
 Images stream through: each is encoded when its first ensemble member is due, and its members are handed out
 (and freed) as soon as the last one is decoded, so a long batch of video frames never holds all members of all
 frames at once. The initial noise is one draw of shape ``(N·E, 4·T, h, w)`` from a CPU generator, in the
@@ -17,8 +18,10 @@ import torch
 
 from . import image as img
 from .checkpoint import MarigoldModel
-from .ensemble import ensemble_depth, ensemble_intrinsics, ensemble_normals, normalize_normals
+from .ensemble import normalize_normals
 from .errors import InputError
+from .modality import Modality, text_embedding
+from .modality import get as get_modality
 
 ProgressFn = Callable[[int, int], None]  # (steps done, steps total)
 CancelFn = Callable[[], None]  # raises to stop (ComfyUI's interrupt check, or marigold.errors.Cancelled)
@@ -35,6 +38,11 @@ class Members:
     values: torch.Tensor
     original_size: tuple[int, int]
     task: str
+    modality: Modality | None = None  # None: the built-in entry of ``task``
+
+
+def _modality_of(task: str, modality: Modality | None) -> Modality:
+    return modality if modality is not None else get_modality(task)
 
 
 @dataclass
@@ -77,17 +85,8 @@ def _generator(seed: int | torch.Generator | None) -> torch.Generator | None:
 
 
 def _read_target(model: MarigoldModel, decoded: torch.Tensor) -> torch.Tensor:
-    """VAE output ``[B,3,PPH,PPW]`` in -1..1 → the target: depth ``[B,1,…]`` 0..1, normals unit, intrinsics 0..1."""
-    if model.task == "depth":
-        return (decoded.mean(dim=1, keepdim=True).clip(-1.0, 1.0) + 1.0) / 2.0  # [B,1,PPH,PPW]
-    x = decoded.clip(-1.0, 1.0)
-    if model.task == "segmentation":  # the painted image: the input with the prompt's object white
-        return (x + 1.0) / 2.0  # [B,3,PPH,PPW]
-    if model.task == "normals":
-        if not model.use_full_z_range:
-            x = torch.cat([x[:, :2], x[:, 2:] * 0.5 + 0.5], dim=1)  # [B,3,PPH,PPW]
-        return normalize_normals(x.float())  # [B,3,PPH,PPW]
-    return (x + 1.0) / 2.0  # [B,3,PPH,PPW]
+    """VAE output ``[B·T,3,PPH,PPW]`` in -1..1 → the targets (depth ``[B,1,…]`` 0..1, normals unit, ...)."""
+    return model.modality.decode(decoded, model.n_targets, use_full_z_range=model.use_full_z_range)
 
 
 @torch.inference_mode()
@@ -95,15 +94,11 @@ def iter_members(model: MarigoldModel, image: img.ImageInput, *, num_inference_s
                  ensemble_size: int = 1, processing_resolution: int | None = None,
                  resample_method_input: str = "bilinear", batch_size: int = 1,
                  seed: int | torch.Generator | None = None, progress: ProgressFn | None = None,
-                 check_cancel: CancelFn | None = None, text_embedding: torch.Tensor | None = None
-                 ) -> Iterator[Members]:
+                 check_cancel: CancelFn | None = None, prompt: str | None = None) -> Iterator[Members]:
     """Sample E members per image and yield them image by image (see the module docstring).
 
-    ``text_embedding``: the cross-attention conditioning ``[1,T,D]`` (a prompt model's prompt, see
-    :mod:`marigold.prompts`); default the checkpoint's empty-prompt embedding.
+    ``prompt``: the text for modalities conditioned on one (``conditioning == "prompt"``); others take none.
     """
-    if text_embedding is None and model.takes_prompt:
-        raise InputError(f"{model.path.name} is a segmentation checkpoint: it needs a `prompt` (use marigold.segment).")
     steps = model.default_denoising_steps if num_inference_steps is None else num_inference_steps
     if steps is None:
         raise InputError("`num_inference_steps` is not set and the checkpoint names no default_denoising_steps.")
@@ -119,7 +114,7 @@ def iter_members(model: MarigoldModel, image: img.ImageInput, *, num_inference_s
 
     generator = _generator(seed)
     noise = torch.randn((n * e, 4 * t_count, h, w), generator=generator, dtype=dt)  # [N·E,4T,h,w] on the CPU
-    text = (model.empty_text_embedding if text_embedding is None else text_embedding).to(device=dev, dtype=dt)  # [1,T,D]
+    text = text_embedding(model, prompt).to(device=dev, dtype=dt)  # [1,T,D]: T = 2 for the empty prompt
     scheduler = model.make_scheduler()
     sf = model.vae_scaling_factor
     # the decoder's activations at full resolution dominate peak memory; on the CPU a batch of one already fills
@@ -160,38 +155,31 @@ def iter_members(model: MarigoldModel, image: img.ImageInput, *, num_inference_s
             pending.setdefault(i, []).append(target[k:k + 1])
             if len(pending[i]) == e:
                 values = img.unpad(torch.cat(pending.pop(i)), latents.pop(i)[1])  # [E,T·C,PH,PW]
-                yield Members(index=i, values=values, original_size=size, task=model.task)
+                yield Members(index=i, values=values, original_size=size, task=model.task,
+                              modality=model.modality)
 
 
 def ensemble_members(members: Members, *, output_uncertainty: bool = False, scale_invariant: bool = True,
                      shift_invariant: bool = True, reduction: str | None = None,
                      **ensembling_kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One image's members → ``(prediction [1,C,PH,PW], uncertainty | None)`` at processing resolution."""
-    v = members.values
-    if members.task == "depth":
-        if v.shape[0] == 1:
-            return v, None
-        return ensemble_depth(v, scale_invariant, shift_invariant, output_uncertainty,
-                              reduction=reduction or "median", **ensembling_kwargs)
-    if members.task == "normals":
-        if v.shape[0] == 1:
-            return v, None
-        return ensemble_normals(v, output_uncertainty, reduction=reduction or "closest")
-    e, tc, ph, pw = v.shape
-    if e == 1:
-        return v, None
-    pred, unc = ensemble_intrinsics(v.reshape(e, tc // 3, 3, ph, pw), output_uncertainty,
-                                    reduction=reduction or "median")  # [T,3,PH,PW]
-    return pred.reshape(1, tc, ph, pw), (unc.reshape(1, tc, ph, pw) if unc is not None else None)
+    m = _modality_of(members.task, members.modality)
+    return m.combine(members.values, output_uncertainty=output_uncertainty, reduction=reduction,
+                     scale_invariant=scale_invariant, shift_invariant=shift_invariant, **ensembling_kwargs)
 
 
-def finish(prediction: torch.Tensor, original_size: tuple[int, int], task: str, *,
+def finish(prediction: torch.Tensor, original_size: tuple[int, int], task: str | Modality, *,
            match_input_resolution: bool = True, resample_method_output: str = "bilinear") -> torch.Tensor:
-    """Resize a prediction ``[N,C,PH,PW]`` back to the input size (no antialiasing, as diffusers)."""
+    """Resize a prediction ``[N,C,PH,PW]`` back to the input size (no antialiasing, as diffusers).
+
+    ``task``: the modality (or its task name) whose unit targets are normalised again; "uncertainty": none.
+    """
     img.check_resample(resample_method_output, "resample_method_output")
     if not match_input_resolution:
         return prediction
     out = img.resize(prediction, original_size, resample_method_output, antialias=False)
+    if isinstance(task, Modality):
+        return task.renormalize(out)
     if task == "normals":
         out = normalize_normals(out)
     return out
@@ -202,22 +190,24 @@ def predict(model: MarigoldModel, image: img.ImageInput, *, num_inference_steps:
             resample_method_input: str = "bilinear", resample_method_output: str = "bilinear",
             batch_size: int = 1, seed: int | torch.Generator | None = None, output_uncertainty: bool = False,
             ensembling_kwargs: dict | None = None, progress: ProgressFn | None = None,
-            check_cancel: CancelFn | None = None) -> Prediction:
+            check_cancel: CancelFn | None = None, prompt: str | None = None) -> Prediction:
     """Predict depth, normals or intrinsics (whatever the checkpoint does) for one image or a batch.
 
-    Arguments mean what they mean for diffusers' Marigold pipelines; ``seed`` takes an int or a CPU generator.
+    Arguments mean what they mean for diffusers' Marigold pipelines; ``seed`` takes an int or a CPU generator;
+    ``prompt``: the text for prompt-conditioned modalities (see :mod:`marigold.modality`).
     """
     img.check_resample(resample_method_output, "resample_method_output")
     kwargs = dict(ensembling_kwargs or {})
-    if model.task == "depth":
+    if model.modality.ensemble == "affine":
         kwargs.update(scale_invariant=model.scale_invariant, shift_invariant=model.shift_invariant)
     preds, uncs = [], []
     for m in iter_members(model, image, num_inference_steps=num_inference_steps, ensemble_size=ensemble_size,
                           processing_resolution=processing_resolution, resample_method_input=resample_method_input,
-                          batch_size=batch_size, seed=seed, progress=progress, check_cancel=check_cancel):
+                          batch_size=batch_size, seed=seed, progress=progress, check_cancel=check_cancel,
+                          prompt=prompt):
         p, u = ensemble_members(m, output_uncertainty=output_uncertainty, **kwargs)
         finish_kw = dict(match_input_resolution=match_input_resolution, resample_method_output=resample_method_output)
-        preds.append(finish(p, m.original_size, m.task, **finish_kw).cpu())
+        preds.append(finish(p, m.original_size, model.modality, **finish_kw).cpu())
         if output_uncertainty and u is not None:
             uncs.append(finish(u, m.original_size, "uncertainty", **finish_kw).cpu())
     return Prediction(prediction=torch.cat(preds), uncertainty=torch.cat(uncs) if uncs else None,

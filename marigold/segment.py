@@ -68,6 +68,12 @@ def mask_from_painted(painted: torch.Tensor, threshold: float = THRESHOLD, clean
     return open_mask(mask) if clean else mask
 
 
+def prompt_slug(prompt: str) -> str:
+    """A prompt as a file-name part: ``dining table`` → ``dining-table``."""
+    keep = "".join(c if c.isalnum() or c in "-_" else "-" for c in "-".join(prompt.split()))
+    return keep.strip("-") or "prompt"
+
+
 def _check(threshold: float) -> None:
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold <= 1.0:
         raise InputError(f"`threshold` must be a number in (0, 1]; got {threshold!r}.")
@@ -89,7 +95,7 @@ def segment(model: MarigoldModel, image: img.ImageInput, prompt: str, *, thresho
     prompt = check_prompt(model, prompt)
     _check(threshold)
     img.check_resample(resample_method_output, "resample_method_output")
-    embedding = prompt_embedding(model, prompt)  # [1,77,D], the text encoder freed again before the UNet runs
+    prompt_embedding(model, prompt)  # encoded (text encoder loaded and freed) before the UNet runs; then cached
     images = img.to_tensor(image)  # [N,3,H,W] 0..1
     if tone_down:
         images = tone_down_white(images)
@@ -98,7 +104,7 @@ def segment(model: MarigoldModel, image: img.ImageInput, prompt: str, *, thresho
     for m in iter_members(model, images, num_inference_steps=num_inference_steps, ensemble_size=ensemble_size,
                           processing_resolution=processing_resolution, resample_method_input=resample_method_input,
                           batch_size=batch_size, seed=seed, progress=progress, check_cancel=check_cancel,
-                          text_embedding=embedding):
+                          prompt=prompt):
         v = m.values  # [E,3,PH,PW] painted members
         painted.append(finish(v.mean(dim=0, keepdim=True), m.original_size, "segmentation", **finish_kw).cpu())
         if output_uncertainty and v.shape[0] > 1:

@@ -462,7 +462,7 @@ class VideoStream:
                  batch_size: int = 1, frame_count: int | None = None, progress: ProgressFn | None = None,
                  check_cancel: CancelFn | None = None, window: int | None = None,
                  num_inference_steps: int | None = None, coalign_options: dict | None = None) -> None:
-        if model.task != "depth":
+        if not model.modality.video:
             raise InputError(f"{model.path.name} is a Marigold {model.task} checkpoint; video prediction needs a "
                              f"depth checkpoint (prs-eth/rollingdepth-v1-0, or a Marigold depth checkpoint such as "
                              f"prs-eth/marigold-depth-v1-1).")

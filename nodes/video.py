@@ -55,7 +55,7 @@ class MarigoldVideoDepth(io.ComfyNode):
     @classmethod
     def execute(cls, model, frames, preset, dilations, snippet_length, refine_steps, processing_resolution, seed,
                 batch_size) -> io.NodeOutput:
-        if model.task != "depth":
+        if not model.model.modality.video:
             raise marigold.InputError(
                 f"MarigoldVideoDepth needs a depth checkpoint (RollingDepth, e.g. prs-eth/rollingdepth-v1-0, or a "
                 f"Marigold depth model), but '{model.name}' is a {model.task} checkpoint. Choose one in "

@@ -31,6 +31,12 @@ class DepthSample:
     valid: np.ndarray  # [H,W] bool
     normals: np.ndarray | None = None  # [H,W,3] unit, Marigold's camera frame
     name: str = ""
+    # any modality's targets by name ([H,W] or [H,W,C], in the range of the marigold.modality entry's Target):
+    # what a modality other than depth and normals trains on (albedo, shading, material, ...)
+    targets: dict[str, np.ndarray] | None = None
+
+
+Sample = DepthSample  # the name for samples that carry other targets than depth
 
 
 def fill_invalid(x: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -9,6 +9,15 @@ carry depth cues.
 Camera frame: x right, y down, z forward (depth = z, "planar" depth as Marigold uses). Normals are returned in
 Marigold's convention (x right, y up, z towards the viewer), as unit vectors.
 
+Intrinsic images (``render(..., materials=True)``): every surface also gets a roughness and a metallicity, and
+the renderer returns exact albedo (the surface colour), diffuse shading (ambient + Lambert, white light), a
+non-diffuse residual (a Blinn-Phong highlight whose sharpness follows the roughness and whose colour follows
+the metallicity: F0 = 0.04 for dielectrics, the albedo for metals) and the material map (roughness,
+metallicity, 0), so that ``rgb = albedo · shading + residual`` at every pixel centre (before the supersampled
+colour is box-filtered and clipped to 0..1). Without ``materials`` the image is what it always was (no
+highlight), so depth and normals runs see the same pictures as before; the material draws come from their own
+RNG stream, so no scene changes either way.
+
 Scenes are indexed: scene ``i`` of a split is a pure function of ``(split seed, i)``, so ``train`` and
 ``heldout`` never share a scene, and any worker can render any scene.
 """
@@ -98,11 +107,21 @@ class _Scene:
         self.light = light / np.linalg.norm(light)  # direction towards the light
         self.ambient = rng.uniform(0.25, 0.45)
         self.sky = rng.uniform(0.4, 0.9, size=3).astype(np.float32)
+        # per-surface materials from a stream of their own (keyed on this scene's draws): the scene RNG, which
+        # render() goes on using for the camera, is not advanced, so every existing scene stays as it was
+        key = np.frombuffer(np.array([self.floor_y, self.back_z, self.ambient]).tobytes(), np.uint32)
+        mat = np.random.default_rng(key)
+        self.roughness = mat.uniform(0.05, 0.9, size=16)
+        self.metallic = (mat.random(16) < 0.3) * mat.uniform(0.6, 1.0, size=16)  # a few surfaces are metal
+        self.materials = False  # render the highlight into the image (render(materials=True))
 
-    def cast(self, d: np.ndarray, origin: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def cast(self, d: np.ndarray, origin: np.ndarray | None = None, layers: dict | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Rays from ``origin`` (default: the world origin) along ``d`` [P,3] → (t [P] (inf = miss),
-        normal [P,3], colour [P,3]); the hit point is ``origin + t·d``."""
+        normal [P,3], colour [P,3]); the hit point is ``origin + t·d``. ``layers``: a dict filled with the
+        intrinsic layers (albedo, shading, residual, material, each [P,3])."""
         p = d.shape[0]
+        surface = np.full(p, -1)  # which surface each ray hit (-1: sky)
         o = np.zeros(3) if origin is None else np.asarray(origin, np.float64)
         t_best = np.full(p, np.inf)
         normal = np.zeros((p, 3))
@@ -114,6 +133,7 @@ class _Scene:
             if not hit.any():
                 return
             t_best[hit] = t[hit]
+            surface[hit] = k
             normal[hit] = n[hit] if n.ndim == 2 else n
             if self.flat:
                 color[hit] = FLAT_PALETTE[self.tex[k]]
@@ -168,12 +188,34 @@ class _Scene:
                 take(t, n, (uv_a, uv_b), 10 + k)
         shade = self.ambient + (1 - self.ambient) * np.clip(normal @ self.light, 0, None)
         hit = np.isfinite(t_best)
+        albedo = color.copy()
         color[hit] *= shade[hit, None]
+        if layers is None and not self.materials:
+            return t_best, normal, color
+        residual = np.zeros((p, 3))
+        rough = np.where(hit, self.roughness[surface], 0.0)  # [P]
+        metal = np.where(hit, self.metallic[surface], 0.0)  # [P]
+        view = -d / np.linalg.norm(d, axis=1, keepdims=True)  # towards the camera
+        half = view + self.light
+        half /= np.maximum(np.linalg.norm(half, axis=1, keepdims=True), 1e-9)
+        lit = (normal @ self.light > 0) & hit
+        power = 2.0 / np.maximum(rough, 0.05) ** 2  # Blinn-Phong exponent of the roughness
+        spec = np.where(lit, np.clip((normal * half).sum(1), 0, 1) ** power * (power + 2) / 8, 0.0)
+        f0 = 0.04 * (1 - metal)[:, None] + albedo * metal[:, None]  # [P,3]
+        residual = np.minimum(f0 * spec[:, None] * (1 - self.ambient), 1.0)
+        if self.materials:
+            color = color + residual
+        if layers is not None:
+            layers["albedo"] = albedo
+            layers["shading"] = np.where(hit, shade, 1.0)[:, None].repeat(3, 1)  # the sky: its colour, unlit
+            layers["residual"] = residual
+            layers["material"] = np.stack([rough, metal, np.zeros(p)], 1)
         return t_best, normal, color
 
 
 def _shoot(scene: _Scene, height: int, width: int, supersample: int, f: float, rot: np.ndarray,
-           origin: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           origin: np.ndarray | None = None, layers: dict | None = None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render ``scene`` from a camera at ``origin`` with camera-to-world rotation ``rot`` and focal ``f``
     (supersampled pixels) → (rgb [H,W,3], planar depth [H,W] (inf = sky), camera-frame normals [H,W,3])."""
     s = supersample
@@ -181,7 +223,7 @@ def _shoot(scene: _Scene, height: int, width: int, supersample: int, f: float, r
     ys, xs = np.mgrid[0:hh, 0:ww].astype(np.float64)
     d = np.stack([(xs + 0.5 - ww / 2) / f, (ys + 0.5 - hh / 2) / f, np.ones_like(xs)], -1).reshape(-1, 3)
     d_world = d @ rot.T
-    t, n_world, color = scene.cast(d_world, origin)
+    t, n_world, color = scene.cast(d_world, origin, layers)
     depth = t  # planar depth along the camera axis: the camera-frame z of t·d is t, since d has z = 1
     n_cam = n_world @ rot  # back to the camera frame
     rgb = color.reshape(hh, ww, 3)
@@ -191,6 +233,9 @@ def _shoot(scene: _Scene, height: int, width: int, supersample: int, f: float, r
         rgb = rgb.reshape(height, s, width, s, 3).mean(axis=(1, 3))
         depth = depth[s // 2::s, s // 2::s]
         n_cam = n_cam[s // 2::s, s // 2::s]
+    if layers is not None:  # centre samples, like depth: exact per pixel
+        for k in list(layers):
+            layers[k] = layers[k].reshape(hh, ww, 3)[s // 2::s, s // 2::s].astype(np.float32)
     return rgb, depth, n_cam
 
 
@@ -203,11 +248,14 @@ def _sample(rgb: np.ndarray, depth: np.ndarray, n_cam: np.ndarray, name: str) ->
 
 
 def render(seed: int, height: int, width: int, supersample: int = 2, objects: bool = True,
-           texture: str = "photo") -> DepthSample:
-    """Render scene ``seed`` at ``height × width``: RGB 0..1, planar depth (inf where the sky is), normals.
-    ``objects=False`` leaves only the room (for geometry tests); ``texture="flat"``: see :data:`FLAT_PALETTE`."""
+           texture: str = "photo", materials: bool = False) -> DepthSample:
+    """Render scene ``seed`` at ``height × width``: RGB 0..1, planar depth (inf where the sky is), normals, and
+    the intrinsic layers in ``targets`` (albedo, shading, residual, material; see the module docstring).
+    ``objects=False`` leaves only the room (for geometry tests); ``texture="flat"``: see :data:`FLAT_PALETTE`;
+    ``materials``: the image shows the specular highlight too (what intrinsics models train on)."""
     rng = np.random.default_rng(seed)
     scene = _Scene(rng, texture)
+    scene.materials = materials
     if not objects:
         scene.spheres, scene.boxes = [], []
     fov = np.deg2rad(rng.uniform(50, 70))
@@ -215,7 +263,11 @@ def render(seed: int, height: int, width: int, supersample: int = 2, objects: bo
     pitch = rng.uniform(-0.15, 0.15)  # look slightly up or down
     cp, sp = np.cos(pitch), np.sin(pitch)
     rot = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
-    return _sample(*_shoot(scene, height, width, supersample, f, rot), name=f"synthetic_{seed}")
+    layers: dict = {}
+    sample = _sample(*_shoot(scene, height, width, supersample, f, rot, layers=layers), name=f"synthetic_{seed}")
+    sample.targets = {k: np.clip(v, 0.0, 1.0) for k, v in layers.items()}
+    sample.targets["normals"] = sample.normals
+    return sample
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -340,7 +392,13 @@ class SyntheticDataset:
     """``size`` scenes of one split, rendered on demand at ``height × width``."""
 
     def __init__(self, size: int = 1000, height: int = 96, width: int = 128, split: str = "train",
-                 texture: str = "photo"):
+                 texture: str = "photo", materials: bool = False):
+        if "+" in texture:  # "flat+materials" (what ``synthetic:flat+materials`` in a data spec gives)
+            texture, _, extra = texture.partition("+")
+            if extra != "materials":
+                raise ValueError(f"synthetic: unknown option {extra!r}; use synthetic:TEXTURE[+materials].")
+            materials = True
+        self.materials = bool(materials)
         if split not in SPLIT_SEEDS:
             raise ValueError(f"synthetic split must be one of {', '.join(SPLIT_SEEDS)}; got {split!r}.")
         self.size, self.height, self.width, self.split = int(size), int(height), int(width), split
@@ -353,7 +411,8 @@ class SyntheticDataset:
     def __getitem__(self, i: int) -> DepthSample:
         if not 0 <= i < self.size:
             raise IndexError(i)
-        return render(SPLIT_SEEDS[self.split] + i, self.height, self.width, texture=self.texture)
+        return render(SPLIT_SEEDS[self.split] + i, self.height, self.width, texture=self.texture,
+                      materials=self.materials)
 
 
 class SyntheticVideoDataset:
