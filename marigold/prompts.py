@@ -11,6 +11,7 @@ prompt and the text encoder's files. Models that take no prompt never load the t
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 import os
 from pathlib import Path
 
@@ -145,4 +146,27 @@ def prompt_embedding(model: MarigoldModel, prompt: str) -> torch.Tensor:
     got = prompt_embeddings(model, [prompt])[prompt]
     if isinstance(got, InputError):
         raise got
+    return got
+
+
+@dataclass
+class PromptSource:
+    """What :func:`prompt_embeddings` needs of a model: a folder with ``tokenizer/`` and ``text_encoder/`` (the
+    trainer's SD2 base, which is no :class:`MarigoldModel`), its embedding cache, and the prompts seen so far."""
+
+    path: Path
+    cache_dir: Path | None = None
+    prompt_embeddings: dict[str, torch.Tensor] = field(default_factory=dict)
+    task: str = "segmentation"
+    takes_prompt: bool = True
+
+
+def encode_prompts(folder: str | os.PathLike, prompts: list[str], cache_dir: str | os.PathLike | None = None
+                   ) -> dict[str, torch.Tensor]:
+    """The embeddings ``[1,77,D]`` of ``prompts`` by the text encoder in ``folder`` (one load for all, then freed;
+    cached as for a model); raises the first prompt's :class:`InputError`."""
+    got = prompt_embeddings(PromptSource(Path(folder), Path(cache_dir) if cache_dir else None), list(prompts))
+    for p, e in got.items():
+        if isinstance(e, InputError):
+            raise e
     return got

@@ -25,7 +25,8 @@ from marigold import checkpoint as ckpt
 from marigold.errors import CheckpointError
 
 SD2_BETAS = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
-PIPELINES = {"depth": "MarigoldDepthPipeline", "normals": "MarigoldNormalsPipeline"}
+PIPELINES = {"depth": "MarigoldDepthPipeline", "normals": "MarigoldNormalsPipeline",
+             "segmentation": "MarigoldSegmentationPipeline"}
 
 
 @dataclass
@@ -150,13 +151,13 @@ def export_marigold(out: str | os.PathLike, base: Base, unet: torch.nn.Module, n
         "scheduler": ["diffusers", "DDIMScheduler"],
         "text_encoder": ["transformers", "CLIPTextModel"] if with_text else [None, None],
         "tokenizer": ["transformers", "CLIPTokenizer"] if with_text else [None, None],
-        "prediction_type": "depth" if task == "depth" else "normals",
+        "prediction_type": task if task in ("depth", "segmentation") else "normals",
         "default_denoising_steps": int(export_cfg.get("default_denoising_steps") or default_steps),
         "default_processing_resolution": int(export_cfg.get("default_processing_resolution") or 768),
     }
     if task == "depth":
         index.update(scale_invariant=True, shift_invariant=True)
-    else:
+    elif task == "normals":
         index.update(use_full_z_range=True)
     (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     return out
@@ -168,7 +169,7 @@ def in_memory_model(base: Base, unet: torch.nn.Module, noise_cfg: dict, task: st
     return ckpt.MarigoldModel(path=base.folder, task=task, unet=unet, vae=base.vae,
                               scheduler_config=ddim_config(noise_cfg),
                               empty_text_embedding=base.empty_text_embedding,
-                              prediction_type="depth" if task == "depth" else "normals",
+                              prediction_type=task if task in ("depth", "segmentation") else "normals",
                               default_denoising_steps=1, default_processing_resolution=processing_resolution,
                               device=torch.device(device), dtype=dtype)
 

@@ -22,7 +22,7 @@ import torch
 from .common import DepthSample, prepare
 
 
-IMAGE_SETS = ("synthetic", "hypersim", "vkitti", "folder")
+IMAGE_SETS = ("synthetic", "hypersim", "vkitti", "folder", "coco")  # coco: --task segmentation only
 
 
 def parse_spec(spec: Any, video: bool = False) -> dict:
@@ -55,9 +55,19 @@ def parse_spec(spec: Any, video: bool = False) -> dict:
     return out
 
 
-def build_dataset(spec: dict):
+def build_dataset(spec: dict, task: str = "depth"):
     name, path = spec["name"], spec.get("path")
     kw = {k: v for k, v in spec.items() if k not in ("name", "path", "prob", "resolution")}
+    if task == "segmentation":  # (image, class name, mask) samples: the synthetic scenes' surfaces, or COCO panoptic
+        if name == "synthetic":
+            from .segmentation import SyntheticSegmentation
+            return SyntheticSegmentation(**({"texture": path} if path else {}), **kw)
+        if name == "coco":
+            from .coco import CocoPanoptic
+            return CocoPanoptic(path, **kw)
+        raise ValueError(f"--task segmentation trains on synthetic or coco:/path/to/coco; got {name!r}.")
+    if name == "coco":
+        raise ValueError("coco (panoptic masks) trains --task segmentation only.")
     if name == "synthetic":
         from .synthetic import SyntheticDataset
         return SyntheticDataset(**({"texture": path} if path else {}), **kw)  # synthetic:flat
@@ -91,6 +101,7 @@ class MixedStream(torch.utils.data.Dataset):
     seed: int
     task: str = "depth"
     flip_p: float = 0.5
+    target: str = "painted"  # segmentation only: "painted" (Cocogold) or "binary"
     _perm: dict = field(default_factory=dict)
 
     def choose(self, k: int) -> tuple[int, int, bool]:
@@ -110,6 +121,9 @@ class MixedStream(torch.utils.data.Dataset):
 
     def __getitem__(self, k: int) -> dict:
         d, idx, flip = self.choose(int(k))
+        if self.task == "segmentation":
+            from .segmentation import prepare_segmentation
+            return prepare_segmentation(self.datasets[d][idx], self.sizes[d], flip, self.target)
         return prepare(self.datasets[d][idx], self.task, self.sizes[d], flip)
 
     def __len__(self) -> int:  # the stream is endless; DataLoader only needs a number
@@ -133,9 +147,9 @@ class StreamSampler(torch.utils.data.Sampler):
 
 
 def make_stream(specs: list, resolution: int | None, batch_size: int, seed: int, task: str,
-                flip_p: float) -> MixedStream:
+                flip_p: float, target: str = "painted") -> MixedStream:
     specs = [parse_spec(s) for s in specs]
-    datasets = [build_dataset(s) for s in specs]
+    datasets = [build_dataset(s, task) for s in specs]
     probs = [s["prob"] for s in specs]
     if any(p is None for p in probs):
         if all(p is None for p in probs):
@@ -145,7 +159,7 @@ def make_stream(specs: list, resolution: int | None, batch_size: int, seed: int,
     total = float(sum(probs))
     probs = [p / total for p in probs]
     sizes = [training_size(tuple(ds.native_size), s.get("resolution", resolution)) for ds, s in zip(datasets, specs)]
-    return MixedStream(datasets, probs, sizes, batch_size, seed, task, flip_p)
+    return MixedStream(datasets, probs, sizes, batch_size, seed, task, flip_p, target)
 
 
 __all__ = ["DepthSample", "prepare", "parse_spec", "build_dataset", "training_size", "MixedStream",
