@@ -293,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the per-image rows and means here")
     ap.add_argument("--classes", nargs="*", default=None,
                     help="segmentation on coco: only these class names (default: all)")
+    ap.add_argument("--threshold", type=float, default=None,
+                    help="segmentation: whiteness from which a pixel is the object (default 0.93)")
     ap.add_argument("--video-mode", choices=("frames", "video"), default="frames",
                     help="video sets: each frame alone, or marigold.video.predict_video")
     ap.add_argument("--max-frames", type=int, default=None, help="video sets: frames per video")
@@ -315,7 +317,8 @@ def _run(a: argparse.Namespace) -> int:
 
         results = [evaluate_segmentation(model, make_segmentation_set(spec, a.max_images, a.classes),
                                          steps=a.steps, ensemble_size=a.ensemble,
-                                         processing_resolution=a.processing_resolution, seed=a.seed)
+                                         processing_resolution=a.processing_resolution, seed=a.seed,
+                                         threshold=a.threshold)
                    for spec in a.dataset]
         print("\n".join(iter_rows(results)))
         if a.json:
