@@ -91,20 +91,27 @@ def _by_scene(items: list[SegItem]) -> dict[str, list[int]]:
 
 def evaluate_segmentation(model, seg_set: SegSet, *, steps: int | None = None, ensemble_size: int = 1,
                           processing_resolution: int | None = None, seed: int = 0, threshold: float | None = None,
-                          baselines: bool = True) -> dict:
-    """Segment every item with :func:`marigold.segment` and score it (see the module docstring)."""
+                          baselines: bool = True, thresholds: list[float] | None = None) -> dict:
+    """Segment every item with :func:`marigold.segment` and score it (see the module docstring).
+
+    ``thresholds``: also the mIoU at each of these thresholds (``by_threshold``), from the same painted images
+    (sampled once per scene and prompt; the mask is :func:`marigold.segment.mask_from_painted` of them).
+    """
+    import torch
+
     import marigold
-    from marigold.segment import THRESHOLD
+    from marigold.segment import THRESHOLD, mask_from_painted
 
+    threshold = threshold or THRESHOLD
     kw = dict(num_inference_steps=steps, ensemble_size=ensemble_size, processing_resolution=processing_resolution,
-              seed=seed, threshold=threshold or THRESHOLD)
-    masks: dict[tuple[str, str], np.ndarray] = {}  # (scene, prompt) → predicted mask
+              seed=seed)
+    painted: dict[tuple[str, str], torch.Tensor] = {}  # (scene, prompt) → the painted image [1,3,H,W]
 
-    def predict(it: SegItem, prompt: str) -> np.ndarray:
+    def predict(it: SegItem, prompt: str, t: float = threshold) -> np.ndarray:
         key = (it.scene, prompt)
-        if key not in masks:
-            masks[key] = marigold.segment(model, it.rgb, prompt, **kw).mask[0, 0].numpy() > 0.5  # [H,W]
-        return masks[key]
+        if key not in painted:
+            painted[key] = marigold.segment(model, it.rgb, prompt, **kw).painted
+        return mask_from_painted(painted[key], t)[0, 0].numpy() > 0.5  # [H,W]
 
     rows, inter, union = [], 0, 0
     for it in seg_set.items:
@@ -135,7 +142,11 @@ def evaluate_segmentation(model, seg_set: SegSet, *, steps: int | None = None, e
         metrics.update(wrong_prompt_miou=float(np.mean(wrong)) if wrong else float("nan"),
                        constant_miou=max(ones, zeros),
                        cross_prompt_overlap=float(np.mean(cross)) if cross else float("nan"))
-    return {"dataset": seg_set.name, "n": len(rows), "metrics": metrics, "rows": rows}
+    out = {"dataset": seg_set.name, "n": len(rows), "metrics": metrics, "rows": rows}
+    if thresholds:
+        out["by_threshold"] = {float(t): float(np.mean([iou(predict(it, it.prompt, t), it.mask)[0]
+                                                        for it in seg_set.items])) for t in thresholds}
+    return out
 
 
 def iter_rows(results: list[dict]) -> Iterator[str]:

@@ -41,8 +41,7 @@ def score(folder: Path, val_scenes: int, heldout_scenes: int) -> dict:
     model = marigold.load(folder, device="cpu", dtype="fp32")
     val = synthetic_segmentation_set(val_scenes, split="val")
     kw = dict(steps=1, processing_resolution=64, seed=0)
-    by_t = {t: evaluate_segmentation(model, val, threshold=t, baselines=False, **kw)["metrics"]["miou"]
-            for t in THRESHOLDS}
+    by_t = evaluate_segmentation(model, val, baselines=False, thresholds=list(THRESHOLDS), **kw)["by_threshold"]
     best = max(by_t, key=by_t.get)
     res = evaluate_segmentation(model, synthetic_segmentation_set(heldout_scenes, split="heldout"), threshold=best,
                                 **kw)
