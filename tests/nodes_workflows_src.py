@@ -172,8 +172,9 @@ WORKFLOWS = {
     "marigold_segment_inpaint": (
         NOTE_MODELS + " This graph: photo + word → mask → inpaint. MarigoldSegment masks what the prompt names "
         "(pcuenq/marigold-coco-segmentation downloads into models/marigold/ with the Stable Diffusion 2 parts it "
-        "needs); ComfyUI's own inpainting then repaints only the masked object. It also needs an inpainting "
-        "checkpoint in ComfyUI/models/checkpoints/ (e.g. 512-inpainting-ema.safetensors, SD2's inpainting model). "
+        "needs); ComfyUI's own VAE Encode (for Inpainting) then lets the sampler repaint only the masked object. "
+        "It also needs a Stable Diffusion 1.5 checkpoint in ComfyUI/models/checkpoints/ (e.g. "
+        "v1-5-pruned-emaonly.safetensors; an inpainting checkpoint such as sd-v1-5-inpainting blends better). "
         "Put a photo in ComfyUI/input/ and pick it in Load Image.",
         [
             (1, "LoadImage", {"image": "example.png"}, {}),
@@ -183,7 +184,7 @@ WORKFLOWS = {
              {"model": (2, 0), "image": (1, 0)}),
             (4, "MaskToImage", {}, {"mask": (3, 0)}),
             (5, "PreviewImage", {}, {"images": (4, 0)}),
-            (6, "CheckpointLoaderSimple", {"ckpt_name": "512-inpainting-ema.safetensors"}, {}),
+            (6, "CheckpointLoaderSimple", {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}, {}),
             (7, "CLIPTextEncode", {"text": "a red vintage sports car, detailed, photo"}, {"clip": (6, 1)}),
             (8, "CLIPTextEncode", {"text": "blurry, low quality"}, {"clip": (6, 1)}),
             (9, "VAEEncodeForInpaint", {"grow_mask_by": 6},

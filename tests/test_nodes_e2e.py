@@ -304,7 +304,6 @@ def test_segment_inpaint_workflow_runs_and_the_mask_reaches_the_inpainting_node(
                **{"pcuenq/marigold-coco-segmentation": "marigold/tiny-seg"})
     by_type = {v["class_type"]: k for k, v in api.items()}
     api[by_type[P + "MarigoldSegment"]]["inputs"]["threshold"] = 0.3  # random weights: paint somewhere
-    api[by_type["CheckpointLoaderSimple"]]["inputs"]["ckpt_name"] = "v1-5-pruned-emaonly.safetensors"
     api[by_type["KSampler"]]["inputs"]["steps"] = 1  # random full-size SD1.5 weights: one step shows it runs
     assert api[by_type["VAEEncodeForInpaint"]]["inputs"]["mask"] == [by_type[P + "MarigoldSegment"], 0]
     entry = _run_ok(server, api, timeout=600)
