@@ -319,7 +319,7 @@ def _write_segmentation(m: Modality, p: torch.Tensor, out_dir: Path, stem: str, 
 # Text-grounded segmentation (Cocogold): the prompt names the object; the target is the input image with that object
 # painted white (a binary target degenerated in Cocogold's first run); members are averaged, then thresholded
 # (marigold.segment reads the mask from the painted image).
-register(Modality("segmentation", "segmentation", (Target("painted", 3, "srgb"),), "MarigoldSegmentationPipeline",
+register(Modality("segmentation", "segmentation", (Target("painted", 3, "raw"),), "MarigoldSegmentationPipeline",
                   "segmentation", conditioning="prompt", ensemble="median", default_reduction="mean",
                   writer=_write_segmentation, files=("_mask_<prompt>.png", "_painted_<prompt>.png")))
 
