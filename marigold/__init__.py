@@ -5,14 +5,18 @@
     out = marigold.predict(model, "photo.jpg" or PIL/ndarray/tensor, ensemble_size=5, seed=0)
     out.prediction  # [N,1,H,W] float32 in 0..1
     big = marigold.predict_tiled(model, "photo.jpg", tile_factor=2)  # high resolution: docs/tiling.md
+
+    seg = marigold.segment(marigold.load("pcuenq/marigold-coco-segmentation"), "photo.jpg", "car")
+    seg.mask  # [N,1,H,W] 0/1, 1 = the car (docs/segmentation.md)
 """
 
 from .compat import check_versions
 
 check_versions()  # a too-old diffusers etc. is one clear line here, not an AttributeError deep in a call
 
-from . import modalities  # noqa: E402  (registers the built-in entries: depth, disparity, normals, intrinsics)
+from . import modalities  # noqa: E402  (registers the built-in entries, segmentation included)
 from .core import modality  # marigold.modality: the description of a modality (register your own there)
+from .core import prompts  # marigold.prompts: the text encoder and the per-model prompt-embedding cache
 from .geometry.relief import relief
 from .core.checkpoint import PUBLISHED, MarigoldModel, empty_text_embedding, inspect, load, resolve
 from .io.colorize import colorize_depth, normals_to_rgb, uncertainty_to_gray
@@ -23,6 +27,8 @@ from .io.images import load_image, save_depth_16bit, save_exr, save_npy, save_rg
 from .geometry.mesh import depth_to_mesh, depth_to_points, save_3d
 from .core.predict import Members, Prediction, ensemble_members, finish, iter_members, predict, predict_depth, \
     predict_intrinsics, predict_normals
+from .core.prompts import prompt_embedding, prompt_embeddings
+from .modalities.segmentation import Segmentation, mask_from_painted, segment
 from .core.snippet import enable_snippet_attention, snippet_frames
 from .core.tiling import TiledPrediction, predict_tiled
 from .geometry.stereo import StereoPair, stereo
@@ -39,6 +45,7 @@ __all__ = [
     "load_image", "save_depth_16bit", "save_exr", "save_npy", "save_rgb",
     "Members", "Prediction", "ensemble_members", "finish", "iter_members", "predict", "predict_depth",
     "predict_intrinsics", "predict_normals",
+    "prompt_embedding", "prompt_embeddings", "Segmentation", "mask_from_painted", "segment",
     "enable_snippet_attention", "snippet_frames", "StereoPair", "stereo",
     "TiledPrediction", "predict_tiled",
     "PRESETS", "ClipNormalizer", "VideoFrame", "VideoPrediction", "clip_normalizer", "iter_video_depth", "predict_video",

@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_CHECKPOINT = "prs-eth/marigold-depth-v1-1"
+SEGMENTATION_CHECKPOINT = "pcuenq/marigold-coco-segmentation"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,8 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("inputs", nargs="+", metavar="IMAGE_VIDEO_OR_FOLDER")
     ap.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="folder for the results")
-    ap.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, metavar="ID_OR_PATH",
-                    help=f"Hugging Face repo id or checkpoint folder (default {DEFAULT_CHECKPOINT})")
+    ap.add_argument("--checkpoint", default=None, metavar="ID_OR_PATH",
+                    help=f"Hugging Face repo id or checkpoint folder (default {DEFAULT_CHECKPOINT}, or "
+                         f"{SEGMENTATION_CHECKPOINT} with --prompt)")
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
     ap.add_argument("--ensemble", type=int, default=1, help="ensemble size (default 1)")
     ap.add_argument("--seed", type=int, default=None, help="seed for the initial noise (diffusers' convention)")
@@ -61,6 +63,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="working resolution's longest side in pixels (instead of --tile-factor)")
     t.add_argument("--tile-overlap", type=int, default=None, metavar="PX",
                    help="least overlap of neighbouring tiles, in working pixels (default a quarter tile)")
+    t = ap.add_argument_group("text-grounded segmentation (docs/segmentation.md)")
+    t.add_argument("--prompt", action="append", default=None, metavar="WORD",
+                   help="what to mask (repeatable); writes <stem>_mask_<prompt>.png (255 = the object) and "
+                        f"<stem>_painted_<prompt>.png; the checkpoint defaults to {SEGMENTATION_CHECKPOINT}")
+    t.add_argument("--threshold", type=float, default=0.93,
+                   help="whiteness of the painted image from which a pixel is the object (default 0.93)")
+    t.add_argument("--no-clean", action="store_true", help="skip the 3x3 erosion + dilation of the mask")
+    t.add_argument("--keep-white", action="store_true",
+                   help="do not tone down near-white input pixels before inference")
+    t.add_argument("--base", default=None, metavar="ID_OR_PATH",
+                   help="for a UNet-only checkpoint: the Stable Diffusion 2 checkpoint lending the other parts")
     v = ap.add_argument_group("video", "video files are always videos; --video makes each folder of images one clip")
     v.add_argument("--video", action="store_true", help="a folder of images is one clip (frames in name order)")
     v.add_argument("--preset", default="fast", choices=("fast", "full", "paper"),
@@ -124,7 +137,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("--stereo-far-over-near", type=float, default=3.0, metavar="R",
                    help="how many times farther depth 1 is than depth 0, for --stereo with depth models; "
                         "disparity models (RollingDepth) do not need it (default 3)")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.checkpoint is None:
+        args.checkpoint = SEGMENTATION_CHECKPOINT if args.prompt else DEFAULT_CHECKPOINT
+    return args
 
 
 STEREO_LAYOUTS = ("sbs", "hsbs", "tb", "anaglyph", "cross")  # marigold.stereo.LAYOUTS, without importing torch
@@ -236,7 +252,16 @@ def run(args: argparse.Namespace) -> int:
     w = world()  # under accelerate launch / torchrun: this process's share, named as in a single run
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = load(args.checkpoint, device=w.device(args.device), dtype=args.dtype, cache_dir=args.cache_dir)
+    model = load(args.checkpoint, device=w.device(args.device), dtype=args.dtype, cache_dir=args.cache_dir,
+                 base=args.base)
+    if args.prompt and not model.takes_prompt:
+        raise InputError(f"--prompt was given, but {args.checkpoint} is a Marigold {model.task} checkpoint, which "
+                         f"takes no prompt; use a segmentation checkpoint (--checkpoint {SEGMENTATION_CHECKPOINT}).")
+    if model.takes_prompt:
+        if args.stereo or wants_geometry(args):
+            raise InputError(f"--stereo, --relief, --mesh and --points need a depth checkpoint; {args.checkpoint} "
+                             f"is a {model.task} checkpoint.")
+        return run_segmentation(model, args, items, out_dir, w)
     pairs = list(zip(items, _stems(items)))
     # several processes: a RollingDepth clip's snippets are split across all of them, clip after clip; other
     # inputs (images, and clips that cannot be split) are shared out whole, every N-th to each process
@@ -371,6 +396,62 @@ def predict_tiled_cli(model, photo, path: Path, kw: dict, tile_kw: dict):
     for note in out.notes:
         print(f"note: {path}: {note}", file=sys.stderr)
     return out
+
+
+def run_segmentation(model, args: argparse.Namespace, items: list[Path], out_dir: Path, w) -> int:
+    """Every image × every --prompt → ``<stem>_mask_<prompt>.png`` and ``<stem>_painted_<prompt>.png``; a bad
+    prompt or image is one line and the others are still processed."""
+    from tqdm.auto import tqdm
+
+    from .core.modality import write
+    from .core.prompts import prompt_embeddings
+    from .errors import InputError, MarigoldError
+    from .io import colorize, images as io
+    from .modalities.segmentation import prompt_slug, segment
+
+    if not args.prompt:
+        raise InputError(f"{args.checkpoint} is a segmentation checkpoint: name what to mask with --prompt "
+                         f"(e.g. --prompt car; repeatable).")
+    failed: list[str] = []
+    prompts = []
+    for p, got in prompt_embeddings(model, args.prompt).items():  # all prompts encoded with one text-encoder load
+        if isinstance(got, MarigoldError):
+            print(f"error: --prompt {p!r}: {got}", file=sys.stderr)
+            failed.append(f"--prompt {p!r}")
+        else:
+            prompts.append(p)
+    clips = [f for f in items if is_clip(f)]
+    for c in clips:
+        print(f"error: {c}: segmentation takes images, not videos.", file=sys.stderr)
+        failed.append(str(c))
+    files = w.shard([(f, stem) for f, stem in zip(items, _stems(items)) if not is_clip(f)])
+    for f, stem in tqdm(files, desc="Marigold", unit="image", disable=len(files) < 2):
+        try:
+            photo = io.load_image(f)
+        except MarigoldError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed.append(str(f))
+            continue
+        for p in prompts:
+            try:
+                seg = segment(model, photo, p, threshold=args.threshold, clean=not args.no_clean,
+                              tone_down=not args.keep_white, num_inference_steps=args.steps,
+                              ensemble_size=args.ensemble, processing_resolution=args.processing_resolution,
+                              batch_size=args.batch_size, seed=args.seed,
+                              output_uncertainty=args.uncertainty and args.ensemble > 1)
+            except MarigoldError as e:
+                print(f"error: {f}: {e}", file=sys.stderr)
+                failed.append(f"{f} ({p})")
+                continue
+            write(model.modality, seg.painted[0], out_dir, stem,
+                  {"prompt": p, "threshold": args.threshold, "clean": not args.no_clean})
+            if seg.uncertainty is not None:
+                io.save_rgb(colorize.uncertainty_to_gray(seg.uncertainty)[0],
+                            out_dir / f"{stem}_uncertainty_{prompt_slug(p)}.png")
+    if failed:
+        print(f"{len(failed)} failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def split_clips(model, args: argparse.Namespace, w, any_clip: bool) -> bool:

@@ -20,6 +20,7 @@ if _IN_PACK:
     from ..marigold.geometry import mesh, relief, stereo
     from ..marigold.io import colorize
     from ..marigold.io import images as io
+    from ..marigold.modalities import segmentation  # the module (``marigold.segment`` is its function)
     from ..marigold.video import output as video_output
     from ..marigold.video import pipeline as video
 else:
@@ -28,7 +29,9 @@ else:
     from marigold.geometry import mesh, relief, stereo
     from marigold.io import colorize
     from marigold.io import images as io
+    from marigold.modalities import segmentation  # the module (``marigold.segment`` is its function)
     from marigold.video import output as video_output
     from marigold.video import pipeline as video
 
-__all__ = ["marigold", "checkpoint", "devices", "image", "tiling", "mesh", "relief", "stereo", "colorize", "io", "video", "video_output"]
+__all__ = ["marigold", "checkpoint", "devices", "image", "tiling", "mesh", "relief", "stereo", "segmentation",
+           "colorize", "io", "video", "video_output"]

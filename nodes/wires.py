@@ -33,14 +33,14 @@ class MembersBatch:
         return f"<Marigold {self.task} members: {len(self.frames)} frame(s) × {e}>"
 
 
-def sampling_inputs(default_ensemble: int = 1) -> list:
+def sampling_inputs(default_ensemble: int = 1, default_resolution: int = 768) -> list:
     """The sampler's options, in the order every prediction node shows them."""
     return [
         io.Int.Input("denoising_steps", default=0, min=0, max=1000,
                      tooltip="Denoising steps per member; 0 = the checkpoint's default (4 for v1-1, 1 for the LCM model)."),
         io.Int.Input("ensemble_size", default=default_ensemble, min=1, max=64,
                      tooltip="Predictions per image, combined into one (more = smoother, slower)."),
-        io.Int.Input("processing_resolution", default=768, min=0, max=core_image.MAX_PROCESSING_SIDE, step=8,
+        io.Int.Input("processing_resolution", default=default_resolution, min=0, max=core_image.MAX_PROCESSING_SIDE, step=8,
                      tooltip="Longest side the model sees (multiple of 8); 0 = the image's own size. "
                              "Marigold v1-1 was trained at 768."),
         io.Boolean.Input("match_input_resolution", default=True,

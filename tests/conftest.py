@@ -78,3 +78,26 @@ def tiny_sd2(make_checkpoint, tmp_path_factory) -> Path:
                         # spin-wait for each other (the 400 fitting steps took 10 min instead of 40 s)
                         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
     return out
+
+
+def as_segmentation_checkpoint(folder: Path, **index) -> Path:
+    """Turn a tiny depth checkpoint folder (same architecture: 8-channel UNet, SD2 VAE, CLIP text encoder) into a
+    text-grounded segmentation checkpoint in the layout train.finetune --task segmentation writes."""
+    import json
+
+    p = folder / "model_index.json"
+    d = json.loads(p.read_text())
+    for k in ("scale_invariant", "shift_invariant"):
+        d.pop(k, None)
+    d.update(_class_name="MarigoldSegmentationPipeline", prediction_type="segmentation",
+             default_denoising_steps=2, default_processing_resolution=64, **index)
+    p.write_text(json.dumps(d, indent=2))
+    for f in folder.glob("marigold_*embedding*"):  # a depth checkpoint's cached empty embedding is not needed
+        shutil.rmtree(f) if f.is_dir() else f.unlink()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def segmentation_checkpoint(make_checkpoint, tmp_path_factory) -> Path:
+    """A tiny segmentation checkpoint (random weights): the depth one's parts under a segmentation model_index."""
+    return as_segmentation_checkpoint(make_checkpoint("depth", tmp_path_factory.mktemp("seg") / "tiny-seg"))

@@ -203,6 +203,32 @@ WORKFLOWS = {
             (5, "Preview3D", {}, {"model_file": (4, 0)}),
             (6, "SaveGLB", {"filename_prefix": "marigold/scene"}, {"mesh": (4, 0)}),
         ]),
+    "marigold_segment_inpaint": (
+        NOTE_MODELS + " This graph: photo + word → mask → inpaint. MarigoldSegment masks what the prompt names "
+        "(pcuenq/marigold-coco-segmentation downloads into models/marigold/ with the Stable Diffusion 2 parts it "
+        "needs); ComfyUI's own VAE Encode (for Inpainting) then lets the sampler repaint only the masked object. "
+        "It also needs a Stable Diffusion 1.5 checkpoint in ComfyUI/models/checkpoints/ (e.g. "
+        "v1-5-pruned-emaonly.safetensors; an inpainting checkpoint such as sd-v1-5-inpainting blends better). "
+        "Put a photo in ComfyUI/input/ and pick it in Load Image.",
+        [
+            (1, "LoadImage", {"image": "example.png"}, {}),
+            (2, P + "LoadMarigold", {"checkpoint": "pcuenq/marigold-coco-segmentation", "dtype": "auto"}, {}),
+            (3, P + "MarigoldSegment", dict(prompt="car", threshold=0.93, clean=True, tone_down_white=True,
+                                            **dict(SAMPLING, processing_resolution=512)),
+             {"model": (2, 0), "image": (1, 0)}),
+            (4, "MaskToImage", {}, {"mask": (3, 0)}),
+            (5, "PreviewImage", {}, {"images": (4, 0)}),
+            (6, "CheckpointLoaderSimple", {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}, {}),
+            (7, "CLIPTextEncode", {"text": "a red vintage sports car, detailed, photo"}, {"clip": (6, 1)}),
+            (8, "CLIPTextEncode", {"text": "blurry, low quality"}, {"clip": (6, 1)}),
+            (9, "VAEEncodeForInpaint", {"grow_mask_by": 6},
+             {"pixels": (1, 0), "vae": (6, 2), "mask": (3, 0)}),
+            (10, "KSampler", {"seed": 0, "steps": 20, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal",
+                              "denoise": 1.0},
+             {"model": (6, 0), "positive": (7, 0), "negative": (8, 0), "latent_image": (9, 0)}),
+            (11, "VAEDecode", {}, {"samples": (10, 0), "vae": (6, 2)}),
+            (12, "SaveImage", {"filename_prefix": "marigold/inpainted"}, {"images": (11, 0)}),
+        ]),
 }
 
 

@@ -22,7 +22,9 @@ def test_builtin_entries_describe_the_published_models():
     assert (app.unet_in_channels, app.unet_out_channels) == (12, 8)
     assert (light.unet_in_channels, light.unet_out_channels) == (16, 12)
     assert light.target_names == ["albedo", "shading", "residual"]
-    assert all(m.conditioning == "empty" for m in mod.MODALITIES.values())
+    # every published Marigold model takes the empty prompt; text-grounded segmentation (Cocogold) a prompt
+    assert all(m.conditioning == "empty" for m in mod.MODALITIES.values() if m.name != "segmentation")
+    assert mod.get("segmentation").conditioning == "prompt"
     # what a published folder's model_index.json says picks the entry
     assert mod.for_checkpoint({"_class_name": "MarigoldIntrinsicsPipeline",
                                "target_properties": {"target_names": ["albedo", "material"]}}) is app

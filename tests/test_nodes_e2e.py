@@ -24,7 +24,7 @@ WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 P = "MarigoldSuite_"
 DISPLAY = {"LoadMarigold", "MarigoldDepth", "EnsembleAlign", "DepthToNormal", "Colorize", "MarigoldNormals",
            "MarigoldIntrinsics", "SaveDepth16", "MarigoldVideoDepth", "DepthToRelief", "DepthToMesh",
-           "DepthToStereo"}
+           "DepthToStereo", "MarigoldSegment"}
 W, H = comfy.PHOTO_SIZE  # the test photo
 FAST = {"processing_resolution": 64, "denoising_steps": 2}
 
@@ -46,6 +46,9 @@ def server(tmp_path_factory, make_checkpoint):
     sd4 = make_checkpoint("depth", copy_to=models / "sd-unet-4ch")  # a Marigold index, but an SD UNet inside
     (sd4 / "unet" / "config.json").write_text(json.dumps(cfg))
 
+    from conftest import as_segmentation_checkpoint
+
+    as_segmentation_checkpoint(make_checkpoint("depth", copy_to=models / "tiny-seg"))
     s = comfy.Server(base, py, comfy_dir).start()
     s.object_info = s.get("/object_info")
     yield s
@@ -327,6 +330,40 @@ def test_controlnet_workflow_runs_with_sd15_and_controlnet_files(server):
     (hint,) = [server.base / "temp" / i["filename"] for i in entry["outputs"][by_type["PreviewImage"]]["images"]]
     im = np.asarray(Image.open(hint))
     assert im.shape == (H, W, 3) and (im[..., 0] == im[..., 1]).all()  # grey, as depth ControlNets expect
+
+
+def test_segment_inpaint_workflow_runs_and_the_mask_reaches_the_inpainting_node(server):
+    api = tiny(to_api(server, ROOT / "workflows" / "marigold_segment_inpaint.json"),
+               **{"pcuenq/marigold-coco-segmentation": "marigold/tiny-seg"})
+    by_type = {v["class_type"]: k for k, v in api.items()}
+    api[by_type[P + "MarigoldSegment"]]["inputs"]["threshold"] = 0.3  # random weights: paint somewhere
+    api[by_type["KSampler"]]["inputs"]["steps"] = 1  # random full-size SD1.5 weights: one step shows it runs
+    assert api[by_type["VAEEncodeForInpaint"]]["inputs"]["mask"] == [by_type[P + "MarigoldSegment"], 0]
+    entry = _run_ok(server, api, timeout=600)
+    (picture,) = outputs(server, entry, by_type["SaveImage"])
+    assert Image.open(picture).size == (W, H)
+    (mask,) = [server.base / "temp" / i["filename"] for i in entry["outputs"][by_type["PreviewImage"]]["images"]]
+    m = np.asarray(Image.open(mask))
+    assert m.shape[:2] == (H, W) and set(np.unique(m)) <= {0, 255}
+
+
+@pytest.mark.parametrize("checkpoint,prompt,message", [
+    ("marigold/tiny-depth", "car", "needs a segmentation checkpoint"),
+    ("marigold/tiny-seg", "  ", "`prompt` is empty"),
+    ("marigold/tiny-seg", "a " * 80, "tokens long"),
+])
+def test_segment_node_answers_bad_input_with_a_message(server, checkpoint, prompt, message):
+    g = dict(LOAD)
+    g["m"] = {"class_type": P + "LoadMarigold", "inputs": {"checkpoint": checkpoint, "dtype": "fp32"}}
+    g["s"] = {"class_type": P + "MarigoldSegment", "inputs": {
+        "model": ["m", 0], "image": ["i", 0], "prompt": prompt, "threshold": 0.93, "clean": True,
+        "tone_down_white": True, "denoising_steps": 1, "ensemble_size": 1, "processing_resolution": 64,
+        "match_input_resolution": True, "resample_method": "bilinear", "seed": 0, "batch_size": 1}}
+    g["p"] = {"class_type": "MaskToImage", "inputs": {"mask": ["s", 0]}}
+    g["o"] = {"class_type": "PreviewImage", "inputs": {"images": ["p", 0]}}
+    err = error_of(server.run(g))
+    assert message in err["exception_message"] and "\n" not in err["exception_message"].strip()
+    assert_still_serving(server)
 
 
 def test_intrinsics_node_runs(server):

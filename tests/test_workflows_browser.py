@@ -38,6 +38,7 @@ CHECKPOINT_FOR = {
     "prs-eth/marigold-normals-v1-1": "marigold/tiny-normals",
     "prs-eth/marigold-depth-lcm-v1-0": "marigold/tiny-lcm",
     "prs-eth/rollingdepth-v1-0": "marigold/tiny-rollingdepth",
+    "pcuenq/marigold-coco-segmentation": "marigold/tiny-seg",
 }
 WIDGETS = {  # node type → widget name → value (checkpoint: see CHECKPOINT_FOR)
     "LoadImage": {"image": "example.png"},
@@ -59,6 +60,9 @@ OUTPUT_TYPES = ("SaveImage", "PreviewImage", P + "SaveDepth16")
 def server(tmp_path_factory, make_checkpoint):
     py, comfy_dir = comfy.ensure()
     base = comfy.prepare_base(tmp_path_factory.mktemp("browser_base"), make_checkpoint, py, comfy_dir)
+    from conftest import as_segmentation_checkpoint
+
+    as_segmentation_checkpoint(make_checkpoint("depth", copy_to=base / "models" / "marigold" / "tiny-seg"))
     s = comfy.Server(base, py, comfy_dir).start()
     yield s
     s.stop()

@@ -18,7 +18,9 @@ from typing import Any
 from marigold.optional import require
 
 DEFAULTS: dict[str, Any] = {
-    "task": "depth",  # an entry of marigold.modality: depth | normals | iid-appearance | iid-lighting | ...
+    # an entry of marigold.modality: depth | normals | iid-appearance | iid-lighting | segmentation (text-grounded,
+    # Cocogold: docs/segmentation.md) | ...
+    "task": "depth",
     "mode": "diffusion",  # diffusion (Marigold) | e2e (Garcia et al. 2024) | snippet (RollingDepth, video)
     # snippet mode (RollingDepth, Ke et al. 2024): n frames per snippet at a random dilation 1..max_dilation,
     # one inverse-depth normalisation per snippet, cross-frame self-attention; objective: diffusion | e2e;
@@ -41,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
                         "beta_schedule": None},
     "multi_res_noise": {"enabled": True, "strength": 0.9, "annealed": True, "downscale_strategy": "original"},
     "e2e": {"timestep": 999, "noise": "gaussian", "loss": "affine_l1"},
+    # --task segmentation: target "painted" (the image with the object white, Cocogold's) or "binary" (the mask as a
+    # ±1 image, Cocogold's first attempt); classes: the data sets' class filter (None: every class they have)
+    "segmentation": {"target": "painted", "classes": None},
     "flip_p": 0.5,
     # image augmentations (train.data.common.augment_rgb): None, or prs-eth's normals recipe (configs/
     # marigold_normals.yaml): {color_jitter_p, gaussian_blur_p, motion_blur_p, gaussian_blur_sigma, ...}
@@ -120,7 +125,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int)
     ap.add_argument("--mode", choices=("diffusion", "e2e", "snippet"))
     ap.add_argument("--task", help="the modality to train (marigold.modality): depth, normals, iid-appearance, "
-                    "iid-lighting, or one registered by your code")
+                    "iid-lighting, segmentation, or one registered by your code")
     ap.add_argument("--lr", type=float)
     ap.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"))
     ap.add_argument("--checkpoint-every", type=int)

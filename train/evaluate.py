@@ -1,4 +1,5 @@
-r"""Evaluate a Marigold depth checkpoint with the standard affine-invariant protocol.
+r"""Evaluate a Marigold depth checkpoint with the standard affine-invariant protocol (a segmentation checkpoint:
+IoU per prompt, mIoU and cIoU on ``synthetic[:N]`` or ``coco:ROOT``, see :mod:`train.segmentation_eval`).
 
     python -m train.evaluate --checkpoint runs/demo/final --dataset nyu:/data/nyu_depth_v2_labeled.mat \
         --dataset kitti:/data/kitti --dataset middlebury [--steps 4 --ensemble 1 --processing-resolution 768]
@@ -370,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None)
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--json", help="write the per-image rows and means here")
+    ap.add_argument("--classes", nargs="*", default=None,
+                    help="segmentation on coco: only these class names (default: all)")
+    ap.add_argument("--threshold", type=float, default=None,
+                    help="segmentation: whiteness from which a pixel is the object (default 0.93)")
     ap.add_argument("--video-mode", choices=("frames", "video"), default="frames",
                     help="video sets: each frame alone, or marigold.video.pipeline.predict_video")
     ap.add_argument("--max-frames", type=int, default=None, help="video sets: frames per video")
@@ -387,6 +392,18 @@ def _run(a: argparse.Namespace) -> int:
     import marigold
 
     model = marigold.load(a.checkpoint, device=a.device, dtype=a.dtype)
+    if model.modality.name == "segmentation":  # IoU per prompt, mIoU, cIoU (train.segmentation_eval)
+        from .segmentation_eval import evaluate_segmentation, iter_rows, make_segmentation_set
+
+        results = [evaluate_segmentation(model, make_segmentation_set(spec, a.max_images, a.classes),
+                                         steps=a.steps, ensemble_size=a.ensemble,
+                                         processing_resolution=a.processing_resolution, seed=a.seed,
+                                         threshold=a.threshold)
+                   for spec in a.dataset]
+        print("\n".join(iter_rows(results)))
+        if a.json:
+            Path(a.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
+        return 0
     results = []
     if model.modality.ensemble != "affine":  # normals and intrinsics: scored per target, on data with targets
         for spec in a.dataset:

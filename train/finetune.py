@@ -39,7 +39,7 @@ import torch
 from . import checkpointing as cp
 from .base import export_marigold, export_rollingdepth, in_memory_model, load_base, noise_scheduler_config
 from .config import dumps, parse
-from .data import StreamSampler, make_stream
+from .data import StreamSampler, make_stream, parse_spec
 from .ema import EMA
 from .losses import affine_invariant_l1, angular, latent_mask, masked_mse
 from .noise import training_noise
@@ -109,6 +109,7 @@ class Trainer:
         self.base.vae.to(dev) if self.weight_dtype == torch.float32 else self.base.vae.to(dev, self.weight_dtype)
         self.sf = float(self.base.vae.config.scaling_factor)
         self.text = self.base.empty_text_embedding.to(dev, self.weight_dtype)  # [1,T,D]
+        self.prompts: dict[str, torch.Tensor] = {}  # segmentation: class name → [1,77,D], for every class of the data
 
         unet = self.base.unet
         # frames the UNet, the noise and the loss treat as one snippet (1: every frame alone); the stream samples
@@ -145,8 +146,17 @@ class Trainer:
                                               cfg["flip_p"], int(sn["frames"]), int(sn["max_dilation"]), sn["space"],
                                               bool(sn["joint"]))
         else:
+            seg = cfg["segmentation"]
+            if cfg["task"] == "segmentation" and seg["classes"]:
+                cfg["data"] = [{**parse_spec(d), "classes": list(seg["classes"])} for d in cfg["data"]]
             self.stream = make_stream(cfg["data"], cfg["resolution"], cfg["batch_size"], cfg["seed"], cfg["task"],
-                                      cfg["flip_p"], cfg.get("augment"))
+                                      cfg["flip_p"], cfg.get("augment"), seg["target"])
+            if self.modality.conditioning == "prompt":  # the frozen text encoder runs once, on every class name
+                from marigold.core.prompts import encode_prompts
+
+                names = sorted({c for ds in self.stream.datasets for c in ds.classes})
+                self.prompts = {k: v.to(dev, self.weight_dtype) for k, v in
+                                encode_prompts(self.base.folder, names, cfg["cache_dir"]).items()}
         self.writer = None
         if self.acc.is_main_process:
             SummaryWriter = require("torch.utils.tensorboard", "train", "Training logs").SummaryWriter
@@ -268,7 +278,10 @@ class Trainer:
         objective = self.cfg["snippet"]["objective"] if self.snippet else self.cfg["mode"]
         with torch.no_grad():
             rgb_latent = self.base.vae.encode(rgb).latent_dist.mode() * self.sf  # [B,4,h,w]
-        text = self.text.expand(b, -1, -1)  # [B,T,D]
+        if self.prompts:  # segmentation: each sample's class name
+            text = torch.cat([self.prompts[p] for p in batch["prompt"]])  # [B,77,D]
+        else:
+            text = self.text.expand(b, -1, -1)  # [B,T,D]
         n_t = self.sched.config.num_train_timesteps
         if objective == "diffusion":
             with torch.no_grad():  # each target encoded on its own, the latents stacked (prs-eth's IID models)
@@ -353,6 +366,15 @@ class Trainer:
                 return self._log_validation(res)
             model = in_memory_model(self.base, unet, self.noise_cfg, self.cfg["task"], self.acc.device,
                                     processing_resolution=vcfg["processing_resolution"])
+            if self.modality.name == "segmentation":  # IoU on held-out synthetic scenes, every labelled surface
+                from .segmentation_eval import evaluate_segmentation, synthetic_segmentation_set
+
+                model.prompt_embeddings.update({k: v.float().cpu() for k, v in self.prompts.items()})
+                res = evaluate_segmentation(model, synthetic_segmentation_set(vcfg["num_images"], split=vcfg["split"],
+                                                                              texture=vcfg["texture"]),
+                                            steps=vcfg["steps"], processing_resolution=vcfg["processing_resolution"],
+                                            seed=0)
+                return self._log_validation(res)
             if self.modality.ensemble != "affine":  # normals, intrinsics: every target against the renders
                 from .evaluate import evaluate_targets, synthetic_target_samples
 

@@ -35,6 +35,7 @@ PUBLISHED = (
     "prs-eth/marigold-depth-v1-0",
     "GonzaloMG/marigold-e2e-ft-depth",
     "GonzaloMG/marigold-e2e-ft-normals",
+    "pcuenq/marigold-coco-segmentation",
 )
 # What the hub files of the older or third-party checkpoints say (model_index.json, scheduler/scheduler_config.json),
 # and what they leave out. ``inspect`` fills a field from here only where the folder's model_index.json has none.
@@ -54,6 +55,18 @@ PUBLISHED_FACTS: dict[str, dict[str, Any]] = {
     # assumed; the task is the repo's name and the single step the paper's protocol.
     "GonzaloMG/marigold-e2e-ft-normals": {"task": "normals", "prediction_type": "normals",
                                           "default_denoising_steps": 1},
+    # Cocogold (Pedro Cuenca, "cocogold: training Marigold for text-grounded object segmentation", 2025): text-grounded
+    # segmentation, the prompt a bare COCO class name. VERIFIED in the training code (pcuenca/Marigold, branch
+    # cocogold): only the UNet is saved (conv_in widened to 8 channels); inference takes the VAE, scheduler,
+    # tokenizer and text encoder from stabilityai/stable-diffusion-2 (cocogold-inference.ipynb builds the pipeline
+    # as ``MarigoldPipeline.from_pretrained(sd2, unet=unet)``); the prompt embedding enters the UNet's
+    # cross-attention; validation sampled 50 DDIM steps with an ensemble of 1; training crops were 512².
+    # ASSUMED (the hub repo's file list was not read here): the UNet is at unet/ or at the top level, in
+    # safetensors; whether it has a model_index.json is unknown (if it has one, its keys win over these);
+    # processing at 512 px (the training crop size) is our choice, not the author's statement.
+    "pcuenq/marigold-coco-segmentation": {"task": "segmentation", "prediction_type": "segmentation",
+                                          "default_denoising_steps": 50, "default_processing_resolution": 512,
+                                          "base": "stabilityai/stable-diffusion-2"},
 }
 # Published checkpoints we recognise and refuse, with the line the user reads. What is known of the HR model
 # (third-party notes; its pipeline.py is not available to us): model_index.json names MarigoldDepthHRPipeline,
@@ -73,7 +86,8 @@ _UNSUPPORTED_CLASSES = {"MarigoldDepthHRPipeline": "prs-eth/marigold-depth-hr-v1
 EMBEDDING_FILE = "marigold_empty_text_embedding.safetensors"
 WEIGHTS = "diffusion_pytorch_model"
 # what a download needs: never pickles, never the fp32 copies when the fp16 variant is asked for
-_CONFIG_PATTERNS = ["model_index.json", "*/config.json", "scheduler/*.json", "tokenizer/*"]
+_CONFIG_PATTERNS = ["model_index.json", "*/config.json", "scheduler/*.json", "tokenizer/*",
+                    "config.json"]  # the last: a UNet-only repo with its UNet at the top level
 
 
 
@@ -89,6 +103,9 @@ _TASKS = {  # model_index _class_name → task
     "MarigoldNormalsPipeline": "normals",
     "MarigoldIntrinsicsPipeline": "intrinsics",
     "RollingDepthPipeline": "depth",  # video depth (Ke et al., CVPR 2025); see VIDEO_MODELS
+    # our name for a text-grounded segmentation checkpoint (what train.finetune --task segmentation writes, and what
+    # a UNet-only folder plus an SD2 base is composed into); diffusers has no such pipeline
+    "MarigoldSegmentationPipeline": "segmentation",
 }
 # Checkpoints whose UNet runs on snippets of frames with self-attention across them (marigold.core.snippet). Their
 # model_index.json carries no Marigold keys; what their pipeline does instead (prs-eth/RollingDepth rollingdepth/rollingdepth_pipeline.py):
@@ -103,7 +120,7 @@ class MarigoldModel:
     """The loaded parts of a Marigold checkpoint, ready for :mod:`marigold.predict`."""
 
     path: Path
-    task: str  # "depth" | "normals" | "intrinsics"
+    task: str  # "depth" | "normals" | "intrinsics" | "segmentation"
     unet: torch.nn.Module
     vae: torch.nn.Module
     scheduler_config: dict[str, Any]
@@ -119,11 +136,19 @@ class MarigoldModel:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
     modality: Modality | None = None  # the entry of marigold.modality; found from the fields above when None
+    # prompt models only: the prompts' embeddings computed so far, ``[1,77,D]`` float32 on the CPU (see marigold.prompts)
+    prompt_embeddings: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    cache_dir: Path | None = None  # where embeddings are cached when the checkpoint folder is read-only
 
     def __post_init__(self) -> None:
         if self.modality is None:
             self.modality = for_checkpoint({"prediction_type": self.prediction_type,
                                             "target_properties": self.target_properties}, self.task)
+
+    @property
+    def takes_prompt(self) -> bool:
+        """True for models conditioned on a text prompt (segmentation); the others take the empty prompt only."""
+        return self.modality.conditioning == "prompt"
 
     @property
     def n_targets(self) -> int:
@@ -184,7 +209,7 @@ def resolve(source: str | os.PathLike, cache_dir: str | os.PathLike | None = Non
 
 
 def download(repo_id: str, cache_dir: str | os.PathLike | None = None, *, variant: str | None = None,
-             progress: bool | type = True) -> Path:
+             progress: bool | type = True, skip_unet: bool = False) -> Path:
     """Download the files Marigold needs from the hub (or find them in the cache when offline).
 
     ``progress``: show the hub's progress bars, hide them (False), or a tqdm class for the files bar (how the
@@ -194,8 +219,9 @@ def download(repo_id: str, cache_dir: str | os.PathLike | None = None, *, varian
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     weights = f"*.{variant}.safetensors" if variant else "*.safetensors"
-    patterns = _CONFIG_PATTERNS + [f"unet/{weights}", f"vae/{weights}", f"text_encoder/{weights}",
-                                   "*/*.safetensors.index*.json"]
+    patterns = _CONFIG_PATTERNS + [f"vae/{weights}", f"text_encoder/{weights}", "*/*.safetensors.index*.json"]
+    if not skip_unet:  # a base for a UNet-only checkpoint lends everything but its UNet
+        patterns += [f"unet/{weights}", f"{WEIGHTS}{weights[1:]}"]
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     was_disabled = are_progress_bars_disabled()  # the hub's switch is process-wide: put back what we found
     if not progress:
@@ -219,8 +245,9 @@ def download(repo_id: str, cache_dir: str | os.PathLike | None = None, *, varian
         if not progress and not was_disabled:
             enable_progress_bars()
     folder = Path(folder)
-    if variant and not list((folder / "unet").glob(f"*.{variant}.safetensors*")):
-        return download(repo_id, cache_dir, variant=None, progress=progress)  # repo without that variant
+    unet_dir = folder / "unet" if (folder / "unet").is_dir() else folder
+    if variant and not skip_unet and not list(unet_dir.glob(f"*.{variant}.safetensors*")):
+        return download(repo_id, cache_dir, variant=None, progress=progress, skip_unet=skip_unet)  # no such variant
     return folder
 
 
@@ -234,6 +261,68 @@ def _hub_cli() -> str:
     except (PackageNotFoundError, ValueError):
         return "hf"
     return "hf" if (major, minor) >= (0, 34) else "huggingface-cli"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# UNet-only checkpoints (Cocogold's training code saves the UNet alone) plus a Stable Diffusion 2 base
+
+
+def is_unet_only(folder: Path) -> bool:
+    """A folder with a UNet (at ``unet/`` or at the top level) and no VAE: the other parts come from a base."""
+    if (folder / "vae").is_dir():
+        return False
+    top = folder / "config.json"
+    return (folder / "unet" / "config.json").is_file() or (top.is_file() and "in_channels" in _read_json(top))
+
+
+def compose(folder: Path, base: str | os.PathLike | None, *, repo_id: str | None = None,
+            cache_dir: str | os.PathLike | None = None, variant: str | None = None,
+            progress: bool | type = True) -> Path:
+    """A UNet-only ``folder`` plus the ``base`` checkpoint's VAE, scheduler, tokenizer and text encoder, as one
+    checkpoint folder of symbolic links (under ``$MARIGOLD_CACHE/composed``), so that everything downstream reads
+    one layout. The UNet folder's own ``model_index.json`` is honoured where it has one; the published facts of
+    ``repo_id`` fill in the rest (a segmentation model by default: the only UNet-only checkpoints we know)."""
+    repo_id = repo_id or _published_repo(folder)
+    facts = PUBLISHED_FACTS.get(repo_id or "", {})
+    base = base or facts.get("base")
+    if base is None:
+        raise CheckpointError(f"{folder} holds only a UNet (no vae/, scheduler/, text_encoder/); pass the Stable "
+                              f"Diffusion 2 checkpoint it was trained from as `base` (CLI: --base, e.g. "
+                              f"stabilityai/stable-diffusion-2) to take the other parts from.")
+    base_path = Path(os.path.expanduser(str(base)))
+    if not base_path.is_dir():
+        text = str(base)
+        if text.count("/") != 1 or text.startswith((".", "/", "~")) or base_path.exists():
+            raise CheckpointError(f"`base` {text!r} is neither a folder nor a Hugging Face repo id.")
+        base_path = download(text, cache_dir, variant=variant, progress=progress, skip_unet=True)
+    missing = [p for p in ("vae", "scheduler", "tokenizer", "text_encoder") if not (base_path / p).is_dir()]
+    if missing:
+        raise CheckpointError(f"`base` {base_path} lacks {', '.join(missing)}/; it must be a Stable Diffusion 2 "
+                              f"checkpoint folder (e.g. stabilityai/stable-diffusion-2).")
+    own = _read_json(folder / "model_index.json") if (folder / "model_index.json").is_file() else {}
+    index = {"_class_name": "MarigoldSegmentationPipeline", "prediction_type": "segmentation",
+             "default_denoising_steps": 50, **{k: v for k, v in facts.items() if k not in ("task", "base")},
+             **{k: v for k, v in own.items() if v is not None and not k.startswith("_")}}
+    if own.get("_class_name") in _TASKS:
+        index["_class_name"] = own["_class_name"]
+    unet = folder / "unet" if (folder / "unet" / "config.json").is_file() else folder
+    key = hashlib.sha256(f"{unet.resolve()}|{base_path.resolve()}".encode()).hexdigest()[:16]
+    user = Path(cache_dir) if cache_dir else Path(os.environ.get("MARIGOLD_CACHE", "~/.cache/marigold")).expanduser()
+    out = user / "composed" / key
+    out.mkdir(parents=True, exist_ok=True)
+    links = {"unet": unet.resolve(), **{p: (base_path / p).resolve() for p in
+                                         ("vae", "scheduler", "tokenizer", "text_encoder")}}
+    for name, target in links.items():
+        link = out / name
+        if link.is_symlink() and link.resolve() == target:
+            continue
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(target, target_is_directory=True)
+    text = json.dumps(index, indent=2)
+    if not (out / "model_index.json").is_file() or (out / "model_index.json").read_text() != text:
+        (out / "model_index.json").write_text(text)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -324,7 +413,8 @@ def inspect(folder: str | os.PathLike, repo_id: str | None = None) -> dict[str, 
         task = for_checkpoint(index).task
     if task is None:
         ptype = index.get("prediction_type")
-        task = {"depth": "depth", "disparity": "depth", "normals": "normals", "intrinsics": "intrinsics"}.get(ptype)
+        task = {"depth": "depth", "disparity": "depth", "normals": "normals", "intrinsics": "intrinsics",
+                "segmentation": "segmentation"}.get(ptype)
     if task is None:
         raise CheckpointError(
             f"{folder} is a {cls or 'unknown'} checkpoint, not a Marigold one (model_index.json names no Marigold "
@@ -408,24 +498,6 @@ def empty_text_embedding(folder: str | os.PathLike, cache_dir: str | os.PathLike
     return emb
 
 
-_PROMPT_EMBEDDINGS: dict[tuple[str, str], torch.Tensor] = {}
-
-
-def prompt_embedding(folder: str | os.PathLike, prompt: str) -> torch.Tensor:
-    """The text encoder's output for ``prompt``, ``[1,T,D]`` float32 (for modalities conditioned on a text prompt,
-    see :func:`marigold.modality.text_embedding`); kept in memory per (checkpoint, prompt)."""
-    folder = Path(folder)
-    if not prompt:
-        return empty_text_embedding(folder)
-    key = (str(folder.resolve()), prompt)
-    if key not in _PROMPT_EMBEDDINGS:
-        if not (folder / "text_encoder").is_dir():
-            raise CheckpointError(f"{folder} has no text_encoder/; a prompt-conditioned model needs its text encoder "
-                                  f"and tokenizer folders.")
-        _PROMPT_EMBEDDINGS[key] = _compute_empty_embedding(folder, prompt)
-    return _PROMPT_EMBEDDINGS[key]
-
-
 def _compute_empty_embedding(folder: Path, prompt: str = "") -> torch.Tensor:
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -455,7 +527,8 @@ def _compute_empty_embedding(folder: Path, prompt: str = "") -> torch.Tensor:
 
 def load(source: str | os.PathLike, *, device: str | torch.device | None = None, dtype: str | torch.dtype = "auto",
          variant: str | None = None, cache_dir: str | os.PathLike | None = None,
-         progress: bool | type = True, optimize: bool = True) -> MarigoldModel:
+         progress: bool | type = True, optimize: bool = True, base: str | os.PathLike | None = None
+         ) -> MarigoldModel:
     """Load a Marigold checkpoint (folder or repo id) for inference.
 
     Args:
@@ -466,6 +539,9 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
             files when the model runs in half precision and both are present).
         cache_dir: where a repo id is downloaded to, and where the empty-text embedding is cached when the
             checkpoint folder is read-only.
+        base: for a UNet-only checkpoint (a folder or repo with a UNet and no VAE, as Cocogold's training code
+            saves), the Stable Diffusion 2 checkpoint that lends the VAE, scheduler, tokenizer and text encoder
+            (default: the one :data:`PUBLISHED_FACTS` names for a published repo).
         optimize: apply the inference speed-ups of :mod:`marigold.core.fast` (channels-last, sub-pixel upsampling, …;
             same answer). Turn off to get diffusers' modules exactly as they are, e.g. for training.
     """
@@ -475,13 +551,19 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
     if variant is None and dt in (torch.float16, torch.bfloat16):
         variant = "fp16"
     folder = resolve(source, cache_dir, variant=variant, progress=progress)
+    if is_unet_only(folder):
+        folder = compose(folder, base, repo_id=str(source) if str(source) in PUBLISHED_FACTS else None,
+                         cache_dir=cache_dir, variant=variant, progress=progress)
+    elif base is not None:
+        raise CheckpointError(f"`base` is only for a UNet-only checkpoint; {folder} is complete (it has vae/).")
     info = inspect(folder, str(source) if str(source) in PUBLISHED_FACTS else None)
     index = info["config"]  # a video model's defaults stand in for its missing keys
     # First, before any UNet/VAE weight is read: on a new checkpoint this loads the text encoder (354M
     # parameters, 1.4 GB in fp32) and frees it again, so that it is never in memory beside the UNet and VAE
     # (measured at 768 px on the full-size architecture: peak RSS 4.29 GB on the first run against 3.1 GB on
     # later runs when the encoder ran after them). Later runs read the few-KB cache file.
-    embedding = empty_text_embedding(folder, cache_dir)
+    # A prompt model never uses the empty prompt: its embeddings come per prompt (marigold.prompts), when asked.
+    embedding = torch.empty(0) if info["modality"].conditioning == "prompt" else empty_text_embedding(folder, cache_dir)
 
     from concurrent.futures import ThreadPoolExecutor
 
@@ -512,6 +594,7 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
         video_model=info["video_model"],
         dtype=dt,
         modality=info["modality"],
+        cache_dir=Path(cache_dir) if cache_dir else None,
     )
     model = model.to(dev, dt)
     if optimize:

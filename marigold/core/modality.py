@@ -253,7 +253,7 @@ def get(name: str) -> Modality:
     return m
 
 
-# The built-in entries (depth, disparity, normals, intrinsics) are registered by marigold/modalities/.
+# The built-in entries (depth, disparity, normals, intrinsics, segmentation) are registered by marigold/modalities/.
 
 # model_index _class_name → task, for checkpoints that do not name their modality
 _PIPELINE_TASKS = {"MarigoldDepthPipeline": "depth", "MarigoldPipeline": "depth", "RollingDepthPipeline": "depth",
@@ -274,7 +274,10 @@ def for_checkpoint(index: dict[str, Any], task: str | None = None) -> Modality:
                                   f"registered here (known: {', '.join(MODALITIES)}); import the module that "
                                   f"registers it first.")
         return MODALITIES[name]
-    task = task or _PIPELINE_TASKS.get(index.get("_class_name", "")) or index.get("prediction_type")
+    cls = index.get("_class_name", "")
+    task = (task or _PIPELINE_TASKS.get(cls)
+            or next((m.task for m in MODALITIES.values() if m.pipeline == cls), None)  # a registered entry's class
+            or index.get("prediction_type"))
     if task == "depth":
         return MODALITIES["disparity" if index.get("prediction_type") == "disparity" else "depth"]
     if task == "normals":
@@ -298,18 +301,16 @@ def text_embedding(model: "MarigoldModel", prompt: str | None = None) -> torch.T
     """The conditioning text embedding ``[1,T,D]`` for ``model`` (float32, CPU).
 
     "empty" modalities: the cached empty-prompt embedding (``prompt`` must be empty). "prompt" modalities: the
-    checkpoint's text encoder run on ``prompt`` (cached per prompt, see ``marigold.checkpoint.prompt_embedding``).
+    checkpoint's text encoder run on ``prompt`` (cached per model and prompt, see ``marigold.prompts``).
     """
     m = model.modality
     if m.conditioning == "empty":
         if prompt:
             raise InputError(f"{model.path.name} is a {m.name} model, which takes no text prompt; got {prompt!r}.")
         return model.empty_text_embedding
-    if not prompt or not str(prompt).strip():
-        raise InputError(f"{model.path.name} is a {m.name} model: give a text `prompt` naming what to predict.")
-    from .checkpoint import prompt_embedding
+    from .prompts import prompt_embedding  # checks the prompt (empty, too long) and caches it per model
 
-    return prompt_embedding(model.path, str(prompt))
+    return prompt_embedding(model, prompt)
 
 
 __all__ = ["Target", "Modality", "MODALITIES", "register", "get", "for_checkpoint", "text_embedding", "write"]

@@ -135,7 +135,7 @@ def iter_members(model: MarigoldModel, image: img.ImageInput, *, num_inference_s
                 latents[i] = (model.vae.encode(x).latent_dist.mode() * sf, padding)  # [1,4,h,w]
         cond = torch.cat([latents[i][0] for i in owners])  # [B,4,h,w]
         pred = noise[start:stop].to(dev)  # [B,4T,h,w]
-        text_b = text.expand(stop - start, -1, -1)  # [B,2,D]
+        text_b = text.expand(stop - start, -1, -1)  # [B,T,D]
         scheduler.set_timesteps(steps, device=dev)
         for t in scheduler.timesteps:
             if check_cancel is not None:

@@ -35,6 +35,9 @@ class DepthSample:
     # any modality's targets by name ([H,W] or [H,W,C], in the range of the marigold.modality entry's Target):
     # what a modality other than depth and normals trains on (albedo, shading, material, ...)
     targets: dict[str, np.ndarray] | None = None
+    # per-pixel surface labels [H,W] int (an index into the data set's label names, -1 = none), where the data
+    # set has them (the synthetic scenes: train.data.synthetic.SURFACE_LABELS); segmentation trains on them
+    labels: np.ndarray | None = None
 
 
 Sample = DepthSample  # the name for samples that carry other targets than depth

@@ -77,6 +77,12 @@ def _lookup(tex: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return tex[iv, iu]
 
 
+# Per-surface labels (text-grounded segmentation trains on them as prompts): surface ids of _Scene.cast (0 floor,
+# 1 ceiling, 2 back wall, 3-4 side walls, 6-9 spheres, 10-15 boxes) → an index into SURFACE_LABELS; -1: the sky.
+SURFACE_LABELS = ("floor", "ceiling", "wall", "ball", "box")
+SURFACE_OF_ID = np.array([0, 1, 2, 2, 2, -1] + [3] * 4 + [4] * 6 + [-1], dtype=np.int8)  # index -1 (no hit) → -1
+
+
 class _Scene:
     """Random room + objects drawn from one RNG; ``cast`` intersects rays with all of it."""
 
@@ -190,6 +196,8 @@ class _Scene:
         hit = np.isfinite(t_best)
         albedo = color.copy()
         color[hit] *= shade[hit, None]
+        if layers is not None:  # which labelled surface each ray hit (see SURFACE_LABELS); -1: the sky
+            layers["surface"] = SURFACE_OF_ID[surface]
         if layers is None and not self.materials:
             return t_best, normal, color
         residual = np.zeros((p, 3))
@@ -237,6 +245,9 @@ def _shoot(scene: _Scene, height: int, width: int, supersample: int, f: float, r
         n_cam = n_cam[s // 2::s, s // 2::s]
     if layers is not None:  # centre samples, like depth: exact per pixel
         for k in list(layers):
+            if k == "surface":  # integer labels [H,W]
+                layers[k] = layers[k].reshape(hh, ww)[s // 2::s, s // 2::s].astype(np.int8)
+                continue
             layers[k] = layers[k].reshape(hh, ww, 3)[s // 2::s, s // 2::s].astype(np.float32)
     return rgb, depth, n_cam
 
@@ -272,6 +283,7 @@ def render(seed: int, height: int, width: int, supersample: int = 2, objects: bo
     layers: dict = {}
     sample = _sample(*_shoot(scene, height, width, supersample, f, rot, origin, shift_px, layers=layers),
                      name=f"synthetic_{seed}")
+    sample.labels = layers.pop("surface")  # [H,W] index into SURFACE_LABELS, -1 = sky
     sample.targets = {k: np.clip(v, 0.0, 1.0) for k, v in layers.items()}
     sample.targets["normals"] = sample.normals
     return sample
