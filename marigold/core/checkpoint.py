@@ -498,7 +498,8 @@ def empty_text_embedding(folder: str | os.PathLike, cache_dir: str | os.PathLike
     return emb
 
 
-def _compute_empty_embedding(folder: Path, prompt: str = "") -> torch.Tensor:
+def load_text_model(folder: Path):
+    """The checkpoint's SD2 tokenizer and text encoder (fp32, eval), for the empty prompt and for text prompts."""
     from transformers import CLIPTextModel, CLIPTokenizer
 
     from ..compat import transformers_dtype_kwarg
@@ -513,6 +514,11 @@ def _compute_empty_embedding(folder: Path, prompt: str = "") -> torch.Tensor:
                                                 variant=variant, **{transformers_dtype_kwarg(): torch.float32})
     except Exception as e:
         raise CheckpointError(f"{folder}/text_encoder cannot be loaded ({e}).") from None
+    return tokenizer, encoder.eval()
+
+
+def _compute_empty_embedding(folder: Path, prompt: str = "") -> torch.Tensor:
+    tokenizer, encoder = load_text_model(folder)
     ids = tokenizer(prompt, padding="do_not_pad", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids  # [1,T]: T = 2 for the empty prompt
     with torch.inference_mode():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import MarigoldModel, _embedding_cache_paths, _text_encoder_fingerprint, _weight_file
+from .checkpoint import MarigoldModel, _embedding_cache_paths, _text_encoder_fingerprint, load_text_model
 from ..errors import CheckpointError, InputError
 
 PROMPT_DIR = "marigold_prompt_embeddings"
@@ -75,24 +75,10 @@ def _write_cached(model: MarigoldModel, prompt: str, fingerprint: str, emb: torc
 
 
 def _load_text_model(folder: Path):
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    from ..compat import transformers_dtype_kwarg
-
     if not (folder / "text_encoder").is_dir() or not (folder / "tokenizer").is_dir():
         raise CheckpointError(f"{folder} has no text_encoder/ and tokenizer/; a prompt model needs both (or pass "
                               f"the SD2 base it was trained from as `base`).")
-    _, variant = _weight_file(folder, "text_encoder", None)
-    try:
-        tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
-    except Exception as e:
-        raise CheckpointError(f"{folder}/tokenizer cannot be read ({e}).") from None
-    try:
-        encoder = CLIPTextModel.from_pretrained(str(folder / "text_encoder"), use_safetensors=True,
-                                                variant=variant, **{transformers_dtype_kwarg(): torch.float32})
-    except Exception as e:
-        raise CheckpointError(f"{folder}/text_encoder cannot be loaded ({e}).") from None
-    return tokenizer, encoder.eval()
+    return load_text_model(folder)
 
 
 def _tokenize(tokenizer, prompt: str) -> torch.Tensor:
