@@ -279,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
     if wants_geometry(args) and not modality.geometry:
         raise InputError(f"--relief, --mesh and --points need a depth checkpoint; {args.checkpoint} is a "
                          f"{model.task} checkpoint.")
-    if args.stereo and model.task != "depth":
+    if args.stereo and not modality.geometry:
         raise InputError(f"--stereo needs a depth checkpoint; {args.checkpoint} is a {model.task} checkpoint.")
     failed = []
     desc = "Marigold" if w.size == 1 else f"Marigold [{w.rank + 1}/{w.size}]"
