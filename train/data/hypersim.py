@@ -44,6 +44,19 @@ def tonemap(hdr: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     return np.clip(np.power(np.maximum(scale * hdr, 0), GAMMA), 0, 1).astype(np.float32)
 
 
+def list_frames(root: Path, split_file: str | Path | None = None) -> list[Path]:
+    """The colour frames of a Hypersim folder: those a split file names (``scene cam frame`` per line, ``#``
+    comments), else every ``*/images/scene_cam_*_final_hdf5/frame.*.color.hdf5``; empty when there are none."""
+    if split_file is None:
+        return sorted(root.glob("*/images/scene_cam_*_final_hdf5/frame.*.color.hdf5"))
+    items = []
+    for line in Path(split_file).read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            scene, cam, frame = line.split()[:3]
+            items.append(root / scene / "images" / f"scene_{cam}_final_hdf5" / f"frame.{int(frame):04d}.color.hdf5")
+    return items
+
+
 class HypersimDataset:
     """``normals=True``: also ``frame.NNNN.normal_cam.hdf5`` (geometry folder; camera frame x right, y up, z towards
     the viewer: Marigold's convention already), for normals training."""
@@ -53,15 +66,7 @@ class HypersimDataset:
         self.root = Path(root)
         self.max_depth = max_depth
         self.normals = bool(normals)
-        if split_file is not None:
-            items = []
-            for line in Path(split_file).read_text().splitlines():
-                if line.strip() and not line.startswith("#"):
-                    scene, cam, frame = line.split()[:3]
-                    items.append(self.root / scene / "images" / f"scene_{cam}_final_hdf5" /
-                                 f"frame.{int(frame):04d}.color.hdf5")
-        else:
-            items = sorted(self.root.glob("*/images/scene_cam_*_final_hdf5/frame.*.color.hdf5"))
+        items = list_frames(self.root, split_file)
         if not items:
             raise FileNotFoundError(f"{self.root}: no Hypersim frames (*/images/scene_cam_*_final_hdf5/"
                                     f"frame.*.color.hdf5).")

@@ -38,7 +38,7 @@ from marigold.errors import InputError
 
 from .common import DepthSample
 from .formats import read_hdf5
-from .hypersim import HEIGHT, WIDTH, tonemap
+from .hypersim import HEIGHT, WIDTH, list_frames, tonemap
 
 IV_TARGETS = ("albedo", "material", "mask")
 
@@ -123,14 +123,9 @@ class HypersimIIDDataset:
             split = split if split.is_absolute() or split.is_file() else self.root / split
             if not split.is_file():
                 raise InputError(f"{split}: Hypersim split file not found.")
-            items = []
-            for line in split.read_text().splitlines():
-                if line.strip() and not line.startswith("#"):
-                    scene, cam, frame = line.split()[:3]
-                    items.append(self.root / scene / "images" / f"scene_{cam}_final_hdf5" /
-                                 f"frame.{int(frame):04d}.color.hdf5")
         else:
-            items = sorted(self.root.glob("*/images/scene_cam_*_final_hdf5/frame.*.color.hdf5"))
+            split = None
+        items = list_frames(self.root, split)
         if not items:
             raise InputError(f"{self.root}: no Hypersim frames (*/images/scene_cam_*_final_hdf5/frame.*.color.hdf5).")
         self.items = items
