@@ -54,3 +54,55 @@ def test_video_bench_quick_rows_append_json(tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["row"] for r in rows] == ["frames", "rolling-fast"]
     assert all(r["s_per_frame"] > 0 and r["peak_rss_mb"] > 0 and r["peak_gpu_mb"] is None for r in rows)
+
+
+def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint):
+    """bench/quality.py's measuring rows and table on a tiny random checkpoint (the bench itself trains the small
+    model, minutes to hours: never here). Checks the plumbing, not the numbers: every figure is finite, the
+    baselines behave as they must (the true depth warps the left view closer to the right one than no warp)."""
+    import math
+
+    import marigold
+    from bench import quality as Q
+
+    model = marigold.load(depth_checkpoint, device="cpu", dtype="fp32")
+    model.default_processing_resolution = 64
+    const = Q.mean_map(n=4)
+    res = {"date": "today", "cpu": Q.cpu_flags(), "seeds": [0], "spent": {}, "measure_s": 0.0,
+           "image": {"mean map": Q.mean_map_row(const, n=2), "small": [Q.image_row(model, n=2)]},
+           "react": {"small": [Q.react_row(model, n=2)]},
+           "video": {"small": [Q.video_row(model, clips=1, frames=4)]},
+           "tiles": {"small": [Q.tiles_row(model, n=1, factor=2)]}}
+    st = Q.stereo_row({"small": model}, const, n=1)
+    res["stereo"] = {k: [v] for k, v in st.items()}
+    assert st["true depth"] < st["no warp (the left view)"]
+    flat = json.dumps(res)
+    assert "NaN" not in flat and "Infinity" not in flat
+    assert all(math.isfinite(v) for v in res["react"]["small"][0].values())
+    assert set(res["video"]["small"][0]["moving camera"]) == {"frames, one seed", "frames, a seed per frame",
+                                                              "video mode"}
+    assert "seam_ratio" in res["tiles"]["small"][0]["tiled 2×"]
+    table = Q.markdown(res)
+    for needle in ("| mean map |", "| small | moving camera | video mode |", "| small | tiled 2× |",
+                   "| true depth |"):
+        assert needle in table, needle
+
+
+def test_quality_bench_reuses_its_cache_and_rebuilds_on_change(tmp_path, monkeypatch):
+    from bench import quality as Q
+
+    calls = []
+
+    def fake_run(cmd, what):
+        calls.append(what)
+        Path(cmd[-1]).mkdir(parents=True, exist_ok=True)  # the folder the real command would write
+        return 0.0
+
+    monkeypatch.setattr(Q, "_run", fake_run)
+    spent: dict = {}
+    folder = tmp_path / "thing"
+    Q._build(folder, "k1", ["x", str(folder)], "thing", spent)
+    Q._build(folder, "k1", ["x", str(folder)], "thing", spent)
+    assert calls == ["thing"]  # fresh: reused
+    Q._build(folder, "k2", ["x", str(folder)], "thing", spent)
+    assert calls == ["thing", "thing"]  # its key changed (recipe, seed, base): rebuilt

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 import marigold
 from marigold.core import tiling
 from marigold.errors import InputError
+from train.metrics import tile_seam_ratio
 
 TILE = 64  # the processing resolution the oracle runs at (the tile size)
 
@@ -73,26 +74,6 @@ def abs_rel_after_fit(pred: torch.Tensor, gt: torch.Tensor) -> float:
     return float(((fitted - gt).abs() / gt).mean())
 
 
-def seam_ratio(out: torch.Tensor, plan: tiling.TilePlan) -> float:
-    """Mean |gradient| across the tile borders over the mean |gradient| away from every overlap."""
-    gx = (out[:, 1:] - out[:, :-1]).abs()  # [H,W-1]: column c is the step from c to c+1
-    gy = (out[1:] - out[:-1]).abs()  # [H-1,W]
-    th, tw = plan.tile
-    bx = sorted({x for x in plan.xs if x > 0} | {x + tw for x in plan.xs if x + tw < plan.size[1]})
-    by = sorted({y for y in plan.ys if y > 0} | {y + th for y in plan.ys if y + th < plan.size[0]})
-    covered_x = torch.zeros(plan.size[1], dtype=torch.int)  # tiles over each column
-    for x in plan.xs:
-        covered_x[x:x + tw] += 1
-    covered_y = torch.zeros(plan.size[0], dtype=torch.int)
-    for y in plan.ys:
-        covered_y[y:y + th] += 1
-    inside_x = (covered_x[:-1] == 1) & (covered_x[1:] == 1)  # steps within one tile only
-    inside_y = (covered_y[:-1] == 1) & (covered_y[1:] == 1)
-    border = torch.cat([gx[:, [b - 1 for b in bx]].flatten(), gy[[b - 1 for b in by]].flatten()])
-    inside = torch.cat([gx[:, inside_x].flatten(), gy[inside_y].flatten()])
-    return float(border.mean() / inside.mean())
-
-
 def run_oracle(depth, image, distort, **kw):
     h, w = depth.shape
     out = tiling.predict_tiled(fake_model(), image, tile_resolution=max(h, w), tile_overlap=16,
@@ -118,7 +99,7 @@ def test_merge_reaches_the_noise_floor_without_seams(floor):
     e_floor = abs_rel_after_fit(floor.prediction[0, 0], depth)
     e = abs_rel_after_fit(distorted.prediction[0, 0], depth)
     assert e <= 1.1 * e_floor, (e, e_floor)
-    assert seam_ratio(distorted.prediction[0, 0], plan) <= 1.1
+    assert tile_seam_ratio(distorted.prediction[0, 0], plan) <= 1.1
     # the alignment is what does it: the same tiles blended as they come are far off, with seams
     scales, shifts = distorted.scales[0], distorted.shifts[0]
     assert scales.shape == (plan.count,) and not torch.allclose(scales, torch.ones_like(scales), atol=0.05)
@@ -132,7 +113,7 @@ def test_merge_without_alignment_shows_seams(monkeypatch, floor):
                                       torch.zeros(len(self.rows) - 1, dtype=torch.bool)))
     bad = run_oracle(depth, image, distort=True)
     assert abs_rel_after_fit(bad.prediction[0, 0], depth) > 1.1 * abs_rel_after_fit(floor.prediction[0, 0], depth)
-    assert seam_ratio(bad.prediction[0, 0], bad.plans[0]) > 1.1
+    assert tile_seam_ratio(bad.prediction[0, 0], bad.plans[0]) > 1.1
 
 
 def test_constant_depth_tiles_to_a_constant_map():

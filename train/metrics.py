@@ -135,3 +135,27 @@ def image_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> dict[st
         return {"mse": float("nan"), "mae": float("nan"), "psnr": float("nan")}
     mse = float((d ** 2).mean())
     return {"mse": mse, "mae": float(np.abs(d).mean()), "psnr": float(10 * np.log10(1.0 / max(mse, 1e-12)))}
+
+
+def tile_seam_ratio(out, plan) -> float:
+    """A tiled map ``out`` ``[H,W]`` (torch, at the plan's working size) and its
+    :class:`marigold.core.tiling.TilePlan` → mean |gradient| across the tile borders over the mean |gradient|
+    away from every overlap (1 = no seam; tests/test_tiling.py, bench/quality.py)."""
+    import torch
+
+    gx = (out[:, 1:] - out[:, :-1]).abs()  # [H,W-1]: column c is the step from c to c+1
+    gy = (out[1:] - out[:-1]).abs()  # [H-1,W]
+    th, tw = plan.tile
+    bx = sorted({x for x in plan.xs if x > 0} | {x + tw for x in plan.xs if x + tw < plan.size[1]})
+    by = sorted({y for y in plan.ys if y > 0} | {y + th for y in plan.ys if y + th < plan.size[0]})
+    covered_x = torch.zeros(plan.size[1], dtype=torch.int)  # tiles over each column
+    for x in plan.xs:
+        covered_x[x:x + tw] += 1
+    covered_y = torch.zeros(plan.size[0], dtype=torch.int)
+    for y in plan.ys:
+        covered_y[y:y + th] += 1
+    inside_x = (covered_x[:-1] == 1) & (covered_x[1:] == 1)  # steps within one tile only
+    inside_y = (covered_y[:-1] == 1) & (covered_y[1:] == 1)
+    border = torch.cat([gx[:, [b - 1 for b in bx]].flatten(), gy[[b - 1 for b in by]].flatten()])
+    inside = torch.cat([gx[:, inside_x].flatten(), gy[inside_y].flatten()])
+    return float(border.mean() / inside.mean())

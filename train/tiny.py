@@ -85,20 +85,44 @@ def fit_vae(vae, steps: int, size: tuple[int, int] = (64, 64), batch: int = 8, s
     return float(loss.detach())
 
 
+# ``--size small``: the instrument for quality figures (train/README.md, "The small model"). Three UNet levels
+# with self- and cross-attention at the two lower ones (RollingDepth's cross-frame attention acts there), ~8M
+# parameters; a VAE four times wider than the tiny one, still downsampling by 8 as SD's does.
+SMALL_UNET = dict(sample_size=16, layers_per_block=1, block_out_channels=(64, 128, 256),
+                  attention_head_dim=(2, 4, 8), norm_num_groups=32, use_linear_projection=True,
+                  down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                  up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"))
+SMALL_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
+                 block_out_channels=(8, 16, 32, 32), norm_num_groups=8, sample_size=128,
+                 down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                 scaling_factor=0.18215)
+SIZES = ("tiny", "small")
+
+
 def make_tiny_sd2(out: str | Path, marigold_tiny: str | Path, vae_steps: int = 0, seed: int = 0, log=None,
-                  iid: bool = False) -> Path:
+                  iid: bool = False, size: str = "tiny", vae_size: tuple[int, int] = (64, 64)) -> Path:
+    """``size="tiny"``: the tiny checkpoint's UNet blocks and VAE; ``"small"``: :data:`SMALL_UNET` and
+    :data:`SMALL_VAE` (random, then fitted), with the tiny checkpoint's text encoder and tokenizer."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {', '.join(SIZES)}; got {size!r}.")
     out, src = Path(out), Path(marigold_tiny)
     out.mkdir(parents=True, exist_ok=False)
     cfg = json.loads((src / "unet" / "config.json").read_text())
     cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    if size == "small":
+        cfg = dict(SMALL_UNET, cross_attention_dim=cfg["cross_attention_dim"])
     cfg.update(in_channels=4, out_channels=4)
     torch.manual_seed(seed)
     UNet2DConditionModel(**cfg).save_pretrained(str(out / "unet"), safe_serialization=True)
-    vae = AutoencoderKL.from_pretrained(str(src / "vae"), use_safetensors=True)
+    if size == "small":
+        vae = AutoencoderKL(**SMALL_VAE)
+    else:
+        vae = AutoencoderKL.from_pretrained(str(src / "vae"), use_safetensors=True)
     if vae_steps:
-        fit_vae(vae, vae_steps, seed=seed, log=log, iid=iid)
+        fit_vae(vae, vae_steps, size=vae_size, seed=seed, log=log, iid=iid,
+                crop=32 if size == "tiny" else 64)
     vae.save_pretrained(str(out / "vae"), safe_serialization=True)
     for part in ("text_encoder", "tokenizer"):
         shutil.copytree(src / part, out / part)
@@ -126,8 +150,11 @@ def main(argv=None) -> int:
     ap.add_argument("--vae-steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--iid", action="store_true", help="fit the VAE on the intrinsic layers too (IID models)")
+    ap.add_argument("--size", choices=SIZES, default="tiny",
+                    help="tiny: the tests' 0.8M-parameter UNet; small: the quality benches' instrument")
     a = ap.parse_args(argv)
-    make_tiny_sd2(a.out, a.src, a.vae_steps, a.seed, log=print, iid=a.iid)
+    make_tiny_sd2(a.out, a.src, a.vae_steps, a.seed, log=print, iid=a.iid, size=a.size,
+                  vae_size=(64, 64) if a.size == "tiny" else (96, 128))
     print(f"wrote {a.out}")
     return 0
 

@@ -1,0 +1,444 @@
+r"""The quality bench: what our small model (``train/configs/cpu_small.yaml``) sees, against the baselines, on
+synthetic scenes with exact ground truth. ``python -m bench.quality [--seeds 0 1 2] [--only image,react,video,
+tiles,stereo] [--cache DIR] [--no-write]``.
+
+Not a test: it builds its models once into ``--cache`` (default ``.cache/quality``) and reuses them:
+
+1. the tiny Marigold checkpoint (``../shared/tools/make_marigold_checkpoint.py --size tiny``, for its text
+   encoder and tokenizer), the tiny SD2 stand-in (``python -m train.tiny --vae-steps 400``) and the small one
+   (``--size small --vae-steps 600``);
+2. for every ``--seeds`` seed, the small recipe's model and the tiny recipe's model (``configs/cpu_tiny.yaml``),
+   each trained by ``python -m train.finetune`` in its own process. A cached model is reused while its recipe
+   file, seed, base and ``train/tiny.py`` are unchanged (a stamp beside it holds their hash).
+
+Then the rows (held-out synthetic scenes with flat-coloured surfaces, never seen in training; every number
+is our own models, trained here on the CPU on synthetic data; no real weights):
+
+* ``image``: AbsRel and δ1 (one least-squares scale and shift per scene, in depth) of each model on 32 scenes at
+  96×128, against the training set's mean map (the constant a model that ignores its input converges to);
+* ``react``: does the model look at the picture? Mean |difference| of its 0..1 maps between the same scene at
+  0.8× and 1.2× exposure, between two noise seeds, and between different scenes (8 scenes);
+* ``video``: whole held-out clips with a moving camera (32 frames), plain and with a ±20 % per-frame exposure
+  flicker: frame by frame with one seed (the same noise for every frame), frame by frame with a seed per frame,
+  and our video mode (``marigold.predict_video``: co-aligned Marigold); AbsRel and δ1 with one alignment per
+  clip, and the temporal error (``train.video_metrics``);
+* ``tiles``: 4 scenes rendered at 384×512 (4× the model's 128 px): one pass, and ``marigold.predict_tiled`` at 2×
+  and 4× (128-px tiles); AbsRel against the full-resolution truth (one alignment), the error on depth edges
+  (AbsRel on pixels within 2 px of a depth jump: the detail) and the seam ratio (mean |gradient| across tile
+  borders over that inside tiles; 1 = no seam);
+* ``stereo``: a second camera 0.1 m to the right renders the true right view; the left view warped with the
+  model's depth (aligned to the truth by one scale and shift, disparity = f·b/Z, our z-buffered forward warp and
+  background fill, ``marigold.geometry.stereo``) against that true view: mean |error| on the right view's valid
+  pixels, against the same warp with the true depth (the warp's own floor), the mean map, and no warp at all.
+
+It prints one Markdown table per row kind, writes ``bench/quality_results.json`` and replaces the "Quality"
+section of ``bench/RESULTS.md`` (date, CPU flags, seeds, seconds spent building).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_JSON = ROOT / "bench" / "quality_results.json"
+RESULTS_MD = ROOT / "bench" / "RESULTS.md"
+SIZE = (96, 128)  # the synthetic scenes' native size, the small recipe's training size
+RECIPES = {"small": ("cpu_small.yaml", "sd2-small"), "tiny": ("cpu_tiny.yaml", "sd2-tiny")}
+BASES = {"sd2-tiny": ["--vae-steps", "400"], "sd2-small": ["--size", "small", "--vae-steps", "600"]}
+ROWS = ("image", "react", "video", "tiles", "stereo")
+HELDOUT = 1_000_003  # train.data.synthetic.SPLIT_SEEDS["heldout"]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def cpu_flags() -> str:
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0].split())
+    except (OSError, IndexError):
+        return platform.processor() or platform.machine()
+    have = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{os.cpu_count()} cores, " + (" ".join(have) or "no AVX2")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Building the models (each step in its own process, cached)
+
+
+def _digest(*parts: str | bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else p.encode())
+    return h.hexdigest()[:16]
+
+
+def _fresh(folder: Path, key: str) -> bool:
+    stamp = folder.parent / f"{folder.name}.stamp"
+    return folder.is_dir() and stamp.is_file() and stamp.read_text().strip() == key
+
+
+def _run(cmd: list[str], what: str) -> float:
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"bench.quality: {what} failed:\n{res.stderr[-3000:]}")
+    return time.perf_counter() - t0
+
+
+def _build(folder: Path, key: str, cmd: list[str], what: str, spent: dict) -> Path:
+    if _fresh(folder, key):
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    log(f"building {what} ...")
+    spent[folder.name] = round(_run(cmd, what), 1)
+    (folder.parent / f"{folder.name}.stamp").write_text(key + "\n")
+    log(f"  {what}: {spent[folder.name]:.0f} s")
+    return folder
+
+
+def build_models(cache: Path, seeds: list[int], recipes: list[str]) -> tuple[dict, dict]:
+    """→ ({(recipe, seed): final checkpoint folder}, {what: seconds spent building it in this run})."""
+    cache.mkdir(parents=True, exist_ok=True)
+    spent: dict[str, float] = {}
+    shared = Path(os.environ.get("MARIGOLD_SHARED", ROOT.parent / "shared"))
+    tool = shared / "tools" / "make_marigold_checkpoint.py"
+    if not tool.is_file():
+        raise SystemExit(f"bench.quality: {tool} not found; set MARIGOLD_SHARED to the shared folder.")
+    mg = _build(cache / "tiny-marigold", _digest(tool.read_bytes()),
+                [sys.executable, str(tool), str(cache / "tiny-marigold"), "--size", "tiny", "--dtype", "fp32"],
+                "the tiny Marigold checkpoint", spent)
+    tiny_py = (ROOT / "train" / "tiny.py").read_bytes()
+    bases = {}
+    for name in sorted({RECIPES[r][1] for r in recipes}):
+        key = _digest(tiny_py, " ".join(BASES[name]), (cache / "tiny-marigold.stamp").read_text())
+        bases[name] = (_build(cache / name, key, [sys.executable, "-m", "train.tiny", str(cache / name), "--from",
+                                                  str(mg)] + BASES[name], f"the {name} stand-in", spent), key)
+    models = {}
+    for recipe in recipes:
+        config, base = RECIPES[recipe]
+        cfg = ROOT / "train" / "configs" / config
+        for seed in seeds:
+            run = cache / f"{recipe}-s{seed}"
+            key = _digest(cfg.read_bytes(), str(seed), bases[base][1])
+            _build(run, key, [sys.executable, "-m", "train.finetune", "--config", str(cfg), "--base",
+                              str(bases[base][0]), "--output", str(run), "--seed", str(seed), "--no-progress",
+                              "--checkpoint-every", "0"], f"the {recipe} recipe's model, seed {seed}", spent)
+            models[recipe, seed] = run / "final"
+    return models, spent
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Measuring
+
+
+def _normalised(depth: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    m = valid & (depth > 1e-3)
+    return np.where(m, (depth - depth[m].min()) / max(float(np.ptp(depth[m])), 1e-9), 0.0)
+
+
+def mean_map(n: int = 256, size: tuple[int, int] = SIZE) -> np.ndarray:
+    """The mean normalised depth of ``n`` training scenes ``[H,W]``: what a model blind to its input learns."""
+    from train.data.synthetic import SyntheticDataset
+
+    ds = SyntheticDataset(n, *size, "train", "flat")
+    return np.mean([_normalised(s.depth, s.valid) for s in (ds[i] for i in range(n))], 0)
+
+
+def _depth_of(model, rgb: np.ndarray, seed: int = 0) -> np.ndarray:
+    import marigold
+
+    return marigold.predict(model, rgb, seed=seed).prediction[0, 0].numpy()  # [H,W] 0..1
+
+
+def image_row(model, n: int = 32) -> dict:
+    from train.evaluate import evaluate_model, synthetic_eval_set
+
+    m = evaluate_model(model, synthetic_eval_set(n, "heldout", *SIZE, texture="flat"), seed=0)["metrics"]
+    return {"abs_rel": m["abs_rel"], "delta1": m["delta1"]}
+
+
+def mean_map_row(const: np.ndarray, n: int = 32) -> dict:
+    from train.evaluate import synthetic_eval_set
+    from train.metrics import evaluate_prediction, mean_metrics
+
+    rows = [evaluate_prediction(const, it.depth, it.valid, min_depth=1e-3)
+            for it in synthetic_eval_set(n, "heldout", *SIZE, texture="flat").items]
+    m = mean_metrics(rows)
+    return {"abs_rel": m["abs_rel"], "delta1": m["delta1"]}
+
+
+def react_row(model, n: int = 8) -> dict:
+    """Mean |Δ| of the 0..1 maps: exposure 0.8× vs 1.2×, noise seed 0 vs 1, scene i vs scene i+1."""
+    from train.data.synthetic import render
+
+    scenes = [render(HELDOUT + i, *SIZE, texture="flat").rgb for i in range(n)]
+    base = [_depth_of(model, s) for s in scenes]
+    exposure = np.mean([np.abs(_depth_of(model, np.clip(s * 0.8, 0, 1)) - _depth_of(model, np.clip(s * 1.2, 0, 1)))
+                        .mean() for s in scenes])
+    seeds = np.mean([np.abs(_depth_of(model, s, seed=1) - b).mean() for s, b in zip(scenes, base)])
+    scene = np.mean([np.abs(base[i] - base[(i + 1) % n]).mean() for i in range(n)])
+    return {"exposure": float(exposure), "seed": float(seeds), "scene": float(scene),
+            "exposure_over_seed": float(exposure / max(seeds, 1e-12)),
+            "scene_over_exposure": float(scene / max(exposure, 1e-12))}
+
+
+def flicker(rgb: np.ndarray, strength: float, seed: int) -> np.ndarray:
+    """``[T,H,W,3]`` → each frame's exposure times its own 1 ± ``strength`` (uniform), clipped to 0..1."""
+    g = np.random.default_rng(seed).uniform(1 - strength, 1 + strength, (rgb.shape[0], 1, 1, 1))
+    return np.clip(rgb * g, 0, 1).astype(np.float32)
+
+
+def video_row(model, clips: int = 3, frames: int = 32) -> dict:
+    import torch
+
+    import marigold
+    from train.video_eval import synthetic_videos
+    from train.video_metrics import evaluate_video
+
+    out: dict[str, dict] = {}
+    for kind, strength in (("moving camera", 0.0), ("moving camera + ±20% exposure flicker", 0.2)):
+        per: dict[str, list] = {"frames, one seed": [], "frames, a seed per frame": [], "video mode": []}
+        for i, c in enumerate(synthetic_videos(clips, frames, *SIZE, split="heldout", path="random", texture="flat")):
+            rgb = flicker(c.rgb, strength, seed=i) if strength else c.rgb
+            x = torch.from_numpy(rgb).permute(0, 3, 1, 2)  # [T,3,H,W]
+            preds = {"frames, one seed": np.stack([_depth_of(model, f) for f in rgb]),
+                     # one seed for the batch: every frame draws its own noise
+                     "frames, a seed per frame": marigold.predict(model, x, seed=0).prediction[:, 0].numpy(),
+                     "video mode": marigold.predict_video(model, x, seed=0).depth[:, 0].numpy()}
+            for mode, p in preds.items():
+                m = evaluate_video(p, c.depth, c.valid, space="depth", intrinsics=c.intrinsics, poses=c.poses)
+                per[mode].append([m["abs_rel"], m["delta1"], m["temporal_error"]])
+        out[kind] = {mode: dict(zip(("abs_rel", "delta1", "temporal_error"), np.mean(v, 0).tolist()))
+                     for mode, v in per.items()}
+    return out
+
+
+def _edges(depth: np.ndarray, valid: np.ndarray, width: int = 2) -> np.ndarray:
+    """Pixels within ``width`` px of a depth jump (> 5 % between neighbours): where detail lives."""
+    d = np.where(valid, depth, 0)
+    jump = np.zeros(d.shape, bool)
+    jump[:, 1:] |= np.abs(np.diff(d, axis=1)) > 0.05 * np.maximum(d[:, 1:], d[:, :-1])
+    jump[1:] |= np.abs(np.diff(d, axis=0)) > 0.05 * np.maximum(d[1:], d[:-1])
+    out = jump.copy()
+    for _ in range(width):
+        grown = out.copy()
+        grown[1:] |= out[:-1]
+        grown[:-1] |= out[1:]
+        grown[:, 1:] |= out[:, :-1]
+        grown[:, :-1] |= out[:, 1:]
+        out = grown
+    return out & valid
+
+
+def tiles_row(model, n: int = 4, factor: int = 4) -> dict:
+    import torch
+
+    import marigold
+    from train.data.synthetic import render
+    from train.metrics import align, depth_metrics, tile_seam_ratio
+
+    big = (SIZE[0] * factor, SIZE[1] * factor)
+    res = model.default_processing_resolution or max(SIZE)
+    per: dict[str, list] = {}
+    for i in range(n):
+        s = render(HELDOUT + i, *big, texture="flat")
+        x = torch.from_numpy(s.rgb).permute(2, 0, 1)[None]  # [1,3,H,W]
+        edges = _edges(s.depth, s.valid)
+        runs = {"one pass": (marigold.predict(model, x, seed=0).prediction[0, 0].numpy(), None)}
+        for f in (2, factor):
+            t = marigold.predict_tiled(model, x, tile_factor=f, seed=0)
+            runs[f"tiled {f}×"] = (t.prediction[0, 0].numpy(), t.plans[0])
+        for name, (p, plan) in runs.items():
+            mask = s.valid & (s.depth > 1e-3)
+            aligned = align(p, s.depth, mask)  # one scale and shift over the whole scene
+            row = {"abs_rel": depth_metrics(aligned, s.depth, mask)["abs_rel"],
+                   "edge_abs_rel": depth_metrics(aligned, s.depth, mask & edges)["abs_rel"]}
+            if plan is not None:
+                wr = plan.size
+                q = torch.nn.functional.interpolate(torch.from_numpy(p)[None, None], size=wr, mode="bilinear",
+                                                    align_corners=False)[0, 0]  # [h,w] at the working size
+                row["seam_ratio"] = tile_seam_ratio(q, plan)
+            per.setdefault(name, []).append(row)
+    return {name: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} for name, rows in per.items()} | {
+        "_setup": {"size": f"{big[1]}×{big[0]}", "tile": res}}
+
+
+def stereo_row(models: dict, const: np.ndarray, n: int = 8, baseline: float = 0.1) -> dict:
+    """Mean |error| (0..1 RGB) of the synthesised right view against the true one, per depth source."""
+    import torch
+
+    from marigold.geometry.stereo import forward_warp
+    from train.data.synthetic import focal_px, render
+    from train.metrics import fit_scale_shift
+
+    per: dict[str, list] = {}
+    for i in range(n):
+        seed = HELDOUT + i
+        left = render(seed, *SIZE, texture="flat")
+        right = render(seed, *SIZE, texture="flat", camera_x=baseline)
+        f = focal_px(seed, SIZE[1])
+        mask = left.valid & (left.depth > 1e-3)
+        sources = {"true depth": left.depth.astype(np.float64), "mean map": const}
+        sources |= {name: _depth_of(m, left.rgb) for name, m in models.items()}
+        err_none = np.abs(left.rgb - right.rgb)[right.valid].mean()
+        per.setdefault("no warp (the left view)", []).append(float(err_none))
+        for name, p in sources.items():
+            if name == "true depth":
+                z = np.where(mask, left.depth, left.depth[mask].max())
+            else:
+                a, b = fit_scale_shift(p, left.depth, mask)
+                z = np.clip(a * p + b, left.depth[mask].min() * 0.5, None)  # aligned depth, metres
+            z = torch.from_numpy(z.astype(np.float32))[None, None]  # [1,1,H,W]
+            shift = -f * baseline / z  # [1,1,H,W] a point moves left when the camera moves right
+            view, _ = forward_warp(torch.from_numpy(left.rgb).permute(2, 0, 1)[None], shift, z)
+            err = np.abs(view[0].permute(1, 2, 0).numpy() - right.rgb)[right.valid].mean()
+            per.setdefault(name, []).append(float(err))
+    return {name: float(np.mean(v)) for name, v in per.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reporting
+
+
+def _ms(values: list[float]) -> str:
+    a = np.asarray(values, dtype=float)
+    return f"{a.mean():.4f} ± {a.std():.4f}" if len(a) > 1 else f"{a.mean():.4f}"
+
+
+def markdown(res: dict) -> str:
+    seeds = res["seeds"]
+    lines = [f"Measured {res['date']} on {res['cpu']}; training seeds {seeds} (mean ± std over seeds where there "
+             f"are several); our own models trained here on synthetic data, no real weights."]
+    if "image" in res:
+        lines += ["", "Held-out synthetic scenes (32, flat-coloured, 96×128), one alignment per scene:", "",
+                  "| model | AbsRel | δ1 | AbsRel ÷ mean map | AbsRel ÷ tiny recipe |", "|---|---|---|---|---|"]
+        mm = res["image"]["mean map"]["abs_rel"]
+        tiny = np.mean([r["abs_rel"] for r in res["image"].get("tiny", [])]) if res["image"].get("tiny") else None
+        for name, rows in res["image"].items():
+            rows = rows if isinstance(rows, list) else [rows]
+            ar = [r["abs_rel"] for r in rows]
+            lines.append(f"| {name} | {_ms(ar)} | {_ms([r['delta1'] for r in rows])} | {np.mean(ar) / mm:.2f} | "
+                         + (f"{np.mean(ar) / tiny:.2f} |" if tiny else "– |"))
+    if "react" in res:
+        lines += ["", "Does it look at the picture? Mean |Δ| of the 0..1 maps (8 held-out scenes):", "",
+                  "| model | exposure 0.8× vs 1.2× | noise seed 0 vs 1 | scene vs scene | exposure ÷ seed | "
+                  "scene ÷ exposure |", "|---|---|---|---|---|---|"]
+        for name, rows in res["react"].items():
+            lines.append(f"| {name} | " + " | ".join(_ms([r[k] for r in rows]) for k in
+                                                      ("exposure", "seed", "scene", "exposure_over_seed",
+                                                       "scene_over_exposure")) + " |")
+    if "video" in res:
+        lines += ["", "Held-out clips (3 × 32 frames, moving camera), one alignment per clip; TE = temporal error:",
+                  "", "| model | clips | mode | AbsRel | δ1 | TE |", "|---|---|---|---|---|---|"]
+        for name, per_seed in res["video"].items():
+            for kind in per_seed[0]:
+                for mode in per_seed[0][kind]:
+                    vals = [s[kind][mode] for s in per_seed]
+                    lines.append(f"| {name} | {kind} | {mode} | " + " | ".join(
+                        _ms([v[k] for v in vals]) for k in ("abs_rel", "delta1", "temporal_error")) + " |")
+    if "tiles" in res:
+        lines += ["", "Tiles (4 held-out scenes rendered at 4× the model's resolution); edge AbsRel = within 2 px of "
+                  "a depth jump; seam ratio 1 = no seam:", "",
+                  "| model | run | AbsRel | edge AbsRel | seam ratio |", "|---|---|---|---|---|"]
+        for name, per_seed in res["tiles"].items():
+            for run in (k for k in per_seed[0] if not k.startswith("_")):
+                vals = [s[run] for s in per_seed]
+                seam = _ms([v["seam_ratio"] for v in vals]) if "seam_ratio" in vals[0] else "–"
+                lines.append(f"| {name} | {run} | {_ms([v['abs_rel'] for v in vals])} | "
+                             f"{_ms([v['edge_abs_rel'] for v in vals])} | {seam} |")
+    if "stereo" in res:
+        lines += ["", "Stereo: the right view synthesised from the left and a depth map, mean |error| against the "
+                  "true right view (8 held-out scenes, baseline 0.1 m):", "", "| depth source | mean |error| |",
+                  "|---|---|"]
+        for name, vals in res["stereo"].items():
+            lines.append(f"| {name} | {_ms(vals)} |")
+    if res.get("spent"):
+        lines += ["", "Built in this run (seconds): " + ", ".join(f"{k} {v:.0f}" for k, v in res["spent"].items())
+                  + f"; measuring took {res['measure_s']:.0f} s."]
+    return "\n".join(lines)
+
+
+def write_results_md(table: str) -> None:
+    head, start, end = "## Quality: the small model (python -m bench.quality)", "<!-- quality:start -->", \
+        "<!-- quality:end -->"
+    text = RESULTS_MD.read_text() if RESULTS_MD.is_file() else ""
+    block = f"{start}\n{table}\n{end}"
+    if start in text and end in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + f"\n\n{head}\n\n{block}\n"
+    RESULTS_MD.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--only", default=",".join(ROWS), help=f"comma-separated rows: {', '.join(ROWS)}")
+    ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "quality")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md as it is")
+    a = ap.parse_args(argv)
+    rows = [r.strip() for r in a.only.split(",") if r.strip()]
+    bad = [r for r in rows if r not in ROWS]
+    if bad:
+        ap.error(f"--only: unknown row {bad[0]!r}; choose from {', '.join(ROWS)}")
+
+    import torch
+
+    import marigold
+
+    torch.set_flush_denormal(True)
+    recipes = ["small", "tiny"] if {"image", "react", "stereo"} & set(rows) else ["small"]
+    paths, spent = build_models(a.cache, a.seeds, recipes)
+    t0 = time.perf_counter()
+    res: dict = {"date": date.today().isoformat(), "cpu": cpu_flags(), "seeds": a.seeds, "spent": spent}
+    const = mean_map() if {"image", "stereo"} & set(rows) else None
+    for seed in a.seeds:
+        models = {r: marigold.load(paths[r, seed], device="cpu", dtype="fp32") for r in recipes}
+        small = models["small"]
+        if "image" in rows:
+            img = res.setdefault("image", {"mean map": mean_map_row(const)})
+            for r, m in models.items():
+                img.setdefault(r, []).append(image_row(m))
+            log(f"seed {seed} image: " + ", ".join(f"{r} {img[r][-1]['abs_rel']:.4f}" for r in models))
+        if "react" in rows:
+            for r, m in models.items():
+                res.setdefault("react", {}).setdefault(r, []).append(react_row(m))
+            log(f"seed {seed} react: {res['react']['small'][-1]}")
+        if "video" in rows:
+            res.setdefault("video", {}).setdefault("small", []).append(video_row(small))
+            log(f"seed {seed} video done")
+        if "tiles" in rows:
+            res.setdefault("tiles", {}).setdefault("small", []).append(tiles_row(small))
+            log(f"seed {seed} tiles done")
+        if "stereo" in rows:
+            st = stereo_row(models, const)
+            for k, v in st.items():
+                res.setdefault("stereo", {}).setdefault(k if k in models else k, []).append(v)
+            log(f"seed {seed} stereo: {st}")
+    res["measure_s"] = time.perf_counter() - t0
+    table = markdown(res)
+    print(table)
+    if not a.no_write:
+        RESULTS_JSON.write_text(json.dumps(res, indent=1, default=float) + "\n")
+        write_results_md(table)
+        log(f"wrote {RESULTS_JSON.relative_to(ROOT)} and the Quality section of {RESULTS_MD.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
