@@ -12,7 +12,9 @@ VAE decodes the target); what differs is described here, once:
 - the ensembling rule (``"affine"``: depth-like scale/shift alignment; ``"closest"``: unit normals;
   ``"median"``: per target, per pixel);
 - what the checkpoint says (``pipeline``, ``prediction_type``, extra ``model_index.json`` keys) and what the CLI
-  and the nodes write (``files``: the suffixes of the CLI's output files; :func:`write`).
+  and the nodes write (``files``: the suffixes of the CLI's output files; :func:`write`);
+- how it is scored (``evaluation``: what ``train.evaluate`` and the trainer's validation run; by default chosen
+  from the targets).
 
 Adding a modality is one :class:`Modality` passed to :func:`register` (anywhere before loading or training)
 plus a data loader whose samples carry the targets by name (``sample.targets[name]``, see
@@ -116,6 +118,10 @@ class Modality:
     geometry: bool = False  # reliefs, meshes and point clouds can be made from it (depth-like)
     video: bool = False  # the video path (RollingDepth-style clips) serves it
     files: tuple[str, ...] = ()  # the CLI's output file suffixes, for the docs and the nodes
+    # how train.evaluate and the trainer's validation score it: "module:attribute" naming a train.evaluate.Evaluation
+    # (imported by the trainer only; the library never imports it), or that object; None: by the targets (affine:
+    # the depth protocol; other maps: per-target scores against the synthetic renders)
+    evaluation: Any = None
 
     @property
     def n_targets(self) -> int:

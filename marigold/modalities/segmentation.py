@@ -137,5 +137,6 @@ def _write_segmentation(m: Modality, p: torch.Tensor, out_dir: Path, stem: str, 
 # (marigold.segment reads the mask from the painted image).
 register(Modality("segmentation", "segmentation", (Target("painted", 3, "raw"),), "MarigoldSegmentationPipeline",
                   "segmentation", conditioning="prompt", ensemble="median", default_reduction="mean",
-                  writer=_write_segmentation, files=("_mask_<prompt>.png", "_painted_<prompt>.png")))
+                  writer=_write_segmentation, files=("_mask_<prompt>.png", "_painted_<prompt>.png"),
+                  evaluation="train.segmentation_eval:EVALUATION"))  # IoU per prompt, mIoU, cIoU
 
