@@ -118,6 +118,10 @@ class Modality:
     geometry: bool = False  # reliefs, meshes and point clouds can be made from it (depth-like)
     video: bool = False  # the video path (RollingDepth-style clips) serves it
     files: tuple[str, ...] = ()  # the CLI's output file suffixes, for the docs and the nodes
+    # prompt modalities: what the CLI runs per image and prompt, ``predict_prompt(model, image, prompt, options,
+    # **sampling) -> (prediction [N,C,H,W] for the writer, uncertainty [N,1,H,W] | None)``; ``options``: the CLI's
+    # prompt-model options (threshold, clean, tone_down), also handed to the writer with the prompt
+    predict_prompt: Callable[..., tuple[torch.Tensor, torch.Tensor | None]] | None = None
     # how train.evaluate and the trainer's validation score it: "module:attribute" naming a train.evaluate.Evaluation
     # (imported by the trainer only; the library never imports it), or that object; None: by the targets (affine:
     # the depth protocol; other maps: per-target scores against the synthetic renders)
