@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from marigold.errors import InputError
 from marigold.optional import require
 
 from . import metrics as M
@@ -407,10 +408,10 @@ def evaluation_for(modality) -> Evaluation:
         try:
             named = getattr(importlib.import_module(module), attr or "EVALUATION")
         except (ImportError, AttributeError) as e:
-            raise SystemExit(f"modality {modality.name!r} names its evaluation {modality.evaluation!r}, which "
+            raise InputError(f"modality {modality.name!r} names its evaluation {modality.evaluation!r}, which "
                              f"cannot be imported: {e}") from None
     if not isinstance(named, Evaluation):
-        raise SystemExit(f"modality {modality.name!r}: `evaluation` must name a train.evaluate.Evaluation; got "
+        raise InputError(f"modality {modality.name!r}: `evaluation` must name a train.evaluate.Evaluation; got "
                          f"{type(named).__name__}.")
     return named
 

@@ -93,6 +93,9 @@ class Trainer:
 
         self.snippet = cfg["mode"] == "snippet"
         self.modality = get_modality(cfg["task"])
+        from .evaluate import evaluation_for
+
+        self.evaluation = evaluation_for(self.modality)  # how validation scores it; a bad hook fails before training
         if self.snippet and not self.modality.video:
             raise SystemExit("--mode snippet trains video depth; --task must be depth.")
         self.base = load_base(cfg["base"], cfg["task"], cfg["cache_dir"])
@@ -341,8 +344,6 @@ class Trainer:
 
     def validate(self) -> dict:
         """Light validation on held-out scenes through the core sampler (main process only)."""
-        from .evaluate import evaluation_for
-
         vcfg = self.cfg["validation"]
         unet = self.raw_unet
         if self.ema is not None:
@@ -369,7 +370,7 @@ class Trainer:
             # prompt modalities: the class names the trainer encoded, so validation never loads the text encoder again
             model.prompt_embeddings.update({k: v.float().cpu() for k, v in self.prompts.items()})
             # the entry says how it is scored (train.evaluate.Evaluation: depth, per-target maps, IoU for masks ...)
-            res = evaluation_for(self.modality).validate(model, vcfg, self.stream.sizes[0])
+            res = self.evaluation.validate(model, vcfg, self.stream.sizes[0])
         finally:
             unet.train()
             if self.ema is not None:

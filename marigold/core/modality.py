@@ -13,6 +13,7 @@ VAE decodes the target); what differs is described here, once:
   ``"median"``: per target, per pixel);
 - what the checkpoint says (``pipeline``, ``prediction_type``, extra ``model_index.json`` keys) and what the CLI
   and the nodes write (``files``: the suffixes of the CLI's output files; :func:`write`);
+- for prompt modalities, what the CLI runs per image and prompt (``predict_prompt``);
 - how it is scored (``evaluation``: what ``train.evaluate`` and the trainer's validation run; by default chosen
   from the targets).
 
