@@ -112,7 +112,7 @@ class Trainer:
         self.base.vae.to(dev) if self.weight_dtype == torch.float32 else self.base.vae.to(dev, self.weight_dtype)
         self.sf = float(self.base.vae.config.scaling_factor)
         self.text = self.base.empty_text_embedding.to(dev, self.weight_dtype)  # [1,T,D]
-        self.prompts: dict[str, torch.Tensor] = {}  # prompt modalities: class name → [1,77,D], every class of the data
+        self.prompts: dict[str, torch.Tensor] = {}  # prompt modalities: class name → [1,77,D], each class of the data
 
         unet = self.base.unet
         # frames the UNet, the noise and the loss treat as one snippet (1: every frame alone); the stream samples
