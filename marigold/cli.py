@@ -261,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
         if args.stereo or wants_geometry(args):
             raise InputError(f"--stereo, --relief, --mesh and --points need a depth checkpoint; {args.checkpoint} "
                              f"is a {model.task} checkpoint.")
-        return run_segmentation(model, args, items, out_dir, w)
+        return run_prompted(model, args, items, out_dir, w)
     pairs = list(zip(items, _stems(items)))
     # several processes: a RollingDepth clip's snippets are split across all of them, clip after clip; other
     # inputs (images, and clips that cannot be split) are shared out whole, every N-th to each process
@@ -398,20 +398,24 @@ def predict_tiled_cli(model, photo, path: Path, kw: dict, tile_kw: dict):
     return out
 
 
-def run_segmentation(model, args: argparse.Namespace, items: list[Path], out_dir: Path, w) -> int:
-    """Every image × every --prompt → ``<stem>_mask_<prompt>.png`` and ``<stem>_painted_<prompt>.png``; a bad
-    prompt or image is one line and the others are still processed."""
+def run_prompted(model, args: argparse.Namespace, items: list[Path], out_dir: Path, w) -> int:
+    """A prompt model (text-grounded segmentation): every image × every --prompt through its entry's
+    ``predict_prompt``, written by its writer (segmentation: ``<stem>_mask_<prompt>.png`` and
+    ``<stem>_painted_<prompt>.png``); a bad prompt or image is one line and the others are still processed."""
     from tqdm.auto import tqdm
 
     from .core.modality import write
-    from .core.prompts import prompt_embeddings
+    from .core.prompts import prompt_embeddings, prompt_slug
     from .errors import InputError, MarigoldError
     from .io import colorize, images as io
-    from .modalities.segmentation import prompt_slug, segment
 
+    modality = model.modality
     if not args.prompt:
-        raise InputError(f"{args.checkpoint} is a segmentation checkpoint: name what to mask with --prompt "
+        raise InputError(f"{args.checkpoint} is a {model.task} checkpoint: name what to mask with --prompt "
                          f"(e.g. --prompt car; repeatable).")
+    if modality.predict_prompt is None:
+        raise InputError(f"{args.checkpoint} is a {modality.name} checkpoint, whose modality entry names no "
+                         f"predict_prompt for the command line.")
     failed: list[str] = []
     prompts = []
     for p, got in prompt_embeddings(model, args.prompt).items():  # all prompts encoded with one text-encoder load
@@ -422,9 +426,11 @@ def run_segmentation(model, args: argparse.Namespace, items: list[Path], out_dir
             prompts.append(p)
     clips = [f for f in items if is_clip(f)]
     for c in clips:
-        print(f"error: {c}: segmentation takes images, not videos.", file=sys.stderr)
+        print(f"error: {c}: {model.task} takes images, not videos.", file=sys.stderr)
         failed.append(str(c))
     files = w.shard([(f, stem) for f, stem in zip(items, _stems(items)) if not is_clip(f)])
+    # the entry's own options (segmentation: --threshold, --no-clean, --keep-white), for its sampler and writer
+    options = {"threshold": args.threshold, "clean": not args.no_clean, "tone_down": not args.keep_white}
     for f, stem in tqdm(files, desc="Marigold", unit="image", disable=len(files) < 2):
         try:
             photo = io.load_image(f)
@@ -434,20 +440,17 @@ def run_segmentation(model, args: argparse.Namespace, items: list[Path], out_dir
             continue
         for p in prompts:
             try:
-                seg = segment(model, photo, p, threshold=args.threshold, clean=not args.no_clean,
-                              tone_down=not args.keep_white, num_inference_steps=args.steps,
-                              ensemble_size=args.ensemble, processing_resolution=args.processing_resolution,
-                              batch_size=args.batch_size, seed=args.seed,
-                              output_uncertainty=args.uncertainty and args.ensemble > 1)
+                pred, unc = modality.predict_prompt(
+                    model, photo, p, options, num_inference_steps=args.steps, ensemble_size=args.ensemble,
+                    processing_resolution=args.processing_resolution, batch_size=args.batch_size, seed=args.seed,
+                    output_uncertainty=args.uncertainty and args.ensemble > 1)
             except MarigoldError as e:
                 print(f"error: {f}: {e}", file=sys.stderr)
                 failed.append(f"{f} ({p})")
                 continue
-            write(model.modality, seg.painted[0], out_dir, stem,
-                  {"prompt": p, "threshold": args.threshold, "clean": not args.no_clean})
-            if seg.uncertainty is not None:
-                io.save_rgb(colorize.uncertainty_to_gray(seg.uncertainty)[0],
-                            out_dir / f"{stem}_uncertainty_{prompt_slug(p)}.png")
+            write(modality, pred[0], out_dir, stem, {"prompt": p, **options})
+            if unc is not None:
+                io.save_rgb(colorize.uncertainty_to_gray(unc)[0], out_dir / f"{stem}_uncertainty_{prompt_slug(p)}.png")
     if failed:
         print(f"{len(failed)} failed: {', '.join(failed)}", file=sys.stderr)
         return 1

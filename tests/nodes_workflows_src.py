@@ -203,6 +203,26 @@ WORKFLOWS = {
             (5, "Preview3D", {}, {"model_file": (4, 0)}),
             (6, "SaveGLB", {"filename_prefix": "marigold/scene"}, {"mesh": (4, 0)}),
         ]),
+    "marigold_tiled_depth": (
+        NOTE_MODELS + " This graph: a big photo → MarigoldTiledDepth → a depth map with the photo's detail, at its "
+        "full size. Put a photo in ComfyUI/input/ and pick it in Load Image. A first pass at the processing "
+        "resolution gives the structure; then overlapping tiles of that size over the photo at tile_factor × the "
+        "processing resolution (2 at 768: 1536 px, about 6 tiles) add the detail, each aligned to its neighbours "
+        "and blended without seams. Time grows with the tiles, memory does not. SaveDepth16 writes the 16-bit "
+        "PNG a displacement, relief or mesh needs; Colorize → Save Image the colour map.",
+        [
+            (1, "LoadImage", {"image": "example.png"}, {}),
+            (2, P + "LoadMarigold", {"checkpoint": "prs-eth/marigold-depth-v1-1", "dtype": "auto"}, {}),
+            (3, P + "MarigoldTiledDepth", dict(SAMPLING, tile_factor=2.0, tile_overlap=192),
+             {"model": (2, 0), "image": (1, 0)}),
+            (4, "PreviewImage", {}, {"images": (3, 0)}),
+            (5, P + "Colorize", {"preset": "custom", "colormap": "Spectral", "invert": False,
+                                 "percentile_low": 0.0, "percentile_high": 100.0, "range": "per image"},
+             {"depth": (3, 0)}),
+            (6, "SaveImage", {"filename_prefix": "marigold/tiled_depth_color"}, {"images": (5, 0)}),
+            (7, P + "SaveDepth16", {"filename_prefix": "marigold/tiled_depth", "format": "png16"},
+             {"depth": (3, 0)}),
+        ]),
     "marigold_segment_inpaint": (
         NOTE_MODELS + " This graph: photo + word → mask → inpaint. MarigoldSegment masks what the prompt names "
         "(pcuenq/marigold-coco-segmentation downloads into models/marigold/ with the Stable Diffusion 2 parts it "

@@ -106,3 +106,23 @@ def test_quality_bench_reuses_its_cache_and_rebuilds_on_change(tmp_path, monkeyp
     assert calls == ["thing"]  # fresh: reused
     Q._build(folder, "k2", ["x", str(folder)], "thing", spent)
     assert calls == ["thing", "thing"]  # its key changed (recipe, seed, base): rebuilt
+
+def test_segmentation_memory_bench_runs_its_three_jobs_on_tiny_checkpoints(tmp_path):
+    """bench.segmentation_memory (issue 19's memory check) end to end on tiny checkpoints: every job in its own
+    process, the phases measured, the summary and the table written."""
+    env = {**os.environ, "MARIGOLD_BENCH_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT),
+           "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "seg.json"
+    r = subprocess.run([sys.executable, "-m", "bench.segmentation_memory", "--size", "tiny", "--resolution", "64",
+                        "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    report = json.loads(out.read_text())
+    rows, summ = report["rows"], report["summary"]
+    assert list(rows) == ["depth", "segmentation", "segmentation-then-depth"]
+    seg = rows["segmentation"]
+    # the phases are ordered as measured: the encoder's peak within the run's, the run's at least the loaded RSS
+    assert seg["rss_loaded_gb"] <= seg["encode_peak_gb"] <= seg["run_peak_gb"]
+    assert all(r["run_peak_gb"] >= r["rss_loaded_gb"] > 0.05 for r in rows.values())
+    assert rows["segmentation-then-depth"]["depth_run_peak_gb"] > 0
+    assert summ["text_encoder_fp32_gb"] > 0 and "segmentation_minus_depth_run_peak_gb" in summ
+    assert "| segmentation |" in r.stdout and "while the text encoder is loaded" in r.stdout

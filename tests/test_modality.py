@@ -196,3 +196,46 @@ def test_recipes_parse(name, task):
         assert cfg["augment"]["motion_blur_kernel_size"] == 11 and [d["prob"] for d in cfg["data"]] == [0.5, 0.49, 0.01]
     if name == "marigold_iid_lighting.yaml":
         assert cfg["lr"] == 8e-5 and cfg["batch_size"] * cfg["grad_accum"] == 32
+
+
+def test_a_prompt_modality_runs_in_the_cli_through_its_entry(make_checkpoint, tmp_path, capsys):
+    """The CLI asks a prompt modality's entry what to run per image and prompt (``predict_prompt``) and how to write
+    it (``writer``): a toy entry that predicts the prompt's length runs without any other file knowing it."""
+    from PIL import Image
+
+    from conftest import as_segmentation_checkpoint
+    from marigold.cli import main
+    from marigold.core import image as img
+
+    calls = []
+
+    def predict_prompt(model, image, prompt, options, **sampling):
+        calls.append((prompt, options["threshold"], sampling["num_inference_steps"]))
+        x = img.to_tensor(image)  # [1,3,H,W]
+        return torch.full_like(x[:, :1], len(prompt) / 10), None  # [1,1,H,W]
+
+    def writer(m, p, out_dir, stem, options):
+        path = out_dir / f"{stem}_{options['prompt']}.npy"
+        np.save(path, p.numpy())
+        return {"count": path}
+
+    entry = mod.Modality("count", "count", (mod.Target("count", 1),), "MarigoldSegmentationPipeline", "count",
+                         conditioning="prompt", predict_prompt=predict_prompt, writer=writer)
+    mod.register(entry, replace=True)
+    try:
+        ckpt = as_segmentation_checkpoint(make_checkpoint("depth", copy_to=tmp_path / "ck"), modality="count")
+        photo = tmp_path / "p.png"
+        Image.fromarray(np.full((24, 32, 3), 128, np.uint8)).save(photo)
+        args = [str(photo), "-o", str(tmp_path / "out"), "--checkpoint", str(ckpt), "--steps", "1",
+                "--threshold", "0.5", "--device", "cpu", "--dtype", "fp32"]
+        assert main(args + ["--prompt", "ab", "--prompt", "abcd"]) == 0
+        assert calls == [("ab", 0.5, 1), ("abcd", 0.5, 1)]
+        got = np.load(tmp_path / "out" / "p_abcd.npy")
+        assert got.shape == (1, 24, 32) and np.allclose(got, 0.4)
+        mod.register(mod.Modality(**{**entry.__dict__, "predict_prompt": None}), replace=True)
+        capsys.readouterr()
+        assert main(args + ["--prompt", "ab"]) == 2  # an entry that says nothing for the CLI: one line
+        err = capsys.readouterr().err.strip()
+        assert "names no predict_prompt" in err and "\n" not in err
+    finally:
+        mod.MODALITIES.pop("count", None)

@@ -332,6 +332,26 @@ def test_controlnet_workflow_runs_with_sd15_and_controlnet_files(server):
     assert im.shape == (H, W, 3) and (im[..., 0] == im[..., 1]).all()  # grey, as depth ControlNets expect
 
 
+def test_tiled_depth_workflow_tiles_and_writes_full_size_maps(server):
+    api = tiny(to_api(server, ROOT / "workflows" / "marigold_tiled_depth.json"),
+               **{"prs-eth/marigold-depth-v1-1": "marigold/tiny-depth"})
+    by_type = {v["class_type"]: k for k, v in api.items()}
+    tiled = api[by_type[P + "MarigoldTiledDepth"]]["inputs"]
+    assert tiled["tile_factor"] == 2.0 and tiled["image"] == [by_type["LoadImage"], 0]
+    tiled["tile_overlap"] = 16  # 64-px tiles (FAST): the 96×64 photo is two tiles wide
+    entry = _run_ok(server, api)
+    (png16,) = outputs(server, entry, by_type[P + "SaveDepth16"])
+    (colour,) = outputs(server, entry, by_type["SaveImage"])
+    assert Image.open(png16).size == (W, H) and Image.open(png16).mode.startswith("I")  # 16-bit, the photo's size
+    assert Image.open(colour).size == (W, H)
+    # the same photo and settings untiled (MarigoldDepth): the tiles changed the answer, so the graph did tile
+    g = depth_graph(LOAD, ["i", 0], seed=tiled["seed"], denoising_steps=tiled["denoising_steps"])
+    g["s"]["inputs"]["format"] = "png16"
+    (untiled,) = outputs(server, _run_ok(server, g), "s")
+    a, b = (np.asarray(Image.open(p)).astype(np.int64) for p in (png16, untiled))
+    assert a.shape == b.shape and np.abs(a - b).max() > 655  # more than 1 % of the range somewhere
+
+
 def test_segment_inpaint_workflow_runs_and_the_mask_reaches_the_inpainting_node(server):
     api = tiny(to_api(server, ROOT / "workflows" / "marigold_segment_inpaint.json"),
                **{"pcuenq/marigold-coco-segmentation": "marigold/tiny-seg"})

@@ -111,7 +111,7 @@ def test_iou_scores_and_baselines():
     assert iou(np.zeros_like(g), np.zeros_like(g))[0] == 1.0
 
 
-def test_a_short_segmentation_run_exports_a_model_that_segments(tiny_sd2, tmp_path):
+def test_a_short_segmentation_run_exports_a_model_that_segments(tiny_sd2, tmp_path, capsys):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "MARIGOLD_CACHE": str(tmp_path / "cache")}
@@ -133,3 +133,11 @@ def test_a_short_segmentation_run_exports_a_model_that_segments(tiny_sd2, tmp_pa
     m = res["metrics"]
     assert res["n"] == 2 and 0.0 <= m["miou"] <= 1.0 and m["constant_miou"] == 0.5
     assert {"iou/floor", "iou/wall", "wrong_prompt_miou", "cross_prompt_overlap", "ciou"} <= set(m)
+    # train.evaluate asks the entry how to score it (train.segmentation_eval.EVALUATION): IoU, not depth metrics
+    from train.evaluate import main as evaluate_main
+
+    assert evaluate_main(["--checkpoint", str(out / "final"), "--dataset", "synthetic:1", "--steps", "1",
+                          "--json", str(tmp_path / "eval.json")]) == 0
+    assert "synthetic-heldout" in capsys.readouterr().out
+    got = json.loads((tmp_path / "eval.json").read_text())[0]
+    assert got["n"] >= 2 and {"miou", "ciou", "wrong_prompt_miou"} <= set(got["metrics"])

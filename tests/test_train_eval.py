@@ -181,3 +181,28 @@ def test_evaluate_cli_on_a_tiny_checkpoint(depth_checkpoint, tmp_path, capsys):
         assert set(M.METRICS) <= set(r["metrics"]) and all(np.isfinite(v) for v in r["metrics"].values())
         assert 0 < r["metrics"]["abs_rel"] < 2
     assert "abs_rel" in capsys.readouterr().out
+
+
+def test_each_modality_entry_picks_how_it_is_scored(depth_checkpoint, make_checkpoint):
+    """train.evaluate and the trainer's validation ask the entry (Modality.evaluation): depth-like entries get the
+    depth protocol, other maps the per-target scores, segmentation its IoU module; a broken hook is one line."""
+    import marigold
+    from marigold.core import modality as mod
+    from marigold.errors import InputError
+    from train import segmentation_eval
+    from train.evaluate import DEPTH_EVALUATION, TARGETS_EVALUATION, evaluation_for
+
+    assert evaluation_for(mod.get("depth")) is DEPTH_EVALUATION is evaluation_for(mod.get("disparity"))
+    assert evaluation_for(mod.get("normals")) is TARGETS_EVALUATION is evaluation_for(mod.get("iid-lighting"))
+    assert evaluation_for(mod.get("segmentation")) is segmentation_eval.EVALUATION
+    bad = mod.Modality("x", "x", (mod.Target("x", 1),), "MarigoldDepthPipeline", "depth", evaluation="train.nope")
+    with pytest.raises(InputError, match="names its evaluation 'train.nope', which cannot be imported"):
+        evaluation_for(bad)
+    # the trainer's validation through the hooks, at the training size: depth with pictures, normals per target
+    vcfg = {"num_images": 1, "split": "val", "texture": "flat", "steps": 1, "ensemble_size": 1,
+            "processing_resolution": 32}
+    depth = DEPTH_EVALUATION.validate(marigold.load(depth_checkpoint, device="cpu", dtype="fp32"), vcfg, (24, 32))
+    assert depth["n"] == 1 and 0 < depth["metrics"]["abs_rel"] < 2 and depth["images"][0].shape[-1] == 3
+    normals = marigold.load(make_checkpoint("normals"), device="cpu", dtype="fp32")
+    res = evaluation_for(normals.modality).validate(normals, vcfg, (24, 32))
+    assert res["n"] == 1 and np.isfinite(res["metrics"]["normals_mean_angle"])

@@ -104,15 +104,34 @@ def test_continuing_an_iid_checkpoint_keeps_its_channels(iid_run, tmp_path):
 # A toy modality in one entry plus one loader, nothing else
 
 
-def test_a_toy_modality_is_one_entry_and_one_loader(tiny_sd2, tmp_path, monkeypatch):
+def test_a_toy_modality_is_one_entry_and_one_loader(tiny_sd2, tmp_path, monkeypatch, capsys):
     from marigold.core import modality as mod
     from train import finetune
     from train.data import register_dataset
     from train.data.synthetic import SyntheticDataset
 
+    from train.evaluate import Evaluation
+    from train.evaluate import main as evaluate_main
+
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    validated = []
+
+    def score(model, n: int) -> dict:  # the toy's own scoring: IoU of the predicted edges on held-out scenes
+        ds = Edges(n, 32, 32, "val", "flat")
+        ious = []
+        for i in range(n):
+            s = ds[i]
+            pred = marigold.predict(model, s.rgb, num_inference_steps=1, processing_resolution=32).prediction
+            p, gt = pred[0, 0].numpy() > 0.5, s.targets["edges"] > 0.5  # [H,W]
+            ious.append((p & gt).sum() / max((p | gt).sum(), 1))
+        return {"dataset": "synthetic-edges", "n": n, "metrics": {"edges_iou": float(np.mean(ious))}, "rows": []}
+
+    # the entry names how it is scored: train.evaluate and the trainer's validation ask it, nothing else changes
+    evaluation = Evaluation(lambda model, spec, a: score(model, int(spec.partition(":")[2] or 1)),
+                            lambda model, vcfg, size: validated.append((model.modality.name, size))
+                            or score(model, vcfg["num_images"]))
     edges = mod.register(mod.Modality("edges", "edges", (mod.Target("edges", 1, "raw"),), "MarigoldDepthPipeline",
-                                      "depth", files=("_edges.png",)), replace=True)
+                                      "depth", files=("_edges.png",), evaluation=evaluation), replace=True)
 
     class Edges(SyntheticDataset):  # the loader: depth discontinuities of the synthetic scenes
         def __getitem__(self, i):
@@ -128,7 +147,9 @@ def test_a_toy_modality_is_one_entry_and_one_loader(tiny_sd2, tmp_path, monkeypa
     try:
         out = tmp_path / "edges"
         assert finetune.main(["--base", str(tiny_sd2), "--task", "edges", "--data", "synthetic-edges",
-                              "--output", str(out), "--max-steps", "2", *TINY]) == 0
+                              "--output", str(out), "--max-steps", "2", *TINY, "--set", "validation.every=2",
+                              "--set", "validation.num_images=1"]) == 0
+        assert validated == [("edges", (24, 32))]  # at the training size; the trainer's validation asked the entry
         index = json.loads((out / "final" / "model_index.json").read_text())
         assert index["modality"] == "edges"
         model = marigold.load(out / "final", device="cpu", dtype="fp32", progress=False)
@@ -142,6 +163,12 @@ def test_a_toy_modality_is_one_entry_and_one_loader(tiny_sd2, tmp_path, monkeypa
                      "--device", "cpu", "--dtype", "fp32", "--npy"]) == 0
         assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == ["box_edges.npy", "box_edges.png"]
         assert np.load(tmp_path / "cli" / "box_edges.npy").shape[-2:] == (24, 32)
+        capsys.readouterr()
+        assert evaluate_main(["--checkpoint", str(out / "final"), "--dataset", "synthetic-edges:2",
+                              "--json", str(tmp_path / "eval.json")]) == 0
+        assert "edges_iou" in capsys.readouterr().out  # train.evaluate printed the entry's scores
+        res = json.loads((tmp_path / "eval.json").read_text())
+        assert res[0]["n"] == 2 and 0.0 <= res[0]["metrics"]["edges_iou"] <= 1.0
     finally:
         mod.MODALITIES.pop("edges", None)
         from train.data import REGISTERED

@@ -46,6 +46,7 @@ WIDGETS = {  # node type → widget name → value (checkpoint: see CHECKPOINT_F
     P + "LoadMarigold": {"dtype": "fp32"},
     "KSampler": {"steps": 1},  # random full-size SD1.5 weights: one step shows the graph runs
     "EmptyLatentImage": {"width": 64, "height": 64},
+    P + "MarigoldTiledDepth": {"tile_overlap": 16},  # less than the 64-px tiles ANY_NODE makes; the photo tiles 2×1
 }
 ANY_NODE = {"processing_resolution": 64, "denoising_steps": 2}  # cheap sampling, wherever these widgets are
 # expected (W, H) of what an output node writes, where it is not the input photo's (or video's) size

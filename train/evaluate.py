@@ -1,5 +1,6 @@
-r"""Evaluate a Marigold depth checkpoint with the standard affine-invariant protocol (a segmentation checkpoint:
-IoU per prompt, mIoU and cIoU on ``synthetic[:N]`` or ``coco:ROOT``, see :mod:`train.segmentation_eval`).
+r"""Evaluate a Marigold checkpoint: depth with the standard affine-invariant protocol; other modalities as their
+entry says (:class:`Evaluation`: normals and intrinsics per target on held-out scenes, text-grounded segmentation
+by IoU per prompt, mIoU and cIoU, see :mod:`train.segmentation_eval`).
 
     python -m train.evaluate --checkpoint runs/demo/final --dataset nyu:/data/nyu_depth_v2_labeled.mat \
         --dataset kitti:/data/kitti --dataset middlebury [--steps 4 --ensemble 1 --processing-resolution 768]
@@ -45,12 +46,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from marigold.errors import InputError
 from marigold.optional import require
 
 from . import metrics as M
@@ -333,6 +336,86 @@ def format_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# What a modality's entry says about scoring it
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """How ``train.evaluate`` and the trainer's validation score one modality; named by its entry's ``evaluation``
+    (``"module:attribute"``, imported here only, so the library never imports the trainer; or the object itself).
+
+    ``evaluate(model, spec, options)``: one ``--dataset`` of the command line (``options``: its parsed arguments)
+    → ``{"dataset", "n", "metrics", "rows", ...}``. ``validate(model, vcfg, size)``: the trainer's light validation
+    (``vcfg``: the config's ``validation`` section; ``size``: the training resolution ``(h, w)``) → the same, with
+    ``"images"`` (``[H,W,3]`` 0..1) if it has pictures to log. ``table(results)``: the printed table.
+    """
+
+    evaluate: Callable[[Any, str, argparse.Namespace], dict]
+    validate: Callable[[Any, dict, tuple[int, int]], dict]
+    table: Callable[[list[dict]], str] = format_table
+
+
+def _depth_spec(model, spec: str, a: argparse.Namespace) -> dict:
+    if spec.partition(":")[0] in VIDEO_SETS:
+        return evaluate_video_spec(model, spec, a)
+    res = evaluate_model(model, make_eval_set(spec, a.max_images), steps=a.steps, ensemble_size=a.ensemble,
+                         processing_resolution=a.processing_resolution, seed=a.seed, space=a.space)
+    res.pop("images")
+    return res
+
+
+def _depth_validation(model, vcfg: dict, size: tuple[int, int]) -> dict:
+    return evaluate_model(model, synthetic_eval_set(vcfg["num_images"], split=vcfg["split"], texture=vcfg["texture"]),
+                          steps=vcfg["steps"], ensemble_size=vcfg["ensemble_size"],
+                          processing_resolution=vcfg["processing_resolution"], seed=0, keep_images=2)
+
+
+def _targets_spec(model, spec: str, a: argparse.Namespace) -> dict:
+    name, _, path = spec.partition(":")
+    if name != "synthetic":
+        raise SystemExit(f"{a.checkpoint} is a {model.modality.name} checkpoint; train.evaluate scores it "
+                         f"on synthetic[:N[:TEXTURE]] (held-out scenes with every target); got {spec!r}.")
+    n, _, texture = path.partition(":")
+    samples = synthetic_target_samples(int(n) if n else (a.max_images or 8), texture=texture or "flat")
+    res = evaluate_targets(model, samples, steps=a.steps, ensemble_size=a.ensemble,
+                           processing_resolution=a.processing_resolution, seed=a.seed)
+    res.pop("images")
+    return res
+
+
+def _targets_validation(model, vcfg: dict, size: tuple[int, int]) -> dict:
+    samples = synthetic_target_samples(vcfg["num_images"], vcfg["split"], *size, texture=vcfg["texture"] or "flat")
+    return evaluate_targets(model, samples, steps=vcfg["steps"], ensemble_size=vcfg["ensemble_size"],
+                            processing_resolution=vcfg["processing_resolution"])
+
+
+# the scoring of entries that name none: depth-like (affine) targets by the depth protocol (benchmarks, video sets);
+# any other maps (normals, intrinsics, a new modality's) per target against the synthetic scenes' renders
+DEPTH_EVALUATION = Evaluation(_depth_spec, _depth_validation)
+TARGETS_EVALUATION = Evaluation(_targets_spec, _targets_validation)
+
+
+def evaluation_for(modality) -> Evaluation:
+    """The :class:`Evaluation` a modality's entry names (its ``evaluation``), else the one its targets call for."""
+    named = modality.evaluation
+    if named is None:
+        return DEPTH_EVALUATION if modality.ensemble == "affine" else TARGETS_EVALUATION
+    if isinstance(named, str):
+        import importlib
+
+        module, _, attr = named.partition(":")
+        try:
+            named = getattr(importlib.import_module(module), attr or "EVALUATION")
+        except (ImportError, AttributeError) as e:
+            raise InputError(f"modality {modality.name!r} names its evaluation {modality.evaluation!r}, which "
+                             f"cannot be imported: {e}") from None
+    if not isinstance(named, Evaluation):
+        raise InputError(f"modality {modality.name!r}: `evaluation` must name a train.evaluate.Evaluation; got "
+                         f"{type(named).__name__}.")
+    return named
+
+
 VIDEO_SETS = ("synthetic-video", "video-folder", "tartanair", "scannet-video", "bonn", "pointodyssey", "dydtof")
 
 
@@ -372,9 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--json", help="write the per-image rows and means here")
     ap.add_argument("--classes", nargs="*", default=None,
-                    help="segmentation on coco: only these class names (default: all)")
+                    help="prompt modalities (segmentation) on coco: only these class names (default: all)")
     ap.add_argument("--threshold", type=float, default=None,
-                    help="segmentation: whiteness from which a pixel is the object (default 0.93)")
+                    help="masks (segmentation): whiteness from which a pixel is the object (default 0.93)")
     ap.add_argument("--video-mode", choices=("frames", "video"), default="frames",
                     help="video sets: each frame alone, or marigold.video.pipeline.predict_video")
     ap.add_argument("--max-frames", type=int, default=None, help="video sets: frames per video")
@@ -392,43 +475,9 @@ def _run(a: argparse.Namespace) -> int:
     import marigold
 
     model = marigold.load(a.checkpoint, device=a.device, dtype=a.dtype)
-    if model.modality.name == "segmentation":  # IoU per prompt, mIoU, cIoU (train.segmentation_eval)
-        from .segmentation_eval import evaluate_segmentation, iter_rows, make_segmentation_set
-
-        results = [evaluate_segmentation(model, make_segmentation_set(spec, a.max_images, a.classes),
-                                         steps=a.steps, ensemble_size=a.ensemble,
-                                         processing_resolution=a.processing_resolution, seed=a.seed,
-                                         threshold=a.threshold)
-                   for spec in a.dataset]
-        print("\n".join(iter_rows(results)))
-        if a.json:
-            Path(a.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
-        return 0
-    results = []
-    if model.modality.ensemble != "affine":  # normals and intrinsics: scored per target, on data with targets
-        for spec in a.dataset:
-            name, _, path = spec.partition(":")
-            if name != "synthetic":
-                raise SystemExit(f"{a.checkpoint} is a {model.modality.name} checkpoint; train.evaluate scores it "
-                                 f"on synthetic[:N[:TEXTURE]] (held-out scenes with every target); got {spec!r}.")
-            n, _, texture = path.partition(":")
-            samples = synthetic_target_samples(int(n) if n else (a.max_images or 8), texture=texture or "flat")
-            results.append(evaluate_targets(model, samples, steps=a.steps, ensemble_size=a.ensemble,
-                                            processing_resolution=a.processing_resolution, seed=a.seed))
-            results[-1].pop("images")
-        print(format_table(results))
-        if a.json:
-            Path(a.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
-        return 0
-    for spec in a.dataset:
-        if spec.partition(":")[0] in VIDEO_SETS:
-            results.append(evaluate_video_spec(model, spec, a))
-            continue
-        res = evaluate_model(model, make_eval_set(spec, a.max_images), steps=a.steps, ensemble_size=a.ensemble,
-                             processing_resolution=a.processing_resolution, seed=a.seed, space=a.space)
-        res.pop("images")
-        results.append(res)
-    print(format_table(results))
+    ev = evaluation_for(model.modality)  # the entry says how its predictions are scored
+    results = [ev.evaluate(model, spec, a) for spec in a.dataset]
+    print(ev.table(results))
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
     return 0

@@ -93,6 +93,9 @@ class Trainer:
 
         self.snippet = cfg["mode"] == "snippet"
         self.modality = get_modality(cfg["task"])
+        from .evaluate import evaluation_for
+
+        self.evaluation = evaluation_for(self.modality)  # how validation scores it; a bad hook fails before training
         if self.snippet and not self.modality.video:
             raise SystemExit("--mode snippet trains video depth; --task must be depth.")
         self.base = load_base(cfg["base"], cfg["task"], cfg["cache_dir"])
@@ -109,7 +112,7 @@ class Trainer:
         self.base.vae.to(dev) if self.weight_dtype == torch.float32 else self.base.vae.to(dev, self.weight_dtype)
         self.sf = float(self.base.vae.config.scaling_factor)
         self.text = self.base.empty_text_embedding.to(dev, self.weight_dtype)  # [1,T,D]
-        self.prompts: dict[str, torch.Tensor] = {}  # segmentation: class name → [1,77,D], for every class of the data
+        self.prompts: dict[str, torch.Tensor] = {}  # prompt modalities: class name → [1,77,D], each class of the data
 
         unet = self.base.unet
         # frames the UNet, the noise and the loss treat as one snippet (1: every frame alone); the stream samples
@@ -147,7 +150,7 @@ class Trainer:
                                               bool(sn["joint"]))
         else:
             seg = cfg["segmentation"]
-            if cfg["task"] == "segmentation" and seg["classes"]:
+            if self.modality.conditioning == "prompt" and seg["classes"]:  # the prompts to train on
                 cfg["data"] = [{**parse_spec(d), "classes": list(seg["classes"])} for d in cfg["data"]]
             self.stream = make_stream(cfg["data"], cfg["resolution"], cfg["batch_size"], cfg["seed"], cfg["task"],
                                       cfg["flip_p"], cfg.get("augment"), seg["target"])
@@ -278,7 +281,7 @@ class Trainer:
         objective = self.cfg["snippet"]["objective"] if self.snippet else self.cfg["mode"]
         with torch.no_grad():
             rgb_latent = self.base.vae.encode(rgb).latent_dist.mode() * self.sf  # [B,4,h,w]
-        if self.prompts:  # segmentation: each sample's class name
+        if self.prompts:  # prompt modalities (segmentation): each sample's class name
             text = torch.cat([self.prompts[p] for p in batch["prompt"]])  # [B,77,D]
         else:
             text = self.text.expand(b, -1, -1)  # [B,T,D]
@@ -341,8 +344,6 @@ class Trainer:
 
     def validate(self) -> dict:
         """Light validation on held-out scenes through the core sampler (main process only)."""
-        from .evaluate import evaluate_model, synthetic_eval_set
-
         vcfg = self.cfg["validation"]
         unet = self.raw_unet
         if self.ema is not None:
@@ -366,28 +367,10 @@ class Trainer:
                 return self._log_validation(res)
             model = in_memory_model(self.base, unet, self.noise_cfg, self.cfg["task"], self.acc.device,
                                     processing_resolution=vcfg["processing_resolution"])
-            if self.modality.name == "segmentation":  # IoU on held-out synthetic scenes, every labelled surface
-                from .segmentation_eval import evaluate_segmentation, synthetic_segmentation_set
-
-                model.prompt_embeddings.update({k: v.float().cpu() for k, v in self.prompts.items()})
-                res = evaluate_segmentation(model, synthetic_segmentation_set(vcfg["num_images"], split=vcfg["split"],
-                                                                              texture=vcfg["texture"]),
-                                            steps=vcfg["steps"], processing_resolution=vcfg["processing_resolution"],
-                                            seed=0)
-                return self._log_validation(res)
-            if self.modality.ensemble != "affine":  # normals, intrinsics: every target against the renders
-                from .evaluate import evaluate_targets, synthetic_target_samples
-
-                h, w = self.stream.sizes[0]
-                samples = synthetic_target_samples(vcfg["num_images"], vcfg["split"], h, w,
-                                                   texture=vcfg["texture"] or "flat")
-                return self._log_validation(evaluate_targets(model, samples, steps=vcfg["steps"],
-                                                             ensemble_size=vcfg["ensemble_size"],
-                                                             processing_resolution=vcfg["processing_resolution"]))
-            res = evaluate_model(model, synthetic_eval_set(vcfg["num_images"], split=vcfg["split"],
-                                                           texture=vcfg["texture"]),
-                                 steps=vcfg["steps"], ensemble_size=vcfg["ensemble_size"],
-                                 processing_resolution=vcfg["processing_resolution"], seed=0, keep_images=2)
+            # prompt modalities: the class names the trainer encoded, so validation never loads the text encoder again
+            model.prompt_embeddings.update({k: v.float().cpu() for k, v in self.prompts.items()})
+            # the entry says how it is scored (train.evaluate.Evaluation: depth, per-target maps, IoU for masks ...)
+            res = self.evaluation.validate(model, vcfg, self.stream.sizes[0])
         finally:
             unet.train()
             if self.ema is not None:

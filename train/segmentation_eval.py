@@ -1,4 +1,5 @@
-"""Scoring text-grounded segmentation (``python -m train.evaluate`` with a segmentation checkpoint).
+"""Scoring text-grounded segmentation (``python -m train.evaluate`` with a segmentation checkpoint, and the trainer's
+validation: the segmentation entry names :data:`EVALUATION`).
 
 Per item (an image, a prompt, the true mask) the IoU of the predicted mask; then, as the referring-segmentation
 benchmarks report them: **mIoU** (mean of the items' IoUs), **cIoU** (cumulative: total intersection over total
@@ -21,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+
+from .evaluate import Evaluation
 
 
 @dataclass
@@ -158,3 +161,29 @@ def iter_rows(results: list[dict]) -> Iterator[str]:
         for k, v in m.items():
             if k.startswith("iou/"):
                 yield f"  {k[4:]:<16} {v:.3f}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What the segmentation entry names as its evaluation (marigold.modalities.segmentation: ``evaluation``)
+
+
+def _evaluate_spec(model, spec: str, a) -> dict:
+    """One ``--dataset`` of ``train.evaluate`` (``synthetic[:N[:flat|photo]]`` or ``coco:ROOT``)."""
+    return evaluate_segmentation(model, make_segmentation_set(spec, a.max_images, a.classes), steps=a.steps,
+                                 ensemble_size=a.ensemble, processing_resolution=a.processing_resolution, seed=a.seed,
+                                 threshold=a.threshold)
+
+
+def _validate(model, vcfg: dict, size: tuple[int, int]) -> dict:
+    """The trainer's validation: IoU on held-out synthetic scenes, every labelled surface (at the renderer's size:
+    masks need no more)."""
+    return evaluate_segmentation(model, synthetic_segmentation_set(vcfg["num_images"], split=vcfg["split"],
+                                                                   texture=vcfg["texture"]),
+                                 steps=vcfg["steps"], processing_resolution=vcfg["processing_resolution"], seed=0)
+
+
+def _table(results: list[dict]) -> str:
+    return "\n".join(iter_rows(results))
+
+
+EVALUATION = Evaluation(_evaluate_spec, _validate, _table)

@@ -12,7 +12,10 @@ VAE decodes the target); what differs is described here, once:
 - the ensembling rule (``"affine"``: depth-like scale/shift alignment; ``"closest"``: unit normals;
   ``"median"``: per target, per pixel);
 - what the checkpoint says (``pipeline``, ``prediction_type``, extra ``model_index.json`` keys) and what the CLI
-  and the nodes write (``files``: the suffixes of the CLI's output files; :func:`write`).
+  and the nodes write (``files``: the suffixes of the CLI's output files; :func:`write`);
+- for prompt modalities, what the CLI runs per image and prompt (``predict_prompt``);
+- how it is scored (``evaluation``: what ``train.evaluate`` and the trainer's validation run; by default chosen
+  from the targets).
 
 Adding a modality is one :class:`Modality` passed to :func:`register` (anywhere before loading or training)
 plus a data loader whose samples carry the targets by name (``sample.targets[name]``, see
@@ -116,6 +119,14 @@ class Modality:
     geometry: bool = False  # reliefs, meshes and point clouds can be made from it (depth-like)
     video: bool = False  # the video path (RollingDepth-style clips) serves it
     files: tuple[str, ...] = ()  # the CLI's output file suffixes, for the docs and the nodes
+    # prompt modalities: what the CLI runs per image and prompt, ``predict_prompt(model, image, prompt, options,
+    # **sampling) -> (prediction [N,C,H,W] for the writer, uncertainty [N,1,H,W] | None)``; ``options``: the CLI's
+    # prompt-model options (threshold, clean, tone_down), also handed to the writer with the prompt
+    predict_prompt: Callable[..., tuple[torch.Tensor, torch.Tensor | None]] | None = None
+    # how train.evaluate and the trainer's validation score it: "module:attribute" naming a train.evaluate.Evaluation
+    # (imported by the trainer only; the library never imports it), or that object; None: by the targets (affine:
+    # the depth protocol; other maps: per-target scores against the synthetic renders)
+    evaluation: Any = None
 
     @property
     def n_targets(self) -> int:

@@ -90,6 +90,12 @@ def _tokenize(tokenizer, prompt: str) -> torch.Tensor:
                      return_tensors="pt").input_ids  # [1,77]
 
 
+def prompt_slug(prompt: str) -> str:
+    """A prompt as a file-name part: ``dining table`` → ``dining-table``."""
+    keep = "".join(c if c.isalnum() or c in "-_" else "-" for c in "-".join(prompt.split()))
+    return keep.strip("-") or "prompt"
+
+
 def prompt_embeddings(model: MarigoldModel, prompts: list[str]) -> dict[str, torch.Tensor | InputError]:
     """Each prompt → its embedding ``[1,77,D]`` float32 on the CPU, or the :class:`InputError` that refuses it (so
     that one bad prompt does not stop the others). Prompts are checked with :func:`check_prompt` first."""

@@ -23,7 +23,7 @@ from ..core import image as img
 from ..core.checkpoint import MarigoldModel
 from ..core.modality import Modality, Target, register
 from ..core.predict import CancelFn, ProgressFn, finish, iter_members
-from ..core.prompts import check_prompt, prompt_embedding
+from ..core.prompts import check_prompt, prompt_embedding, prompt_slug  # noqa: F401  (prompt_slug: re-exported)
 from ..errors import InputError
 
 THRESHOLD = 0.93  # just below the lowest white the published model paints (0.935, Cocogold's write-up)
@@ -70,12 +70,6 @@ def mask_from_painted(painted: torch.Tensor, threshold: float = THRESHOLD, clean
     """The painted image ``[N,3,H,W]`` → the mask ``[N,1,H,W]`` 0/1: white pixels, opened when ``clean``."""
     mask = (whiteness(painted) >= threshold).float()  # [N,1,H,W]
     return open_mask(mask) if clean else mask
-
-
-def prompt_slug(prompt: str) -> str:
-    """A prompt as a file-name part: ``dining table`` → ``dining-table``."""
-    keep = "".join(c if c.isalnum() or c in "-_" else "-" for c in "-".join(prompt.split()))
-    return keep.strip("-") or "prompt"
 
 
 def _check(threshold: float) -> None:
@@ -132,10 +126,21 @@ def _write_segmentation(m: Modality, p: torch.Tensor, out_dir: Path, stem: str, 
     return out
 
 
+def _predict_prompt(model: MarigoldModel, image: img.ImageInput, prompt: str, options: dict, **sampling
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """What the CLI runs per image and prompt: :func:`segment` → (the painted image ``[N,3,H,W]``, which the
+    writer turns into the mask, and the uncertainty ``[N,1,H,W]`` or None); ``options``: threshold, clean,
+    tone_down (the CLI's --threshold, --no-clean, --keep-white)."""
+    seg = segment(model, image, prompt, threshold=options.get("threshold", THRESHOLD),
+                  clean=options.get("clean", True), tone_down=options.get("tone_down", True), **sampling)
+    return seg.painted, seg.uncertainty
+
+
 # Text-grounded segmentation (Cocogold): the prompt names the object; the target is the input image with that object
 # painted white (a binary target degenerated in Cocogold's first run); members are averaged, then thresholded
 # (marigold.segment reads the mask from the painted image).
 register(Modality("segmentation", "segmentation", (Target("painted", 3, "raw"),), "MarigoldSegmentationPipeline",
                   "segmentation", conditioning="prompt", ensemble="median", default_reduction="mean",
-                  writer=_write_segmentation, files=("_mask_<prompt>.png", "_painted_<prompt>.png")))
+                  writer=_write_segmentation, files=("_mask_<prompt>.png", "_painted_<prompt>.png"),
+                  predict_prompt=_predict_prompt, evaluation="train.segmentation_eval:EVALUATION"))
 
