@@ -107,6 +107,7 @@ def test_quality_bench_reuses_its_cache_and_rebuilds_on_change(tmp_path, monkeyp
     Q._build(folder, "k2", ["x", str(folder)], "thing", spent)
     assert calls == ["thing", "thing"]  # its key changed (recipe, seed, base): rebuilt
 
+
 def test_segmentation_memory_bench_runs_its_three_jobs_on_tiny_checkpoints(tmp_path):
     """bench.segmentation_memory (issue 19's memory check) end to end on tiny checkpoints: every job in its own
     process, the phases measured, the summary and the table written."""
