@@ -9,7 +9,8 @@ Not a test: it builds its models once into ``--cache`` (default ``.cache/quality
    (``--size small --vae-steps 600``);
 2. for every ``--seeds`` seed, the small recipe's model and the tiny recipe's model (``configs/cpu_tiny.yaml``),
    each trained by ``python -m train.finetune`` in its own process. A cached model is reused while its recipe
-   file, seed, base and ``train/tiny.py`` are unchanged (a stamp beside it holds their hash).
+   (its settings, not its comments), seed and base (the stand-in's architecture and fitting arguments) are
+   unchanged: a stamp beside it holds their hash; delete the cache folder after changing how ``train.tiny`` fits.
 
 Then the rows (held-out synthetic scenes with flat-coloured surfaces, never seen in training; every number
 is our own models, trained here on the CPU on synthetic data; no real weights):
@@ -46,6 +47,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -90,8 +92,10 @@ def _fresh(folder: Path, key: str) -> bool:
     return folder.is_dir() and stamp.is_file() and stamp.read_text().strip() == key
 
 
-def _run(cmd: list[str], what: str) -> float:
+def _run(cmd: list[str], what: str, threads: int | None = None) -> float:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     t0 = time.perf_counter()
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if res.returncode:
@@ -99,19 +103,20 @@ def _run(cmd: list[str], what: str) -> float:
     return time.perf_counter() - t0
 
 
-def _build(folder: Path, key: str, cmd: list[str], what: str, spent: dict) -> Path:
+def _build(folder: Path, key: str, cmd: list[str], what: str, spent: dict, threads: int | None = None) -> Path:
     if _fresh(folder, key):
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     log(f"building {what} ...")
-    spent[folder.name] = round(_run(cmd, what), 1)
+    spent[folder.name] = round(_run(cmd, what, threads) if threads else _run(cmd, what), 1)
     (folder.parent / f"{folder.name}.stamp").write_text(key + "\n")
     log(f"  {what}: {spent[folder.name]:.0f} s")
     return folder
 
 
-def build_models(cache: Path, seeds: list[int], recipes: list[str]) -> tuple[dict, dict]:
-    """→ ({(recipe, seed): final checkpoint folder}, {what: seconds spent building it in this run})."""
+def build_models(cache: Path, seeds: list[int], recipes: list[str], jobs: int = 1) -> tuple[dict, dict]:
+    """→ ({(recipe, seed): final checkpoint folder}, {what: seconds spent building it in this run}). ``jobs``:
+    trainings run side by side, each with ``cores // jobs`` threads (the stand-ins are built first, alone)."""
     cache.mkdir(parents=True, exist_ok=True)
     spent: dict[str, float] = {}
     shared = Path(os.environ.get("MARIGOLD_SHARED", ROOT.parent / "shared"))
@@ -121,23 +126,29 @@ def build_models(cache: Path, seeds: list[int], recipes: list[str]) -> tuple[dic
     mg = _build(cache / "tiny-marigold", _digest(tool.read_bytes()),
                 [sys.executable, str(tool), str(cache / "tiny-marigold"), "--size", "tiny", "--dtype", "fp32"],
                 "the tiny Marigold checkpoint", spent)
-    tiny_py = (ROOT / "train" / "tiny.py").read_bytes()
+    from train.config import load_file
+    from train.tiny import SMALL_UNET, SMALL_VAE
+
+    arch = json.dumps([SMALL_UNET, SMALL_VAE], sort_keys=True)  # the tiny one comes from the shared tool
     bases = {}
     for name in sorted({RECIPES[r][1] for r in recipes}):
-        key = _digest(tiny_py, " ".join(BASES[name]), (cache / "tiny-marigold.stamp").read_text())
+        key = _digest(arch, " ".join(BASES[name]), (cache / "tiny-marigold.stamp").read_text())
         bases[name] = (_build(cache / name, key, [sys.executable, "-m", "train.tiny", str(cache / name), "--from",
                                                   str(mg)] + BASES[name], f"the {name} stand-in", spent), key)
-    models = {}
+    models, todo = {}, []
     for recipe in recipes:
         config, base = RECIPES[recipe]
         cfg = ROOT / "train" / "configs" / config
         for seed in seeds:
             run = cache / f"{recipe}-s{seed}"
-            key = _digest(cfg.read_bytes(), str(seed), bases[base][1])
-            _build(run, key, [sys.executable, "-m", "train.finetune", "--config", str(cfg), "--base",
-                              str(bases[base][0]), "--output", str(run), "--seed", str(seed), "--no-progress",
-                              "--checkpoint-every", "0"], f"the {recipe} recipe's model, seed {seed}", spent)
+            key = _digest(json.dumps(load_file(cfg), sort_keys=True), str(seed), bases[base][1])
+            todo.append((run, key, [sys.executable, "-m", "train.finetune", "--config", str(cfg), "--base",
+                                    str(bases[base][0]), "--output", str(run), "--seed", str(seed), "--no-progress",
+                                    "--checkpoint-every", "0"], f"the {recipe} recipe's model, seed {seed}"))
             models[recipe, seed] = run / "final"
+    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    with ThreadPoolExecutor(max(1, jobs)) as pool:  # threads wait on the training processes
+        list(pool.map(lambda t: _build(*t, spent, threads if jobs > 1 else None), todo))
     return models, spent
 
 
@@ -391,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=",".join(ROWS), help=f"comma-separated rows: {', '.join(ROWS)}")
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "quality")
     ap.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md as it is")
+    ap.add_argument("--jobs", type=int, default=2, help="trainings side by side (each with cores/jobs threads)")
     a = ap.parse_args(argv)
     rows = [r.strip() for r in a.only.split(",") if r.strip()]
     bad = [r for r in rows if r not in ROWS]
@@ -403,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_flush_denormal(True)
     recipes = ["small", "tiny"] if {"image", "react", "stereo"} & set(rows) else ["small"]
-    paths, spent = build_models(a.cache, a.seeds, recipes)
+    paths, spent = build_models(a.cache, a.seeds, recipes, a.jobs)
     t0 = time.perf_counter()
     res: dict = {"date": date.today().isoformat(), "cpu": cpu_flags(), "seeds": a.seeds, "spent": spent}
     const = mean_map() if {"image", "stereo"} & set(rows) else None
