@@ -165,3 +165,27 @@ def test_losses():
     n = torch.nn.functional.normalize(torch.randn(1, 3, 4, 4), dim=1)
     assert float(angular(n, n, torch.ones(1, 1, 4, 4, dtype=torch.bool))) < 1e-2
     assert float(angular(-n, n, torch.ones(1, 1, 4, 4, dtype=torch.bool))) > 3.0
+
+
+def test_small_stand_in_has_attention_at_its_lower_levels_and_a_factor_8_vae(make_checkpoint, tmp_path):
+    """``train.tiny --size small`` (the quality benches' instrument, train/README.md "The small model"): the
+    UNet's attention sits at its two lower levels (where RollingDepth's cross-frame attention acts), the VAE
+    downsamples by 8 as SD's does, and the text encoder is the tiny checkpoint's (its width is the UNet's
+    cross-attention width). No fitting here (``vae_steps=0``): the bench fits it."""
+    import json
+
+    from train.base import load_base
+    from train.tiny import make_tiny_sd2
+
+    out = make_tiny_sd2(tmp_path / "sd2-small", make_checkpoint("depth"), vae_steps=0, size="small")
+    unet = json.loads((out / "unet" / "config.json").read_text())
+    assert unet["down_block_types"] == ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"]
+    assert unet["in_channels"] == 4 and unet["block_out_channels"] == [64, 128, 256]
+    vae = json.loads((out / "vae" / "config.json").read_text())
+    assert 2 ** (len(vae["block_out_channels"]) - 1) == 8
+    base = load_base(out)
+    assert base.unet.config.cross_attention_dim == base.empty_text_embedding.shape[-1]
+    assert base.unet.config.in_channels == 8  # widened for the image latent, as for SD2
+    assert sum(p.numel() for p in base.unet.parameters()) > 10 * 10**6  # not the 0.8M tiny UNet
+    with pytest.raises(ValueError, match="size must be one of"):
+        make_tiny_sd2(tmp_path / "x", make_checkpoint("depth"), size="huge")
