@@ -178,8 +178,14 @@ def _depth_of(model, rgb: np.ndarray, seed: int = 0) -> np.ndarray:
 def image_row(model, n: int = 32) -> dict:
     from train.evaluate import evaluate_model, synthetic_eval_set
 
+    from train.metrics import fit_scale_shift
+
     m = evaluate_model(model, synthetic_eval_set(n, "heldout", *SIZE, texture="flat"), seed=0)["metrics"]
-    return {"abs_rel": m["abs_rel"], "delta1": m["delta1"]}
+    # the alignment may flip a map (a negative scale): the AbsRel above cannot tell an inverted map (near = 1,
+    # against the depth convention near = 0) from a right one, so count them
+    flipped = [fit_scale_shift(_depth_of(model, it.rgb), it.depth, it.valid & (it.depth > 1e-3))[0] < 0
+               for it in synthetic_eval_set(n, "heldout", *SIZE, texture="flat").items]
+    return {"abs_rel": m["abs_rel"], "delta1": m["delta1"], "inverted": float(np.mean(flipped))}
 
 
 def mean_map_row(const: np.ndarray, n: int = 32) -> dict:
@@ -221,6 +227,7 @@ def video_row(model, clips: int = 3, frames: int = 32) -> dict:
     from train.video_metrics import evaluate_video
 
     out: dict[str, dict] = {}
+    res = model.default_processing_resolution
     for kind, strength in (("moving camera", 0.0), ("moving camera + ±20% exposure flicker", 0.2)):
         per: dict[str, list] = {"frames, one seed": [], "frames, a seed per frame": [], "video mode": []}
         for i, c in enumerate(synthetic_videos(clips, frames, *SIZE, split="heldout", path="random", texture="flat")):
@@ -229,7 +236,10 @@ def video_row(model, clips: int = 3, frames: int = 32) -> dict:
             preds = {"frames, one seed": np.stack([_depth_of(model, f) for f in rgb]),
                      # one seed for the batch: every frame draws its own noise
                      "frames, a seed per frame": marigold.predict(model, x, seed=0).prediction[:, 0].numpy(),
-                     "video mode": marigold.predict_video(model, x, seed=0).depth[:, 0].numpy()}
+                     # at the checkpoint's own resolution, as the frames run: the video presets' 768 is
+                     # RollingDepth's and real checkpoints', not this 128-px model's
+                     "video mode": marigold.predict_video(model, x, seed=0, processing_resolution=res
+                                                          ).depth[:, 0].numpy()}
             for mode, p in preds.items():
                 m = evaluate_video(p, c.depth, c.valid, space="depth", intrinsics=c.intrinsics, poses=c.poses)
                 per[mode].append([m["abs_rel"], m["delta1"], m["temporal_error"]])
@@ -336,14 +346,16 @@ def markdown(res: dict) -> str:
              f"are several); our own models trained here on synthetic data, no real weights."]
     if "image" in res:
         lines += ["", "Held-out synthetic scenes (32, flat-coloured, 96×128), one alignment per scene:", "",
-                  "| model | AbsRel | δ1 | AbsRel ÷ mean map | AbsRel ÷ tiny recipe |", "|---|---|---|---|---|"]
+                  "| model | AbsRel | δ1 | AbsRel ÷ mean map | AbsRel ÷ tiny recipe | maps inverted (near = 1) |",
+                  "|---|---|---|---|---|---|"]
         mm = res["image"]["mean map"]["abs_rel"]
         tiny = np.mean([r["abs_rel"] for r in res["image"].get("tiny", [])]) if res["image"].get("tiny") else None
         for name, rows in res["image"].items():
             rows = rows if isinstance(rows, list) else [rows]
             ar = [r["abs_rel"] for r in rows]
+            inv = f"{np.mean([r['inverted'] for r in rows]):.0%}" if "inverted" in rows[0] else "–"
             lines.append(f"| {name} | {_ms(ar)} | {_ms([r['delta1'] for r in rows])} | {np.mean(ar) / mm:.2f} | "
-                         + (f"{np.mean(ar) / tiny:.2f} |" if tiny else "– |"))
+                         + (f"{np.mean(ar) / tiny:.2f} |" if tiny else "– |") + f" {inv} |")
     if "react" in res:
         lines += ["", "Does it look at the picture? Mean |Δ| of the 0..1 maps (8 held-out scenes):", "",
                   "| model | exposure 0.8× vs 1.2× | noise seed 0 vs 1 | scene vs scene | exposure ÷ seed | "
@@ -443,6 +455,10 @@ def main(argv: list[str] | None = None) -> int:
                 res.setdefault("stereo", {}).setdefault(k if k in models else k, []).append(v)
             log(f"seed {seed} stereo: {st}")
     res["measure_s"] = time.perf_counter() - t0
+    if RESULTS_JSON.is_file() and not a.no_write:  # rows not measured in this run stay as they were
+        old = json.loads(RESULTS_JSON.read_text())
+        if old.get("seeds") == a.seeds:
+            res = {**old, **res, "spent": {**old.get("spent", {}), **spent}}
     table = markdown(res)
     print(table)
     if not a.no_write:

@@ -82,6 +82,7 @@ def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint):
     assert set(res["video"]["small"][0]["moving camera"]) == {"frames, one seed", "frames, a seed per frame",
                                                               "video mode"}
     assert "seam_ratio" in res["tiles"]["small"][0]["tiled 2×"]
+    assert 0.0 <= res["image"]["small"][0]["inverted"] <= 1.0
     table = Q.markdown(res)
     for needle in ("| mean map |", "| small | moving camera | video mode |", "| small | tiled 2× |",
                    "| true depth |"):
