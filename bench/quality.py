@@ -141,7 +141,8 @@ def build_models(cache: Path, seeds: list[int], recipes: list[str], jobs: int = 
         cfg = ROOT / "train" / "configs" / config
         for seed in seeds:
             run = cache / f"{recipe}-s{seed}"
-            key = _digest(json.dumps(load_file(cfg), sort_keys=True), str(seed), bases[base][1])
+            key = _digest(json.dumps(load_file(cfg), sort_keys=True), str(seed), bases[base][1],
+                          (ROOT / "train" / "losses.py").read_bytes())  # a loss change retrains
             todo.append((run, key, [sys.executable, "-m", "train.finetune", "--config", str(cfg), "--base",
                                     str(bases[base][0]), "--output", str(run), "--seed", str(seed), "--no-progress",
                                     "--checkpoint-every", "0"], f"the {recipe} recipe's model, seed {seed}"))

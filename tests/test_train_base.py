@@ -157,6 +157,10 @@ def test_losses():
     torch.testing.assert_close(s, torch.full((2,), 1 / 3))
     assert float(affine_invariant_l1(pred, gt, mask)) < 1e-5
     assert float(affine_invariant_l1(torch.rand(2, 1, 16, 16), gt, mask)) > 0.05
+    # an upside-down map (near = 1) is not turned over for free: it costs more than the best constant map
+    constant = float((gt - gt.mean((1, 2, 3), keepdim=True)).abs().mean())
+    assert float(affine_invariant_l1(1 - gt, gt, mask)) > constant
+    assert float(affine_invariant_l1(1 - gt, gt, mask)) > 1.5 * float(affine_invariant_l1(gt * 0.5, gt, mask)) + 0.1
     valid = torch.ones(1, 1, 16, 16, dtype=torch.bool)
     valid[0, 0, 0, 0] = False
     lm = latent_mask(valid)

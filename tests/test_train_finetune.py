@@ -159,6 +159,10 @@ def test_tiny_model_learns_depth_on_synthetic_scenes(tiny_sd2, tmp_path):
     preds = np.stack([marigold.predict(model, it.rgb, processing_resolution=64, seed=0).prediction[0, 0].numpy()
                       for it in items])  # [8,H,W] 0..1, the same noise for every scene
     scene_change = float(np.abs(preds[1:] - preds[0]).mean())
+    # the right way up (near = 0): an unconstrained alignment would hide an inverted map (train/losses.py)
+    from train.metrics import fit_scale_shift
+
+    scales = [fit_scale_shift(p, it.depth, it.valid & (it.depth > 1e-3))[0] for p, it in zip(preds, items)]
     print(f"held-out synthetic AbsRel {before['abs_rel']:.4f} -> {after['abs_rel']:.4f} (training mean map "
           f"{const_abs_rel:.4f}), delta1 {before['delta1']:.4f} -> {after['delta1']:.4f}, "
           f"scene change {scene_change:.4f}")
@@ -166,6 +170,7 @@ def test_tiny_model_learns_depth_on_synthetic_scenes(tiny_sd2, tmp_path):
     assert after["delta1"] > before["delta1"]
     assert after["abs_rel"] < 0.98 * const_abs_rel  # it uses the image: the constant it would learn scores worse
     assert scene_change > 0.02
+    assert sum(sc > 0 for sc in scales) >= 7, scales  # not inverted (every tiny model was, before the fix)
     pred = marigold.predict(model, np.random.default_rng(0).random((48, 64, 3)).astype(np.float32), seed=0)
     assert pred.prediction.shape == (1, 1, 48, 64) and torch.isfinite(pred.prediction).all()
 
