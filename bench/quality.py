@@ -108,7 +108,7 @@ def _build(folder: Path, key: str, cmd: list[str], what: str, spent: dict, threa
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     log(f"building {what} ...")
-    spent[folder.name] = round(_run(cmd, what, threads) if threads else _run(cmd, what), 1)
+    spent[folder.name] = round(_run(cmd, what, threads), 1)
     (folder.parent / f"{folder.name}.stamp").write_text(key + "\n")
     log(f"  {what}: {spent[folder.name]:.0f} s")
     return folder
@@ -453,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         if "stereo" in rows:
             st = stereo_row(models, const)
             for k, v in st.items():
-                res.setdefault("stereo", {}).setdefault(k if k in models else k, []).append(v)
+                res.setdefault("stereo", {}).setdefault(k, []).append(v)
             log(f"seed {seed} stereo: {st}")
     res["measure_s"] = time.perf_counter() - t0
     if RESULTS_JSON.is_file() and not a.no_write:  # rows not measured in this run stay as they were

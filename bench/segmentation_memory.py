@@ -57,11 +57,9 @@ def reset_peak() -> None:
 
 
 def photo():
-    import numpy as np
-    from PIL import Image
-    from skimage import data
+    from .tiling import photo as coffee
 
-    return np.asarray(Image.fromarray(data.coffee()).resize((320, 240), Image.BICUBIC))  # [H,W,3] uint8
+    return coffee(320)  # [240,320,3] uint8: the tiling bench's photo at 320 px
 
 
 def segmentation_checkpoint(depth: Path, out: Path) -> Path:

@@ -94,7 +94,7 @@ def test_quality_bench_reuses_its_cache_and_rebuilds_on_change(tmp_path, monkeyp
 
     calls = []
 
-    def fake_run(cmd, what):
+    def fake_run(cmd, what, threads=None):
         calls.append(what)
         Path(cmd[-1]).mkdir(parents=True, exist_ok=True)  # the folder the real command would write
         return 0.0
