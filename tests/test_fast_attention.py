@@ -62,3 +62,22 @@ def test_processor_matches_diffusers_on_unet_and_vae_attention(monkeypatch, dtyp
         assert (got - expected).abs().max().item() < tol
         with torch.enable_grad():  # autograd (training) takes diffusers' own processor, answer unchanged
             assert (attn(x).float() - expected).abs().max().item() < tol
+
+
+def test_long_sequences_go_to_torchs_flash_kernel(monkeypatch):
+    """Above CHUNKED_MAX_TOKENS the processor hands over to diffusers' (torch's flash kernel, measured faster there);
+    below it the blocks run. The answer is the same either way."""
+    monkeypatch.setattr(fast, "CHUNKED_MAX_TOKENS", 100)
+    calls = []
+    real = fast.chunked_attention
+    monkeypatch.setattr(fast, "chunked_attention", lambda *a: calls.append(a[0].shape[2]) or real(*a))
+    torch.manual_seed(0)
+    attn = Attention(320, heads=5, dim_head=64, bias=False, out_bias=True).to(torch.bfloat16).eval()
+    short, long = torch.randn(1, 90, 320, dtype=torch.bfloat16), torch.randn(1, 150, 320, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        expected = attn(long).float()
+        fast.patch_module(attn)
+        attn(short)
+        got = attn(long).float()
+    assert calls == [90]  # the 150-token call never reached the blocks
+    assert (got - expected).abs().max().item() == 0.0

@@ -19,6 +19,9 @@ whenever autograd is on or a module is configured in a way the fast path does no
   (see :func:`chunked_attention`), which keeps flash attention's accuracy: the UNet's self-attention at 768 px
   (6912 tokens, 5 heads of 64) takes 0.24 s instead of 0.33 s per layer, the VAE's one head of width 512
   ~3× less. fp32 multi-head attention keeps the flash kernel (0.33 s per such layer; fp32 matmuls take 0.78).
+  Above 8192 tokens (a 768×768 tile, processing resolutions over 768) the flash kernel runs everything: there
+  blocks of few query rows lose to it 1.6–3.6×. On a second AVX-512 machine the blocks merely tied with it at 768 px
+  (bench/RESULTS.md, "Tiled inference"): which one pays below the threshold depends on the machine.
 
 fp32 results agree with diffusers' to float rounding (tests/test_parity.py keeps them within 1e-4).
 """
@@ -33,6 +36,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 SCORE_BLOCK = 1 << 22  # attention scores computed at a time (8 MB in bf16; 2–8 MB measured best at 768 px)
+# Above this many tokens torch's flash kernel wins by far (bench/RESULTS.md, "Tiled inference": one layer of 5 heads
+# at 24 576 tokens 1.6× faster, one head of 512 at 49 152 tokens 3.6×; a 2048-px pass took 534 s with blocks,
+# diffusers' 366): few query rows fit a block there, and each block pays two passes over all keys.
+CHUNKED_MAX_TOKENS = 8192
 
 
 def apply(model, *, channels_last: bool | None = None) -> None:
@@ -198,6 +205,11 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: 
     return out
 
 
+def _tokens(hidden_states: torch.Tensor) -> int:
+    """Sequence length of ``[N,L,C]`` tokens or of an image ``[N,C,H,W]``."""
+    return hidden_states.shape[1] if hidden_states.ndim == 3 else hidden_states.shape[-2] * hidden_states.shape[-1]
+
+
 class ChunkedAttnProcessor:
     """diffusers' AttnProcessor2_0 for self-attention without masks (the UNet's ``attn1``, the VAE's mid-block),
     with :func:`chunked_attention` in place of torch's CPU flash kernel where that measured faster: bf16/fp16
@@ -212,7 +224,8 @@ class ChunkedAttnProcessor:
         if (args or kwargs or attention_mask is not None or encoder_hidden_states is not None
                 or attn.spatial_norm is not None or attn.norm_q is not None or attn.norm_k is not None
                 or hidden_states.ndim not in (3, 4) or torch.is_grad_enabled() or hidden_states.device.type != "cpu"
-                or (hidden_states.dtype == torch.float32 and attn.heads != 1)):
+                or (hidden_states.dtype == torch.float32 and attn.heads != 1)
+                or _tokens(hidden_states) > CHUNKED_MAX_TOKENS):
             return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         residual = hidden_states
         image = hidden_states.ndim == 4
