@@ -1,6 +1,6 @@
 r"""The quality bench: what our small model (``train/configs/cpu_small.yaml``) sees, against the baselines, on
 synthetic scenes with exact ground truth. ``python -m bench.quality [--seeds 0 1 2] [--only image,react,video,
-tiles,stereo] [--cache DIR] [--no-write]``.
+tiles,stereo,snippet] [--cache DIR] [--no-write]``.
 
 Not a test: it builds its models once into ``--cache`` (default ``.cache/quality``) and reuses them:
 
@@ -8,6 +8,7 @@ Not a test: it builds its models once into ``--cache`` (default ``.cache/quality
    encoder and tokenizer), the tiny SD2 stand-in (``python -m train.tiny --vae-steps 400``) and the small one
    (``--size small --vae-steps 600``);
 2. for every ``--seeds`` seed, the small recipe's model and the tiny recipe's model (``configs/cpu_tiny.yaml``),
+   and for the snippet row the small snippet model (``configs/cpu_small_snippet.yaml``) and its single-frame control,
    each trained by ``python -m train.finetune`` in its own process. A cached model is reused while its recipe
    (its settings, not its comments), seed and base (the stand-in's architecture and fitting arguments) are
    unchanged: a stamp beside it holds their hash; delete the cache folder after changing how ``train.tiny`` fits.
@@ -30,7 +31,11 @@ is our own models, trained here on the CPU on synthetic data; no real weights):
 * ``stereo``: a second camera 0.1 m to the right renders the true right view; the left view warped with the
   model's depth (aligned to the truth by one scale and shift, disparity = f·b/Z, our z-buffered forward warp and
   background fill, ``marigold.geometry.stereo``) against that true view: mean |error| on the right view's valid
-  pixels, against the same warp with the true depth (the warp's own floor), the mean map, and no warp at all.
+  pixels, against the same warp with the true depth (the warp's own floor), the mean map, and no warp at all;
+* ``snippet``: the small snippet model (RollingDepth's cross-frame attention over 3 frames, one normalisation per
+  snippet) against the single-frame model trained on as many frames per step from the same videos
+  (``train.video_benchmark``'s protocol and its ``score``): held-out clips, snippets at dilations 4 and 8, one
+  alignment per snippet in disparity; AbsRel, δ1, temporal error, and their difference paired by training seed.
 
 It prints one Markdown table per row kind, writes ``bench/quality_results.json`` and replaces the "Quality"
 section of ``bench/RESULTS.md`` (date, CPU flags, seeds, seconds spent building).
@@ -57,9 +62,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS_JSON = ROOT / "bench" / "quality_results.json"
 RESULTS_MD = ROOT / "bench" / "RESULTS.md"
 SIZE = (96, 128)  # the synthetic scenes' native size, the small recipe's training size
-RECIPES = {"small": ("cpu_small.yaml", "sd2-small"), "tiny": ("cpu_tiny.yaml", "sd2-tiny")}
+# name → (config, stand-in, extra arguments to train.finetune)
+RECIPES = {"small": ("cpu_small.yaml", "sd2-small", []), "tiny": ("cpu_tiny.yaml", "sd2-tiny", []),
+           "snippet": ("cpu_small_snippet.yaml", "sd2-small", []),
+           # the snippet model's control: the same frames per step, each from its own video, normalised alone
+           "single-frame": ("cpu_small_snippet.yaml", "sd2-small", ["--set", "snippet.frames=1", "--batch-size", "9"])}
 BASES = {"sd2-tiny": ["--vae-steps", "400"], "sd2-small": ["--size", "small", "--vae-steps", "600"]}
-ROWS = ("image", "react", "video", "tiles", "stereo")
+ROWS = ("image", "react", "video", "tiles", "stereo", "snippet")
 HELDOUT = 1_000_003  # train.data.synthetic.SPLIT_SEEDS["heldout"]
 
 
@@ -137,15 +146,16 @@ def build_models(cache: Path, seeds: list[int], recipes: list[str], jobs: int = 
                                                   str(mg)] + BASES[name], f"the {name} stand-in", spent), key)
     models, todo = {}, []
     for recipe in recipes:
-        config, base = RECIPES[recipe]
+        config, base, extra = RECIPES[recipe]
         cfg = ROOT / "train" / "configs" / config
         for seed in seeds:
             run = cache / f"{recipe}-s{seed}"
-            key = _digest(json.dumps(load_file(cfg), sort_keys=True), str(seed), bases[base][1],
+            key = _digest(json.dumps(load_file(cfg), sort_keys=True), " ".join(extra), str(seed), bases[base][1],
                           (ROOT / "train" / "losses.py").read_bytes())  # a loss change retrains
             todo.append((run, key, [sys.executable, "-m", "train.finetune", "--config", str(cfg), "--base",
-                                    str(bases[base][0]), "--output", str(run), "--seed", str(seed), "--no-progress",
-                                    "--checkpoint-every", "0"], f"the {recipe} recipe's model, seed {seed}"))
+                                    str(bases[base][0]), "--seed", str(seed), "--no-progress",
+                                    "--checkpoint-every", "0", *extra, "--output", str(run)],
+                         f"the {recipe} recipe's model, seed {seed}"))
             models[recipe, seed] = run / "final"
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
     with ThreadPoolExecutor(max(1, jobs)) as pool:  # threads wait on the training processes
@@ -332,6 +342,18 @@ def stereo_row(models: dict, const: np.ndarray, n: int = 8, baseline: float = 0.
     return {name: float(np.mean(v)) for name, v in per.items()}
 
 
+def snippet_row(folders: dict, videos: int = 6, dilations: tuple[int, ...] = (4, 8)) -> dict:
+    """The snippet model against its single-frame control (``train.video_benchmark``'s protocol: held-out clips,
+    4 snippets of 3 frames per clip and dilation, one alignment per snippet in disparity): {arm: {dilation: {AbsRel,
+    δ1, TE}}}. ``folders``: {arm: final checkpoint folder}; an arm named ``single-frame`` predicts frame by frame."""
+    from train.video_benchmark import score
+    from train.video_eval import synthetic_videos
+
+    clips = synthetic_videos(videos, 48, *SIZE, split="heldout", texture="flat")
+    return {arm: score(folder, 1 if arm == "single-frame" else 3, clips, list(dilations), 4, 1)
+            for arm, folder in folders.items()}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Reporting
 
@@ -390,6 +412,22 @@ def markdown(res: dict) -> str:
                   "|---|---|"]
         for name, vals in res["stereo"].items():
             lines.append(f"| {name} | {_ms(vals)} |")
+    if "snippet" in res:
+        lines += ["", "Snippet model (RollingDepth's cross-frame attention, 3 frames) against the single-frame model "
+                  "trained on the same frames per step (held-out clips, 6 × 4 snippets per dilation, one alignment "
+                  "per snippet in disparity):", "", "| model | dilation | AbsRel | δ1 | TE |", "|---|---|---|---|---|"]
+        for arm, per_seed in res["snippet"].items():
+            for g in per_seed[0]:
+                vals = [s[g] for s in per_seed]
+                lines.append(f"| {arm} | {g.split()[-1]} | " + " | ".join(
+                    _ms([v[k] for v in vals]) for k in ("abs_rel", "delta1", "temporal_error")) + " |")
+        arms = list(res["snippet"])
+        if len(arms) == 2:  # paired by training seed: the same held-out clips and data order
+            a, b = (res["snippet"][x] for x in arms)
+            for g in a[0]:
+                d = {k: [x[g][k] - y[g][k] for x, y in zip(a, b)] for k in ("abs_rel", "delta1", "temporal_error")}
+                lines.append(f"| {arms[0]} − {arms[1]} (paired by seed) | {g.split()[-1]} | " + " | ".join(
+                    _ms(d[k]) for k in ("abs_rel", "delta1", "temporal_error")) + " |")
     if res.get("spent"):
         lines += ["", "Built in this run (seconds): " + ", ".join(f"{k} {v:.0f}" for k, v in res["spent"].items())
                   + f"; measuring took {res['measure_s']:.0f} s."]
@@ -427,14 +465,17 @@ def main(argv: list[str] | None = None) -> int:
     import marigold
 
     torch.set_flush_denormal(True)
-    recipes = ["small", "tiny"] if {"image", "react", "stereo"} & set(rows) else ["small"]
+    recipes = (["small", "tiny"] if {"image", "react", "stereo"} & set(rows) else
+               ["small"] if {"video", "tiles"} & set(rows) else []) + \
+        (["snippet", "single-frame"] if "snippet" in rows else [])
     paths, spent = build_models(a.cache, a.seeds, recipes, a.jobs)
+    images = [r for r in recipes if r in ("small", "tiny")]
     t0 = time.perf_counter()
     res: dict = {"date": date.today().isoformat(), "cpu": cpu_flags(), "seeds": a.seeds, "spent": spent}
     const = mean_map() if {"image", "stereo"} & set(rows) else None
     for seed in a.seeds:
-        models = {r: marigold.load(paths[r, seed], device="cpu", dtype="fp32") for r in recipes}
-        small = models["small"]
+        models = {r: marigold.load(paths[r, seed], device="cpu", dtype="fp32") for r in images}
+        small = models.get("small")
         if "image" in rows:
             img = res.setdefault("image", {"mean map": mean_map_row(const)})
             for r, m in models.items():
@@ -455,6 +496,11 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in st.items():
                 res.setdefault("stereo", {}).setdefault(k, []).append(v)
             log(f"seed {seed} stereo: {st}")
+        if "snippet" in rows:
+            sn = snippet_row({r: paths[r, seed] for r in ("snippet", "single-frame")})
+            for k, v in sn.items():
+                res.setdefault("snippet", {}).setdefault(k, []).append(v)
+            log(f"seed {seed} snippet: {sn}")
     res["measure_s"] = time.perf_counter() - t0
     if RESULTS_JSON.is_file() and not a.no_write:  # rows not measured in this run stay as they were
         old = json.loads(RESULTS_JSON.read_text())

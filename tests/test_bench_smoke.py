@@ -75,6 +75,10 @@ def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint):
            "tiles": {"small": [Q.tiles_row(model, n=1, factor=2)]}}
     st = Q.stereo_row({"small": model}, const, n=1)
     res["stereo"] = {k: [v] for k, v in st.items()}
+    # the snippet row scores a folder jointly (3 frames) or frame by frame: the plain checkpoint stands in for both
+    sn = Q.snippet_row({"snippet": depth_checkpoint, "single-frame": depth_checkpoint}, videos=1, dilations=(4,))
+    res["snippet"] = {k: [v] for k, v in sn.items()}
+    assert sn["snippet"]["dilation 4"]["snippets"] == 4
     assert st["true depth"] < st["no warp (the left view)"]
     flat = json.dumps(res)
     assert "NaN" not in flat and "Infinity" not in flat
@@ -85,7 +89,7 @@ def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint):
     assert 0.0 <= res["image"]["small"][0]["inverted"] <= 1.0
     table = Q.markdown(res)
     for needle in ("| mean map |", "| small | moving camera | video mode |", "| small | tiled 2× |",
-                   "| true depth |"):
+                   "| true depth |", "| snippet | 4 |", "| snippet − single-frame (paired by seed) | 4 |"):
         assert needle in table, needle
 
 

@@ -29,12 +29,12 @@ KEYS = {"iid-lighting": ("albedo_mse", "shading_mse", "residual_mse"),
         "iid-appearance": ("albedo_mse", "material_mse")}
 
 
-def _train(base: str, task: str, seed: int, steps: int, out: Path, mode: str) -> Path:
+def _train(base: str, task: str, seed: int, steps: int, out: Path, mode: str, config: Path) -> Path:
     if not (out / "final" / "model_index.json").is_file():
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep +
                os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         subprocess.run([sys.executable, "-m", "train.finetune", "--config",
-                        str(Path(__file__).parent / "configs" / "cpu_tiny_iid.yaml"), "--base", base,
+                        str(config), "--base", base,
                         "--task", task, "--seed", str(seed), "--max-steps", str(steps), "--output", str(out),
                         "--mode", mode, "--no-progress"], check=True, env=env)
     return out / "final"
@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="diffusion: prs-eth's objective, 4 sampling steps; e2e: one step at t = 999 with the MSE "
                          "on the decoded targets (Garcia et al.), 1 sampling step")
     ap.add_argument("--train-mean", type=int, default=200, help="training scenes averaged for the mean map")
+    ap.add_argument("--config", type=Path, default=Path(__file__).parent / "configs" / "cpu_tiny_iid.yaml",
+                    help="the recipe (its resolution sets the 4:3 size of the scenes: 64 → 48×64); "
+                         "configs/cpu_small_iid.yaml with the small stand-in (train.tiny --size small --iid)")
     a = ap.parse_args(argv)
 
     import marigold
@@ -60,8 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     from .data.synthetic import SyntheticDataset
     from .evaluate import evaluate_targets, mean_map_baseline, synthetic_target_samples
 
+    from .config import load_file
+
     out = Path(a.out)
-    h, w = 48, 64  # what cpu_tiny_iid.yaml trains at (resolution 64 of the 96 × 128 renders)
+    size = int(load_file(a.config).get("resolution", 64))
+    h, w = size * 3 // 4, size  # the renders' 3:4, at the recipe's training resolution
     held = synthetic_target_samples(a.eval, "heldout", h, w, texture="flat")
     train = SyntheticDataset(a.train_mean, h, w, "train", "flat", materials=True)
     train = [train[i] for i in range(len(train))]
@@ -75,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             for label, steps in (("untrained", 0), ("trained", a.steps)):
                 if label == "untrained" and seed != a.seeds[0]:
                     continue  # the untrained model does not depend on the seed
-                folder = _train(a.base, task, seed, steps, out / f"{task}-s{seed}-{steps}", a.mode)
+                folder = _train(a.base, task, seed, steps, out / f"{task}-s{seed}-{steps}", a.mode, a.config)
                 model = marigold.load(folder, device="cpu", dtype="fp32", progress=False)
-                res = evaluate_targets(model, held, steps=1 if a.mode == "e2e" else 4, processing_resolution=64,
+                res = evaluate_targets(model, held, steps=1 if a.mode == "e2e" else 4, processing_resolution=size,
                                        seed=0)["metrics"]
                 key = f"{label} (seed {seed})" if label == "trained" else label
                 rows[key] = res
