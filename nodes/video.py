@@ -41,7 +41,8 @@ class MarigoldVideoDepth(io.ComfyNode):
                 # -1 with step 8 offered only 63, 71, … 767 (found by the browser test)
                 io.Int.Input("processing_resolution", default=0, min=0, max=core_image.MAX_PROCESSING_SIDE,
                              step=8, tooltip="Longest side the model sees (multiple of 8); 0 = the preset's "
-                                             "(768 in fast and paper, 1024 in full)."),
+                                             "(768 in fast and paper, 1024 in full), or the checkpoint's own "
+                                             "when it was trained at another than 768."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
                 io.Int.Input("batch_size", default=1, min=1, max=64, advanced=True,
                              tooltip="Snippets denoised together; larger is faster on a big GPU, needs more memory."),

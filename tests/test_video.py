@@ -465,3 +465,20 @@ def test_marigold_mode_beats_frame_by_frame_on_a_moving_camera(depth_model, monk
         te = {k: v["temporal_error"] for k, v in score.items()}
         assert abs_rel["video"] < abs_rel["frames"], (path, abs_rel)
         assert te["video"] < 0.7 * te["frames"] and te["video"] < 1.15 * te["best"], (path, te)
+
+
+def test_a_checkpoint_trained_at_another_resolution_runs_video_at_its_own(depth_checkpoint):
+    """The presets' 768/1024 px are for 768-px checkpoints; one that declares 64 px (say, fine-tuned small) runs
+    its video at 64 unless told otherwise, and says so; a 768-px checkpoint keeps the preset's."""
+    model = marigold.load(depth_checkpoint, device="cpu", dtype="fp32", progress=False)
+    model.default_processing_resolution = RES
+    stream = video.iter_video_depth(model, _clip(3), seed=2)
+    assert stream.processing_resolution == RES and any("own processing resolution" in n for n in stream.notes)
+    explicit = torch.stack([f.value for f in video.iter_video_depth(model, _clip(3), seed=2,
+                                                                    processing_resolution=RES)])
+    assert torch.equal(torch.stack([f.value for f in stream]), explicit)
+    assert video.iter_video_depth(model, _clip(3), processing_resolution=32).processing_resolution == 32
+    model.default_processing_resolution = 768
+    for preset, res in (("fast", 768), ("full", 1024)):
+        s = video.iter_video_depth(model, _clip(3), preset=preset)
+        assert s.processing_resolution == res and not any("own processing" in n for n in s.notes)

@@ -79,6 +79,10 @@ class VideoPreset:
     refine_start_dilation: int = 6
 
 
+# What the presets' resolutions assume: the published Marigold and RollingDepth checkpoints work at 768 px. A
+# checkpoint that declares another default (one fine-tuned at 128 px, say) runs at its own unless told otherwise.
+PRESET_BASE_RESOLUTION = 768
+
 PRESETS: dict[str, VideoPreset] = {
     "fast": VideoPreset(768, (1, 25), 0),
     "full": VideoPreset(1024, (1, 10, 25), 10),
@@ -479,7 +483,9 @@ class VideoStream:
         self.snippet_length = _check_int("snippet_length", p.snippet_length if snippet_length is None
                                          else snippet_length)
         self.refine_steps = _check_int("refine_steps", p.refine_steps if refine_steps is None else refine_steps, 0)
-        res = p.processing_resolution if processing_resolution is None else processing_resolution
+        own = model.default_processing_resolution
+        own_wins = processing_resolution is None and bool(own) and own != PRESET_BASE_RESOLUTION
+        res = (own if own_wins else p.processing_resolution) if processing_resolution is None else processing_resolution
         if isinstance(res, bool) or not isinstance(res, int) or res < 0 or res % img.LATENT_FACTOR:
             raise InputError(f"`processing_resolution` must be 0 (native) or a positive multiple of "
                              f"{img.LATENT_FACTOR}; got {res!r}.")
@@ -509,6 +515,10 @@ class VideoStream:
         if not model.video_model and (dilations is not None or snippet_length is not None or refine_steps):
             self._note("dilations, snippet length and refinement are RollingDepth's; a Marigold checkpoint predicts "
                        "every frame and co-aligns it with the frames 1, 2, 4 and 8 before it.")
+        if own_wins:
+            self._note(f"this checkpoint's own processing resolution ({own} px) is used, not the {preset!r} preset's "
+                       f"{p.processing_resolution} (tuned for 768-px checkpoints); pass processing_resolution to "
+                       f"choose.")
         if p.dtype == "fp32" and model.dtype != torch.float32:
             self._note(f"the {preset!r} preset runs in fp32 in the reference; this model runs in {model.dtype} "
                        f"(load it with dtype='fp32' to match).")
@@ -805,7 +815,9 @@ def iter_video_depth(model: MarigoldModel, frames, *, preset: str = "fast", dila
     Args:
         frames: an iterable of images (PIL, HWC arrays, ``[3,H,W]``/``[1,3,H,W]`` tensors in 0..1) or a
             ``[T,3,H,W]`` tensor; read one at a time.
-        preset: "fast", "full" or "paper" (:data:`PRESETS`); the arguments below override it.
+        preset: "fast", "full" or "paper" (:data:`PRESETS`); the arguments below override it. Its processing
+            resolution is for 768-px checkpoints: one whose ``default_processing_resolution`` is another runs at
+            its own (with a note) unless ``processing_resolution`` is given.
         dilations, snippet_length: RollingDepth's snippet layout (ignored for Marigold checkpoints).
         batch_size: snippets per UNet call.
         frame_count: the number of frames when ``frames`` cannot say (progress totals, the dilation cap).
