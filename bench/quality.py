@@ -35,7 +35,11 @@ is our own models, trained here on the CPU on synthetic data; no real weights):
 * ``snippet``: the small snippet model (RollingDepth's cross-frame attention over 3 frames, one normalisation per
   snippet) against the single-frame model trained on as many frames per step from the same videos
   (``train.video_benchmark``'s protocol and its ``score``): held-out clips, snippets at dilations 4 and 8, one
-  alignment per snippet in disparity; AbsRel, δ1, temporal error, and their difference paired by training seed.
+  alignment per snippet in disparity; AbsRel, δ1, temporal error, and their difference paired by training seed;
+* ``modalities`` (only when asked, ``--only modalities``: nine more trainings): normals (``cpu_small.yaml`` with
+  ``--task normals``) and intrinsics (``configs/cpu_small_iid.yaml``, lighting and appearance, on a small stand-in
+  whose VAE was also fitted on the intrinsic layers) on 16 held-out scenes with exact targets, against the
+  training set's mean map (``train.evaluate.mean_map_baseline``): angular error, MSE per target.
 
 It prints one Markdown table per row kind, writes ``bench/quality_results.json`` and replaces the "Quality"
 section of ``bench/RESULTS.md`` (date, CPU flags, seeds, seconds spent building).
@@ -66,9 +70,20 @@ SIZE = (96, 128)  # the synthetic scenes' native size, the small recipe's traini
 RECIPES = {"small": ("cpu_small.yaml", "sd2-small", []), "tiny": ("cpu_tiny.yaml", "sd2-tiny", []),
            "snippet": ("cpu_small_snippet.yaml", "sd2-small", []),
            # the snippet model's control: the same frames per step, each from its own video, normalised alone
-           "single-frame": ("cpu_small_snippet.yaml", "sd2-small", ["--set", "snippet.frames=1", "--batch-size", "9"])}
-BASES = {"sd2-tiny": ["--vae-steps", "400"], "sd2-small": ["--size", "small", "--vae-steps", "600"]}
-ROWS = ("image", "react", "video", "tiles", "stereo", "snippet")
+           "single-frame": ("cpu_small_snippet.yaml", "sd2-small", ["--set", "snippet.frames=1", "--batch-size", "9"]),
+           # the other modalities on the small stand-in (the IID ones on a VAE fitted on the intrinsic layers too)
+           "normals": ("cpu_small.yaml", "sd2-small", ["--task", "normals"]),
+           "iid-lighting": ("cpu_small_iid.yaml", "sd2-small-iid", ["--task", "iid-lighting"]),
+           "iid-appearance": ("cpu_small_iid.yaml", "sd2-small-iid", ["--task", "iid-appearance"])}
+MODALITIES = ("normals", "iid-lighting", "iid-appearance")
+# what the modality table shows per task: (metric, lower is better)
+HEADLINE = {"normals": [("normals_mean_angle", True), ("normals_median_angle", True), ("normals_a11.25", False)],
+            "iid-lighting": [("albedo_mse", True), ("shading_mse", True), ("residual_mse", True)],
+            "iid-appearance": [("albedo_mse", True), ("material_mse", True)]}
+BASES = {"sd2-tiny": ["--vae-steps", "400"], "sd2-small": ["--size", "small", "--vae-steps", "600"],
+         "sd2-small-iid": ["--size", "small", "--vae-steps", "600", "--iid"]}
+ROWS = ("image", "react", "video", "tiles", "stereo", "snippet", "modalities")
+DEFAULT_ROWS = ROWS[:-1]  # the modality models (9 more trainings) only when asked: --only modalities
 HELDOUT = 1_000_003  # train.data.synthetic.SPLIT_SEEDS["heldout"]
 
 
@@ -342,6 +357,20 @@ def stereo_row(models: dict, const: np.ndarray, n: int = 8, baseline: float = 0.
     return {name: float(np.mean(v)) for name, v in per.items()}
 
 
+def modality_row(model, task: str, n: int = 16, train_mean: int = 200) -> dict:
+    """One modality model on held-out synthetic scenes with every target, against the training set's mean map
+    (the best constant answer; ``train.evaluate.mean_map_baseline``): {"model": metrics, "mean map": metrics}."""
+    from train.data.synthetic import SyntheticDataset
+    from train.evaluate import evaluate_targets, mean_map_baseline, synthetic_target_samples
+
+    held = synthetic_target_samples(n, "heldout", *SIZE, texture="flat")
+    ds = SyntheticDataset(train_mean, *SIZE, "train", "flat", materials=True)
+    base = mean_map_baseline(model.modality, [ds[i] for i in range(len(ds))], held)["metrics"]
+    got = evaluate_targets(model, held, steps=1, processing_resolution=max(SIZE), seed=0)["metrics"]
+    keys = [k for k, _ in HEADLINE[task]]
+    return {"model": {k: got[k] for k in keys}, "mean map": {k: base[k] for k in keys}}
+
+
 def snippet_row(folders: dict, videos: int = 6, dilations: tuple[int, ...] = (4, 8)) -> dict:
     """The snippet model against its single-frame control (``train.video_benchmark``'s protocol: held-out clips,
     4 snippets of 3 frames per clip and dilation, one alignment per snippet in disparity): {arm: {dilation: {AbsRel,
@@ -428,6 +457,17 @@ def markdown(res: dict) -> str:
                 d = {k: [x[g][k] - y[g][k] for x, y in zip(a, b)] for k in ("abs_rel", "delta1", "temporal_error")}
                 lines.append(f"| {arms[0]} − {arms[1]} (paired by seed) | {g.split()[-1]} | " + " | ".join(
                     _ms(d[k]) for k in ("abs_rel", "delta1", "temporal_error")) + " |")
+    if "modalities" in res:
+        lines += ["", "Other modalities (16 held-out scenes with exact targets, 96×128; the small stand-in, the IID "
+                  "models on one whose VAE was fitted on the intrinsic layers too), against the training set's "
+                  "mean map; ratio < 1 is better than the constant where lower is better:", "",
+                  "| task | metric | model | mean map | model ÷ mean map |", "|---|---|---|---|---|"]
+        for task, per_seed in res["modalities"].items():
+            for k, lower in HEADLINE[task]:
+                got = [r["model"][k] for r in per_seed]
+                base = per_seed[0]["mean map"][k]
+                lines.append(f"| {task} | {k}{'' if lower else ' (higher is better)'} | {_ms(got)} | {base:.4f} | "
+                             f"{np.mean(got) / base:.2f} |")
     if res.get("spent"):
         lines += ["", "Built in this run (seconds): " + ", ".join(f"{k} {v:.0f}" for k, v in res["spent"].items())
                   + f"; measuring took {res['measure_s']:.0f} s."]
@@ -450,7 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--only", default=",".join(ROWS), help=f"comma-separated rows: {', '.join(ROWS)}")
+    ap.add_argument("--only", default=",".join(DEFAULT_ROWS),
+                    help=f"comma-separated rows: {', '.join(ROWS)} (default: all but modalities)")
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "quality")
     ap.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md as it is")
     ap.add_argument("--jobs", type=int, default=2, help="trainings side by side (each with cores/jobs threads)")
@@ -467,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_flush_denormal(True)
     recipes = (["small", "tiny"] if {"image", "react", "stereo"} & set(rows) else
                ["small"] if {"video", "tiles"} & set(rows) else []) + \
-        (["snippet", "single-frame"] if "snippet" in rows else [])
+        (["snippet", "single-frame"] if "snippet" in rows else []) + (list(MODALITIES) if "modalities" in rows else [])
     paths, spent = build_models(a.cache, a.seeds, recipes, a.jobs)
     images = [r for r in recipes if r in ("small", "tiny")]
     t0 = time.perf_counter()
@@ -496,6 +537,11 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in st.items():
                 res.setdefault("stereo", {}).setdefault(k, []).append(v)
             log(f"seed {seed} stereo: {st}")
+        if "modalities" in rows:
+            for task in MODALITIES:
+                m = marigold.load(paths[task, seed], device="cpu", dtype="fp32")
+                res.setdefault("modalities", {}).setdefault(task, []).append(modality_row(m, task))
+                log(f"seed {seed} {task}: {res['modalities'][task][-1]}")
         if "snippet" in rows:
             sn = snippet_row({r: paths[r, seed] for r in ("snippet", "single-frame")})
             for k, v in sn.items():

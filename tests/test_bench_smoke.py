@@ -56,7 +56,7 @@ def test_video_bench_quick_rows_append_json(tmp_path):
     assert all(r["s_per_frame"] > 0 and r["peak_rss_mb"] > 0 and r["peak_gpu_mb"] is None for r in rows)
 
 
-def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint):
+def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint, make_checkpoint):
     """bench/quality.py's measuring rows and table on a tiny random checkpoint (the bench itself trains the small
     model, minutes to hours: never here). Checks the plumbing, not the numbers: every figure is finite, the
     baselines behave as they must (the true depth warps the left view closer to the right one than no warp)."""
@@ -79,6 +79,12 @@ def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint):
     sn = Q.snippet_row({"snippet": depth_checkpoint, "single-frame": depth_checkpoint}, videos=1, dilations=(4,))
     res["snippet"] = {k: [v] for k, v in sn.items()}
     assert sn["snippet"]["dilation 4"]["snippets"] == 4
+    for task in Q.MODALITIES:  # a random tiny model of each modality against its mean map
+        m = marigold.load(make_checkpoint(task), device="cpu", dtype="fp32")
+        row = Q.modality_row(m, task, n=2, train_mean=4)
+        assert set(row["model"]) == {k for k, _ in Q.HEADLINE[task]} == set(row["mean map"])
+        res.setdefault("modalities", {})[task] = [row]
+    assert res["modalities"]["normals"][0]["mean map"]["normals_mean_angle"] < 90
     assert st["true depth"] < st["no warp (the left view)"]
     flat = json.dumps(res)
     assert "NaN" not in flat and "Infinity" not in flat
@@ -89,7 +95,8 @@ def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint):
     assert 0.0 <= res["image"]["small"][0]["inverted"] <= 1.0
     table = Q.markdown(res)
     for needle in ("| mean map |", "| small | moving camera | video mode |", "| small | tiled 2× |",
-                   "| true depth |", "| snippet | 4 |", "| snippet − single-frame (paired by seed) | 4 |"):
+                   "| true depth |", "| snippet | 4 |", "| snippet − single-frame (paired by seed) | 4 |",
+                   "| iid-lighting | shading_mse |", "| normals | normals_a11.25 (higher is better) |"):
         assert needle in table, needle
 
 
