@@ -469,7 +469,8 @@ def markdown(res: dict) -> str:
                 lines.append(f"| {task} | {k}{'' if lower else ' (higher is better)'} | {_ms(got)} | {base:.4f} | "
                              f"{np.mean(got) / base:.2f} |")
     if res.get("spent"):
-        lines += ["", "Built in this run (seconds): " + ", ".join(f"{k} {v:.0f}" for k, v in res["spent"].items())
+        lines += ["", "Wall seconds each model took to build (in the run that built it; trainings side by side share "
+                  "the cores): " + ", ".join(f"{k} {v:.0f}" for k, v in res["spent"].items())
                   + f"; measuring took {res['measure_s']:.0f} s."]
     return "\n".join(lines)
 
