@@ -203,12 +203,12 @@ def _depth_of(model, rgb: np.ndarray, seed: int = 0) -> np.ndarray:
 
 def image_row(model, n: int = 32) -> dict:
     from train.evaluate import evaluate_model, synthetic_eval_set
-
     from train.metrics import fit_scale_shift
 
     m = evaluate_model(model, synthetic_eval_set(n, "heldout", *SIZE, texture="flat"), seed=0)["metrics"]
     # the alignment may flip a map (a negative scale): the AbsRel above cannot tell an inverted map (near = 1,
-    # against the depth convention near = 0) from a right one, so count them
+    # against the depth convention near = 0) from a right one, so count them (a second set: its items are a
+    # generator, used up by the evaluation)
     flipped = [fit_scale_shift(_depth_of(model, it.rgb), it.depth, it.valid & (it.depth > 1e-3))[0] < 0
                for it in synthetic_eval_set(n, "heldout", *SIZE, texture="flat").items]
     return {"abs_rel": m["abs_rel"], "delta1": m["delta1"], "inverted": float(np.mean(flipped))}
@@ -253,7 +253,6 @@ def video_row(model, clips: int = 3, frames: int = 32) -> dict:
     from train.video_metrics import evaluate_video
 
     out: dict[str, dict] = {}
-    res = model.default_processing_resolution
     for kind, strength in (("moving camera", 0.0), ("moving camera + ±20% exposure flicker", 0.2)):
         per: dict[str, list] = {"frames, one seed": [], "frames, a seed per frame": [], "video mode": []}
         for i, c in enumerate(synthetic_videos(clips, frames, *SIZE, split="heldout", path="random", texture="flat")):
@@ -262,10 +261,9 @@ def video_row(model, clips: int = 3, frames: int = 32) -> dict:
             preds = {"frames, one seed": np.stack([_depth_of(model, f) for f in rgb]),
                      # one seed for the batch: every frame draws its own noise
                      "frames, a seed per frame": marigold.predict(model, x, seed=0).prediction[:, 0].numpy(),
-                     # at the checkpoint's own resolution, as the frames run: the video presets' 768 is
-                     # RollingDepth's and real checkpoints', not this 128-px model's
-                     "video mode": marigold.predict_video(model, x, seed=0, processing_resolution=res
-                                                          ).depth[:, 0].numpy()}
+                     # at the checkpoint's own 128 px, as the frames run (the video mode takes a checkpoint's
+                     # own resolution when it is not the presets' 768)
+                     "video mode": marigold.predict_video(model, x, seed=0).depth[:, 0].numpy()}
             for mode, p in preds.items():
                 m = evaluate_video(p, c.depth, c.valid, space="depth", intrinsics=c.intrinsics, poses=c.poses)
                 per[mode].append([m["abs_rel"], m["delta1"], m["temporal_error"]])

@@ -43,16 +43,15 @@ def affine_invariant_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Te
     inverted: train/README.md, "The small model"). A negative fit is replaced by its magnitude, with the shift
     that goes with it, so an inverted map costs as much as it is wrong and its gradient turns it over."""
     s, t = least_squares_scale_shift(pred, target, mask)
+    m = mask.float()
     neg = s < 0
     if bool(neg.any()):
-        m = mask.float()
         n = m.sum((1, 2, 3)).clamp(min=1.0)
         mean_p = (pred.float() * m).sum((1, 2, 3)) / n  # [B]
         mean_g = (target.float() * m).sum((1, 2, 3)) / n  # [B]
         t = torch.where(neg, mean_g + s * mean_p, t)  # the least-squares shift for the scale −s
         s = torch.where(neg, -s, s)
     aligned = pred.float() * s.view(-1, 1, 1, 1) + t.view(-1, 1, 1, 1)
-    m = mask.float()
     return ((aligned - target.float()).abs() * m).sum() / m.sum().clamp(min=1.0)
 
 
