@@ -163,15 +163,18 @@ def build_models(cache: Path, seeds: list[int], recipes: list[str], jobs: int = 
     for recipe in recipes:
         config, base, extra = RECIPES[recipe]
         cfg = ROOT / "train" / "configs" / config
-        for seed in seeds:
-            run = cache / f"{recipe}-s{seed}"
-            key = _digest(json.dumps(load_file(cfg), sort_keys=True), " ".join(extra), str(seed), bases[base][1],
-                          (ROOT / "train" / "losses.py").read_bytes())  # a loss change retrains
-            todo.append((run, key, [sys.executable, "-m", "train.finetune", "--config", str(cfg), "--base",
-                                    str(bases[base][0]), "--seed", str(seed), "--no-progress",
-                                    "--checkpoint-every", "0", *extra, "--output", str(run)],
-                         f"the {recipe} recipe's model, seed {seed}"))
-            models[recipe, seed] = run / "final"
+        # a modality's base widened to its channels and not trained (seed-independent): what training must beat
+        runs = [(s, f"s{s}", []) for s in seeds] + ([(seeds[0], "untrained", ["--max-steps", "0"])]
+                                                   if recipe in MODALITIES else [])
+        for seed, tag, more in runs:
+            run = cache / f"{recipe}-{tag}"
+            key = _digest(json.dumps(load_file(cfg), sort_keys=True), " ".join(extra + more), str(seed),
+                          bases[base][1], (ROOT / "train" / "losses.py").read_bytes())  # a loss change retrains
+            todo.insert(0 if more else len(todo), (run, key, [
+                sys.executable, "-m", "train.finetune", "--config", str(cfg), "--base", str(bases[base][0]), "--seed",
+                str(seed), "--no-progress", "--checkpoint-every", "0", *extra, *more, "--output", str(run)],
+                f"the {recipe} recipe's model, {'untrained' if more else f'seed {seed}'}"))
+            models[recipe, seed if not more else "untrained"] = run / "final"
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
     with ThreadPoolExecutor(max(1, jobs)) as pool:  # threads wait on the training processes
         list(pool.map(lambda t: _build(*t, spent, threads if jobs > 1 else None), todo))
@@ -459,13 +462,14 @@ def markdown(res: dict) -> str:
         lines += ["", "Other modalities (16 held-out scenes with exact targets, 96×128; the small stand-in, the IID "
                   "models on one whose VAE was fitted on the intrinsic layers too), against the training set's "
                   "mean map; ratio < 1 is better than the constant where lower is better:", "",
-                  "| task | metric | model | mean map | model ÷ mean map |", "|---|---|---|---|---|"]
+                  "| task | metric | model | mean map | untrained | model ÷ mean map |", "|---|---|---|---|---|---|"]
         for task, per_seed in res["modalities"].items():
             for k, lower in HEADLINE[task]:
                 got = [r["model"][k] for r in per_seed]
                 base = per_seed[0]["mean map"][k]
+                raw = res.get("modalities_untrained", {}).get(task, {}).get(k)
                 lines.append(f"| {task} | {k}{'' if lower else ' (higher is better)'} | {_ms(got)} | {base:.4f} | "
-                             f"{np.mean(got) / base:.2f} |")
+                             f"{'' if raw is None else f'{raw:.4f}'} | {np.mean(got) / base:.2f} |")
     if res.get("spent"):
         lines += ["", "Wall seconds each model took to build (in the run that built it; trainings side by side share "
                   "the cores): " + ", ".join(f"{k} {v:.0f}" for k, v in res["spent"].items())
@@ -494,11 +498,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "quality")
     ap.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md as it is")
     ap.add_argument("--jobs", type=int, default=2, help="trainings side by side (each with cores/jobs threads)")
+    ap.add_argument("--modalities", default=",".join(MODALITIES),
+                    help=f"the modalities row's tasks, comma-separated (default: {','.join(MODALITIES)}); the "
+                         "tasks not named keep their saved results")
     a = ap.parse_args(argv)
     rows = [r.strip() for r in a.only.split(",") if r.strip()]
     bad = [r for r in rows if r not in ROWS]
     if bad:
         ap.error(f"--only: unknown row {bad[0]!r}; choose from {', '.join(ROWS)}")
+    tasks = [t.strip() for t in a.modalities.split(",") if t.strip()]
+    if [t for t in tasks if t not in MODALITIES]:
+        ap.error(f"--modalities: unknown task {[t for t in tasks if t not in MODALITIES][0]!r}; "
+                 f"choose from {', '.join(MODALITIES)}")
 
     import torch
 
@@ -507,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_flush_denormal(True)
     recipes = (["small", "tiny"] if {"image", "react", "stereo"} & set(rows) else
                ["small"] if {"video", "tiles"} & set(rows) else []) + \
-        (["snippet", "single-frame"] if "snippet" in rows else []) + (list(MODALITIES) if "modalities" in rows else [])
+        (["snippet", "single-frame"] if "snippet" in rows else []) + (tasks if "modalities" in rows else [])
     paths, spent = build_models(a.cache, a.seeds, recipes, a.jobs)
     images = [r for r in recipes if r in ("small", "tiny")]
     t0 = time.perf_counter()
@@ -537,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
                 res.setdefault("stereo", {}).setdefault(k, []).append(v)
             log(f"seed {seed} stereo: {st}")
         if "modalities" in rows:
-            for task in MODALITIES:
+            for task in tasks:
                 m = marigold.load(paths[task, seed], device="cpu", dtype="fp32")
                 res.setdefault("modalities", {}).setdefault(task, []).append(modality_row(m, task))
                 log(f"seed {seed} {task}: {res['modalities'][task][-1]}")
@@ -546,11 +557,17 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in sn.items():
                 res.setdefault("snippet", {}).setdefault(k, []).append(v)
             log(f"seed {seed} snippet: {sn}")
+    if "modalities" in rows:  # the base widened and not trained: what training must beat besides the mean map
+        for task in tasks:
+            m = marigold.load(paths[task, "untrained"], device="cpu", dtype="fp32")
+            res.setdefault("modalities_untrained", {})[task] = modality_row(m, task)["model"]
+            log(f"untrained {task}: {res['modalities_untrained'][task]}")
     res["measure_s"] = time.perf_counter() - t0
     if RESULTS_JSON.is_file() and not a.no_write:  # rows not measured in this run stay as they were
         old = json.loads(RESULTS_JSON.read_text())
         if old.get("seeds") == a.seeds:
-            res = {**old, **res, "spent": {**old.get("spent", {}), **spent}}
+            merged = {k: {**old.get(k, {}), **res[k]} for k in ("modalities", "modalities_untrained") if k in res}
+            res = {**old, **res, **merged, "spent": {**old.get("spent", {}), **spent}}
     table = markdown(res)
     print(table)
     if not a.no_write:

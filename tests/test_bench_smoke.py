@@ -84,6 +84,7 @@ def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint, make_chec
         row = Q.modality_row(m, task, n=2, train_mean=4)
         assert set(row["model"]) == {k for k, _ in Q.HEADLINE[task]} == set(row["mean map"])
         res.setdefault("modalities", {})[task] = [row]
+        res.setdefault("modalities_untrained", {})[task] = row["model"]
     assert res["modalities"]["normals"][0]["mean map"]["normals_mean_angle"] < 90
     assert st["true depth"] < st["no warp (the left view)"]
     flat = json.dumps(res)
@@ -96,7 +97,7 @@ def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint, make_chec
     table = Q.markdown(res)
     for needle in ("| mean map |", "| small | moving camera | video mode |", "| small | tiled 2× |",
                    "| true depth |", "| snippet | 4 |", "| snippet − single-frame (paired by seed) | 4 |",
-                   "| iid-lighting | shading_mse |", "| normals | normals_a11.25 (higher is better) |"):
+                   "| iid-lighting | shading_mse |", "| untrained |", "| normals | normals_a11.25 (higher is better) |"):
         assert needle in table, needle
 
 
@@ -139,3 +140,25 @@ def test_segmentation_memory_bench_runs_its_three_jobs_on_tiny_checkpoints(tmp_p
     assert rows["segmentation-then-depth"]["depth_run_peak_gb"] > 0
     assert summ["text_encoder_fp32_gb"] > 0 and "segmentation_minus_depth_run_peak_gb" in summ
     assert "| segmentation |" in r.stdout and "while the text encoder is loaded" in r.stdout
+
+
+def test_quality_bench_builds_an_untrained_model_per_modality(tmp_path, monkeypatch):
+    """The modalities row also scores each task's base widened and not trained (issue #18: training must beat it):
+    one zero-step model per task, whatever the seeds, built before the trainings."""
+    from bench import quality as Q
+
+    cmds = []
+
+    def fake_run(cmd, what, threads=None):
+        cmds.append(cmd)
+        for arg in cmd:  # the folders the real commands would write (all under tmp_path)
+            if arg.startswith(str(tmp_path)):
+                Path(arg).mkdir(parents=True, exist_ok=True)
+        return 0.0
+
+    monkeypatch.setattr(Q, "_run", fake_run)
+    models, _ = Q.build_models(tmp_path, [0, 1], ["iid-lighting"], jobs=1)
+    assert set(models) == {("iid-lighting", 0), ("iid-lighting", 1), ("iid-lighting", "untrained")}
+    trainings = [c for c in cmds if "train.finetune" in c]
+    assert len(trainings) == 3 and trainings[0][trainings[0].index("--max-steps") + 1] == "0"
+    assert all("--max-steps" not in c for c in trainings[1:])
