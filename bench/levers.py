@@ -50,9 +50,10 @@ def main(argv=None):
     import torch
 
     import marigold
-    from marigold.core import fast
+    from marigold.core import fast, winograd
 
     model = marigold.load(spec["checkpoint"], device="cpu", dtype=spec["dtype"], progress=False, optimize=False)
+    # (fp32 loads the fp32 files, bf16 the fp16 variant cast to bf16, as marigold.load does by itself)
     image = torch.from_numpy(np.load(spec["image"]))
     parts = (model.unet, model.vae)
 
@@ -73,12 +74,25 @@ def main(argv=None):
                 # as marigold.core.fast.apply: sub-pixel upsampling in the VAE only; blocks off = attention alone
                 fast.patch_module(p, subpixel=blocks and p is model.vae, attention=attention, blocks=blocks)
 
-    configs = {  # (channels-last, fast blocks, chunked attention)
-        "diffusers' modules as they are (optimize=False)": (False, False, False),
-        "+ channels-last": (True, False, False),
-        "+ in-place ResNet blocks, sub-pixel VAE upsampling": (True, True, False),
-        "+ chunked attention, bf16 scores shifted by row maxima (optimize=True)": (True, True, True),
+    def set_winograd(on):
+        for mod in model.vae.modules():
+            if getattr(mod, "_marigold_winograd", False):
+                mod.__dict__.pop("forward", None)
+                mod._marigold_winograd = False
+        if on:
+            winograd.patch_module(model.vae)
+
+    configs = {  # (channels-last, fast blocks, chunked attention, Winograd)
+        "diffusers' modules as they are (optimize=False)": (False, False, False, False),
+        "+ channels-last": (True, False, False, False),
+        "+ in-place ResNet blocks, sub-pixel VAE upsampling": (True, True, False, False),
+        "+ chunked attention, bf16 scores shifted by row maxima": (True, True, True, False),
     }
+    if spec["dtype"] == "fp32":  # the lever takes only fp32 (marigold/core/winograd.py says why)
+        configs["+ Winograd F(4×4, 3×3) for the VAE's wide 3×3 convolutions (optimize=True)"] = (True, True, True, True)
+    else:
+        configs["+ chunked attention, bf16 scores shifted by row maxima (optimize=True)"] = \
+            configs.pop("+ chunked attention, bf16 scores shifted by row maxima")
 
     def call(ens=1, batch=1, steps=1):
         with PeakRSS() as m:
@@ -92,9 +106,10 @@ def main(argv=None):
     results = {k: [] for k in configs}
     names = list(configs)
     for name in names + names[::-1]:
-        cl, blocks, attention = configs[name]
+        cl, blocks, attention, wino = configs[name]
         set_channels_last(cl)
         set_fast(blocks, attention)
+        set_winograd(wino)
         results[name].append(call())
     out = {"levers": [{"config": k, "time_s": [r[0] for r in v], "peak_delta_gb": [r[1] for r in v]}
                       for k, v in results.items()]}

@@ -162,3 +162,24 @@ def test_quality_bench_builds_an_untrained_model_per_modality(tmp_path, monkeypa
     trainings = [c for c in cmds if "train.finetune" in c]
     assert len(trainings) == 3 and trainings[0][trainings[0].index("--max-steps") + 1] == "0"
     assert all("--max-steps" not in c for c in trainings[1:])
+
+
+def test_bench_quick_levers_and_whole_process_at_the_best_dtype(tmp_path):
+    """The lever runs (bf16, fp32 with the Winograd row) and the whole-process row at the machine's best dtype on
+    both sides, with the CPU flags it saw (issue #23)."""
+    from marigold.core.devices import cpu_has_fast_bf16
+
+    env = {**os.environ, "MARIGOLD_BENCH_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path / "out"), "--only", "levers,whole",
+                    "--levers-runs", "bf16,fp32-avx2"], cwd=ROOT, env=env, check=True, capture_output=True,
+                   timeout=900)
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    bf16, fp32 = report["levers"]
+    assert (bf16["dtype"], bf16["isa"], fp32["dtype"], fp32["isa"]) == ("bf16", "native", "fp32", "avx2")
+    assert any("Winograd" in x["config"] for x in fp32["levers"])
+    assert not any("Winograd" in x["config"] for x in bf16["levers"])  # bf16 never takes it
+    w = report["whole_process"]
+    assert w["ours"]["dtype"] == w["diffusers"]["dtype"] == ("bf16" if cpu_has_fast_bf16() else "fp32")
+    assert "avx2" in w["cpu_flags"] or "no AVX2" in w["cpu_flags"]
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "oneDNN limited to AVX2" in md and "whole process time" in md

@@ -23,6 +23,9 @@ whenever autograd is on or a module is configured in a way the fast path does no
   blocks of few query rows lose to it 1.6–3.6×. On a second AVX-512 machine the blocks merely tied with it at 768 px
   (bench/RESULTS.md, "Tiled inference"): which one pays below the threshold depends on the machine.
 
+* **Winograd F(4×4, 3×3) for the VAE's wide 3×3 convolutions, fp32 on the CPU only** (:mod:`.winograd`): fewer
+  multiplies where the direct convolution already runs at the CPU's peak.
+
 fp32 results agree with diffusers' to float rounding (tests/test_parity.py keeps them within 1e-4).
 """
 
@@ -35,6 +38,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import winograd
+
 SCORE_BLOCK = 1 << 22  # attention scores computed at a time (8 MB in bf16; 2–8 MB measured best at 768 px)
 # Above this many tokens torch's flash kernel wins by far (bench/RESULTS.md, "Tiled inference": one layer of 5 heads
 # at 24 576 tokens 1.6× faster, one head of 512 at 49 152 tokens 3.6×; a 2048-px pass took 534 s with blocks,
@@ -42,16 +47,35 @@ SCORE_BLOCK = 1 << 22  # attention scores computed at a time (8 MB in bf16; 2–
 CHUNKED_MAX_TOKENS = 8192
 
 
+# Which levers run on which device (issue #23: what pays on the CPU must not slow a GPU). Every lever was measured
+# on CPUs (bench/RESULTS.md); on an H100 our fp32 frame loop with all of them was 1.17× diffusers' time and level in
+# bf16, with no lever timed alone yet, so a GPU or MPS runs diffusers' modules as they are until
+# ``python -m bench.device_levers`` shows one pays there. Checked per call: a model may move between devices.
+LEVERS = ("channels_last", "blocks", "subpixel", "attention", "winograd")
+POLICY: dict[str, frozenset[str]] = {"cpu": frozenset(LEVERS), "cuda": frozenset(), "mps": frozenset()}
+
+
+def enabled(lever: str, device: torch.device | str) -> bool:
+    """Whether ``lever`` runs on ``device`` (:data:`POLICY`; a device type it does not name runs none)."""
+    kind = device.type if isinstance(device, torch.device) else torch.device(device).type
+    return lever in POLICY.get(kind, frozenset())
+
+
 def apply(model, *, channels_last: bool | None = None) -> None:
-    """Apply the speed-ups to ``model.unet`` and ``model.vae`` in place (idempotent)."""
+    """Apply the speed-ups to ``model.unet`` and ``model.vae`` in place (idempotent); each one runs where
+    :data:`POLICY` lets it (checked per call; channels-last, a weight layout, is set here for the model's device)."""
     if channels_last is None:
-        channels_last = True
+        channels_last = enabled("channels_last", model.device)
     for part in (model.unet, model.vae):
         if channels_last:
             part.to(memory_format=torch.channels_last)
         # sub-pixel upsampling only in the VAE: at latent resolution the UNet's upsamplers gain nothing measurable
         # (3.59 vs 3.64 s per 768 px step) and their four-phase kernels would hold 117 MB more
         patch_module(part, subpixel=part is model.vae)
+    # Winograd convolutions (fp32 on the CPU only, chosen per call) in the VAE only: the UNet's convolutions run at
+    # latent resolution, where a layer has too few tiles for the transforms to pay and its transformed kernels
+    # (4× the weights, made per call) would cost more than they save
+    winograd.patch_module(model.vae)
 
 
 def patch_module(root: nn.Module, subpixel: bool = True, attention: bool = True, blocks: bool = True) -> int:
@@ -85,6 +109,7 @@ def patch_module(root: nn.Module, subpixel: bool = True, attention: bool = True,
 def _resnet_forward(self, input_tensor: torch.Tensor, temb: torch.Tensor | None = None, *args, **kwargs):
     cls_forward = type(self).forward
     if (torch.is_grad_enabled() or self.training or args or kwargs or self.upsample is not None
+            or not enabled("blocks", input_tensor.device)
             or self.downsample is not None or self.time_embedding_norm == "scale_shift"
             or (temb is not None and self.time_emb_proj is None)  # diffusers would add temb as it is
             or not isinstance(self.nonlinearity, nn.SiLU)):
@@ -142,6 +167,7 @@ def _upsample_forward(self, hidden_states: torch.Tensor, output_size=None, *args
     conv = getattr(self, "conv", None) if self.name == "conv" else getattr(self, "Conv2d_0", None)
     n, c, h, w = hidden_states.shape
     if (torch.is_grad_enabled() or args or kwargs or self.norm is not None or self.use_conv_transpose
+            or not enabled("subpixel", hidden_states.device)
             or not self.interpolate or not self.use_conv or not isinstance(conv, nn.Conv2d)
             or conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1)
             or conv.dilation != (1, 1) or conv.groups != 1 or conv.padding_mode != "zeros"
@@ -223,7 +249,8 @@ class ChunkedAttnProcessor:
                  *args, **kwargs):
         if (args or kwargs or attention_mask is not None or encoder_hidden_states is not None
                 or attn.spatial_norm is not None or attn.norm_q is not None or attn.norm_k is not None
-                or hidden_states.ndim not in (3, 4) or torch.is_grad_enabled() or hidden_states.device.type != "cpu"
+                or hidden_states.ndim not in (3, 4) or torch.is_grad_enabled()
+                or not enabled("attention", hidden_states.device) or hidden_states.device.type != "cpu"
                 or (hidden_states.dtype == torch.float32 and attn.heads != 1)
                 or _tokens(hidden_states) > CHUNKED_MAX_TOKENS):
             return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
