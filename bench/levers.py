@@ -44,55 +44,60 @@ class PeakRSS:
         self.delta_gb = (self.peak - self.base) / 1e9
 
 
+def lever_configs(dtype: str, device: str = "cpu") -> dict[str, tuple[bool, bool, bool, bool]]:
+    """The configurations, each adding one lever: name → (channels-last, fast blocks and sub-pixel upsampling,
+    chunked attention, Winograd). Chunked attention and Winograd exist on the CPU only, Winograd in fp32 only."""
+    configs = {"diffusers' modules as they are (optimize=False)": (False, False, False, False),
+               "+ channels-last": (True, False, False, False),
+               "+ in-place ResNet blocks, sub-pixel VAE upsampling": (True, True, False, False)}
+    if device == "cpu":
+        configs["+ chunked attention, bf16 scores shifted by row maxima"] = (True, True, True, False)
+        if dtype == "fp32":  # marigold/core/winograd.py says why not in bf16
+            configs["+ Winograd F(4×4, 3×3) for the VAE's wide 3×3 convolutions"] = (True, True, True, True)
+    last = list(configs)[-1]
+    configs[last + " (optimize=True)" if "optimize" not in last else last] = configs.pop(last)
+    return configs
+
+
+def configure(model, channels_last: bool, blocks: bool, attention: bool, wino: bool) -> None:
+    """Switch the levers of a model loaded with ``optimize=False`` on and off in place (whatever the device's
+    policy says: the caller sets ``fast.POLICY`` for the device under test)."""
+    import torch
+
+    from marigold.core import fast, winograd
+
+    parts = (model.unet, model.vae)
+    for p in parts:
+        p.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        for mod in p.modules():
+            if getattr(mod, "_marigold_fast", False):
+                mod.__dict__.pop("forward", None)
+                if isinstance(getattr(mod, "processor", None), fast.ChunkedAttnProcessor):
+                    mod.set_processor(mod.processor.fallback)
+                mod._marigold_fast = False
+            if getattr(mod, "_marigold_winograd", False):
+                mod.__dict__.pop("forward", None)
+                mod._marigold_winograd = False
+    if blocks or attention:
+        for p in parts:
+            # as marigold.core.fast.apply: sub-pixel upsampling in the VAE only; blocks off = attention alone
+            fast.patch_module(p, subpixel=blocks and p is model.vae, attention=attention, blocks=blocks)
+    if wino:
+        winograd.patch_module(model.vae)
+
+
 def main(argv=None):
     spec = json.loads((argv or sys.argv[1:])[0])
     import numpy as np
     import torch
 
     import marigold
-    from marigold.core import fast, winograd
 
     model = marigold.load(spec["checkpoint"], device="cpu", dtype=spec["dtype"], progress=False, optimize=False)
     # (fp32 loads the fp32 files, bf16 the fp16 variant cast to bf16, as marigold.load does by itself)
     image = torch.from_numpy(np.load(spec["image"]))
-    parts = (model.unet, model.vae)
 
-    def set_channels_last(on):
-        for p in parts:
-            p.to(memory_format=torch.channels_last if on else torch.contiguous_format)
-
-    def set_fast(blocks, attention):
-        for p in parts:
-            for mod in p.modules():
-                if getattr(mod, "_marigold_fast", False):
-                    mod.__dict__.pop("forward", None)
-                    if isinstance(getattr(mod, "processor", None), fast.ChunkedAttnProcessor):
-                        mod.set_processor(mod.processor.fallback)
-                    mod._marigold_fast = False
-        if blocks or attention:
-            for p in parts:
-                # as marigold.core.fast.apply: sub-pixel upsampling in the VAE only; blocks off = attention alone
-                fast.patch_module(p, subpixel=blocks and p is model.vae, attention=attention, blocks=blocks)
-
-    def set_winograd(on):
-        for mod in model.vae.modules():
-            if getattr(mod, "_marigold_winograd", False):
-                mod.__dict__.pop("forward", None)
-                mod._marigold_winograd = False
-        if on:
-            winograd.patch_module(model.vae)
-
-    configs = {  # (channels-last, fast blocks, chunked attention, Winograd)
-        "diffusers' modules as they are (optimize=False)": (False, False, False, False),
-        "+ channels-last": (True, False, False, False),
-        "+ in-place ResNet blocks, sub-pixel VAE upsampling": (True, True, False, False),
-        "+ chunked attention, bf16 scores shifted by row maxima": (True, True, True, False),
-    }
-    if spec["dtype"] == "fp32":  # the lever takes only fp32 (marigold/core/winograd.py says why)
-        configs["+ Winograd F(4×4, 3×3) for the VAE's wide 3×3 convolutions (optimize=True)"] = (True, True, True, True)
-    else:
-        configs["+ chunked attention, bf16 scores shifted by row maxima (optimize=True)"] = \
-            configs.pop("+ chunked attention, bf16 scores shifted by row maxima")
+    configs = lever_configs(spec["dtype"])
 
     def call(ens=1, batch=1, steps=1):
         with PeakRSS() as m:
@@ -106,10 +111,7 @@ def main(argv=None):
     results = {k: [] for k in configs}
     names = list(configs)
     for name in names + names[::-1]:
-        cl, blocks, attention, wino = configs[name]
-        set_channels_last(cl)
-        set_fast(blocks, attention)
-        set_winograd(wino)
+        configure(model, *configs[name])
         results[name].append(call())
     out = {"levers": [{"config": k, "time_s": [r[0] for r in v], "peak_delta_gb": [r[1] for r in v]}
                       for k, v in results.items()]}

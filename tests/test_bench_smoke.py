@@ -183,3 +183,21 @@ def test_bench_quick_levers_and_whole_process_at_the_best_dtype(tmp_path):
     assert "avx2" in w["cpu_flags"] or "no AVX2" in w["cpu_flags"]
     md = (tmp_path / "out" / "results.md").read_text()
     assert "oneDNN limited to AVX2" in md and "whole process time" in md
+
+
+def test_device_levers_runs_on_the_cpu(tmp_path):
+    """bench/device_levers.py is what a session with a GPU runs to time each lever there (issue #23); here on the
+    CPU with a tiny checkpoint: every configuration timed in both dtypes, beside diffusers, and a policy suggested."""
+    env = {**os.environ, "MARIGOLD_BENCH_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT),
+           "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "levers.json"
+    r = subprocess.run([sys.executable, "-m", "bench.device_levers", "--device", "cpu", "--size", "tiny",
+                        "--resolution", "64", "--repeats", "1", "--out", str(out)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    fp32, bf16 = res["runs"]
+    assert len(fp32["configs"]) == 5 and len(bf16["configs"]) == 4  # Winograd: fp32 only
+    assert all(c["median_s"] > 0 and len(c["time_s"]) == 2 for run in res["runs"] for c in run["configs"])
+    assert set(res["suggested_policy"]) <= {"channels_last", "blocks", "subpixel", "attention", "winograd"}
+    assert "suggested fast.POLICY['cpu']" in r.stdout and "| bf16 | diffusers' MarigoldDepthPipeline |" in r.stdout
