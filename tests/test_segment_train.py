@@ -141,3 +141,24 @@ def test_a_short_segmentation_run_exports_a_model_that_segments(tiny_sd2, tmp_pa
     assert "synthetic-heldout" in capsys.readouterr().out
     got = json.loads((tmp_path / "eval.json").read_text())[0]
     assert got["n"] >= 2 and {"miou", "ciou", "wrong_prompt_miou"} <= set(got["metrics"])
+
+
+def test_segmentation_check_takes_another_recipe(tiny_sd2, tmp_path):
+    """train.segmentation_tiny --config: the small recipe (cpu_small_segmentation.yaml, 128 px) trains and is scored
+    on scenes at its own 96×128 (a 2-step run on the tiny stand-in: the plumbing, not the numbers)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "MARIGOLD_CACHE": str(tmp_path / "cache")}
+    out = tmp_path / "res.json"
+    r = subprocess.run([sys.executable, "-m", "train.segmentation_tiny", "--config",
+                        "train/configs/cpu_small_segmentation.yaml", "--base", str(tiny_sd2), "--runs",
+                        str(tmp_path / "runs"), "--seeds", "0", "--train", "--steps", "2", "--val-scenes", "1",
+                        "--heldout-scenes", "2", "--json", str(out)], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    import marigold
+
+    model = marigold.load(tmp_path / "runs" / "seed0" / "final", device="cpu", dtype="fp32",
+                          cache_dir=tmp_path / "cache")
+    assert model.default_processing_resolution == 128
+    row = json.loads(out.read_text())["0"]
+    assert 0.0 <= row["miou"] <= 1.0 and row["n"] >= 2 and "margin over the best prompt-blind answer" in r.stdout

@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.3, 0.951, 0.05))
 
 
-def train(base: str, out: Path, seed: int, steps: int | None) -> None:
-    cmd = [sys.executable, "-m", "train.finetune", "--config", str(ROOT / "train/configs/cpu_tiny_segmentation.yaml"),
+def train(base: str, out: Path, seed: int, steps: int | None, config: Path = ROOT / "train/configs/"
+          "cpu_tiny_segmentation.yaml") -> None:
+    cmd = [sys.executable, "-m", "train.finetune", "--config", str(config),
            "--base", base, "--output", str(out), "--seed", str(seed), "--num-workers", "0", "--no-progress",
            "--set", "checkpoint_every=0"] + (["--max-steps", str(steps)] if steps else [])
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
@@ -33,17 +34,19 @@ def train(base: str, out: Path, seed: int, steps: int | None) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT, env=env)
 
 
-def score(folder: Path, val_scenes: int, heldout_scenes: int) -> dict:
+def score(folder: Path, val_scenes: int, heldout_scenes: int, size: int = 64) -> dict:
+    """``size``: the recipe's training resolution; the scenes are rendered at its 3:4 (64 → 48×64)."""
     import marigold
 
     from .segmentation_eval import evaluate_segmentation, synthetic_segmentation_set
 
     model = marigold.load(folder, device="cpu", dtype="fp32")
-    val = synthetic_segmentation_set(val_scenes, split="val")
-    kw = dict(steps=1, processing_resolution=64, seed=0)
+    hw = (size * 3 // 4, size)
+    val = synthetic_segmentation_set(val_scenes, "val", *hw)
+    kw = dict(steps=1, processing_resolution=size, seed=0)
     by_t = evaluate_segmentation(model, val, baselines=False, thresholds=list(THRESHOLDS), **kw)["by_threshold"]
     best = max(by_t, key=by_t.get)
-    res = evaluate_segmentation(model, synthetic_segmentation_set(heldout_scenes, split="heldout"), threshold=best,
+    res = evaluate_segmentation(model, synthetic_segmentation_set(heldout_scenes, "heldout", *hw), threshold=best,
                                 **kw)
     m = res["metrics"]
     return {"threshold": best, "val_miou": by_t[best], **{k: m[k] for k in (
@@ -62,13 +65,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-scenes", type=int, default=8)
     ap.add_argument("--heldout-scenes", type=int, default=16)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--config", type=Path, default=ROOT / "train" / "configs" / "cpu_tiny_segmentation.yaml",
+                    help="the recipe; configs/cpu_small_segmentation.yaml with the small stand-in "
+                         "(python -m train.tiny --size small); its resolution sets the scenes' size")
     a = ap.parse_args(argv)
+    from .config import load_file
+
+    size = int(load_file(a.config).get("resolution", 64))
     rows = {}
     for seed in a.seeds:
         out = Path(a.runs) / f"seed{seed}"
         if a.train:
-            train(a.base, out, seed, a.steps)
-        rows[seed] = score(out / "final", a.val_scenes, a.heldout_scenes)
+            train(a.base, out, seed, a.steps, a.config)
+        rows[seed] = score(out / "final", a.val_scenes, a.heldout_scenes, size)
         r = rows[seed]
         print(f"seed {seed}: threshold {r['threshold']:.2f}, mIoU {r['miou']:.3f} (wrong prompt "
               f"{r['wrong_prompt_miou']:.3f}, best constant {r['constant_miou']:.3f}), cIoU {r['ciou']:.3f}, "
