@@ -49,6 +49,21 @@ def test_metric_values_by_hand():
     assert m["abs_rel"] < 1e-9
 
 
+def test_image_metrics_psnr_and_ssim_by_hand():
+    """The IID scores (prs-eth's evaluation reports PSNR and SSIM): identical maps give SSIM 1 and the PSNR cap,
+    a constant 0.1 offset gives MSE 0.01 → PSNR 20 dB, and structure lost (a flat map) drops SSIM far below 1."""
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(0.2, 0.8, (24, 32, 3))
+    mask = np.ones((24, 32), bool)
+    same = M.image_metrics(gt, gt, mask)
+    assert same["mse"] == 0 and same["ssim"] == pytest.approx(1.0)
+    off = M.image_metrics(gt + 0.1, gt, mask)
+    assert off["mse"] == pytest.approx(0.01) and off["psnr"] == pytest.approx(20.0)
+    flat = M.image_metrics(np.full_like(gt, gt.mean()), gt, mask)
+    assert flat["ssim"] < 0.1 < off["ssim"]
+    assert np.isnan(M.image_metrics(gt[:5, :5], gt[:5, :5], mask[:5, :5])["ssim"])  # smaller than one window
+
+
 def test_eval_crops():
     assert M.nyu_eigen_crop().sum() == (471 - 45) * (601 - 41)
     eig, garg = M.kitti_crop((352, 1216), "eigen"), M.kitti_crop((352, 1216), "garg")

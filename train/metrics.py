@@ -127,14 +127,24 @@ def srgb_to_linear(x: np.ndarray) -> np.ndarray:
 
 
 def image_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    """One target map ``[H,W,C]`` in 0..1 against its ground truth over ``mask``: MSE, MAE and PSNR (data range 1;
-    prs-eth's IID evaluation reports PSNR, SSIM and LPIPS; SSIM and LPIPS need full images and a network, and are
-    left to their tools)."""
+    """One target map ``[H,W,C]`` in 0..1 against its ground truth over ``mask``: MSE, MAE, PSNR (data range 1) and
+    SSIM (scikit-image's, 7×7 windows over the whole image, its map averaged over the channels and the mask).
+
+    prs-eth's IID evaluation reports PSNR, SSIM and LPIPS; LPIPS needs a pretrained network's weights (AlexNet or
+    VGG from the hub), which this package does not download, so it is left to their tools."""
     d = (pred.astype(np.float64) - gt.astype(np.float64))[mask]
     if d.size == 0:
-        return {"mse": float("nan"), "mae": float("nan"), "psnr": float("nan")}
+        return {"mse": float("nan"), "mae": float("nan"), "psnr": float("nan"), "ssim": float("nan")}
     mse = float((d ** 2).mean())
-    return {"mse": mse, "mae": float(np.abs(d).mean()), "psnr": float(10 * np.log10(1.0 / max(mse, 1e-12)))}
+    ssim = float("nan")
+    if min(gt.shape[:2]) >= 7:  # the smallest window scikit-image takes
+        from skimage.metrics import structural_similarity
+
+        _, smap = structural_similarity(gt.astype(np.float64), pred.astype(np.float64), data_range=1.0,
+                                        channel_axis=-1, full=True)  # [H,W,C]
+        ssim = float(smap.mean(-1)[mask].mean())
+    return {"mse": mse, "mae": float(np.abs(d).mean()), "psnr": float(10 * np.log10(1.0 / max(mse, 1e-12))),
+            "ssim": ssim}
 
 
 def tile_seam_ratio(out, plan) -> float:

@@ -9,9 +9,10 @@ independent matrix products ``[tiles, C] @ [C, K]``, and transformed back (``A�
 matrix products on bands of tile rows, so the temporaries stay a few MB whatever the image size.
 
 It pays where the matrix products dominate the transforms: 256 and more channels on both sides (the VAE's inner
-levels, 72 % of its convolution FLOPs at 768 px). Measured per layer at 768×576 (2 cores, fp32): 512 channels
-0.52–0.62× the direct convolution's time, 256 channels 0.83×; 128 channels 1.4× (so those stay direct). With
-oneDNN and MKL limited to AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``), as on CPUs without AVX-512: 0.57–0.60× and 0.67×.
+levels, about 73 % of its convolution FLOPs at 768 px). Measured per layer at 768×576 (2 cores of an AMD EPYC with
+AVX-512, fp32, best of two): 512 channels 0.57–0.60× the direct convolution's time (at 144×192 and 72×96), 256
+channels 0.78× (288×384); 128 channels 1.13–1.18× (576×768), so those stay direct. With oneDNN limited to AVX2
+(``ONEDNN_MAX_CPU_ISA=AVX2``), as on CPUs without AVX-512, an earlier version measured 0.57–0.60× and 0.67×.
 
 Only fp32: the transforms' coefficients (up to 25 in, 64 out) would amplify bf16 rounding ~17× (mean error
 1.1e-2 against 6.5e-4 for the direct bf16 convolution per layer). In fp32 the error per layer is 3e-5 at most
@@ -39,13 +40,16 @@ _AT = torch.tensor([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0]
                    dtype=torch.float64)
 _IN = torch.kron(_BT, _BT)  # [36,36]: a flattened 6×6 tile d → Bᵀ d B, flattened
 _OUT = torch.kron(_AT, _AT)  # [16,36]: a flattened 6×6 product m → Aᵀ m A (the 4×4 outputs), flattened
+_KERNEL = torch.kron(_G, _G)  # [36,9]: a flattened 3×3 kernel g → G g Gᵀ, flattened
 
 
 def transform_weight(weight: torch.Tensor) -> torch.Tensor:
-    """``[K,C,3,3]`` kernels → ``[36,C,K]``: ``G g Gᵀ`` of each, flattened, channels ready for ``[P,C] @ [C,K]``."""
-    g = _G.to(weight.device, weight.dtype)
-    u = torch.einsum("ai,kcij,bj->abck", g, weight, g)  # [6,6,C,K]
-    return u.reshape(36, weight.shape[1], weight.shape[0])
+    """``[K,C,3,3]`` kernels → ``[36,C,K]``: ``G g Gᵀ`` of each, flattened, channels ready for ``[P,C] @ [C,K]``.
+    One matrix product ``[36,9] @ [9,K·C]``, returned as a transposed view (the batched product reads it as it is):
+    made per call, since keeping them would hold 4× the VAE's wide kernels (1.1 GB in fp32)."""
+    k, c = weight.shape[:2]
+    u = _KERNEL.to(weight.device, weight.dtype) @ weight.reshape(k * c, 9).t()  # [36,K*C]
+    return u.view(36, k, c).transpose(1, 2)  # [36,C,K]
 
 
 def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -57,23 +61,31 @@ def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = N
     u = transform_weight(weight)  # [36,C,K]
     kin, kout = _IN.to(x.device, x.dtype), _OUT.to(x.device, x.dtype)
     th, tw = (h + 3) // 4, (w + 3) // 4  # output tiles
-    # NHWC with one row and column of zeros before (padding=1) and enough after for whole 6×6 tiles
-    xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 4 * tw + 1 - w, 1, 4 * th + 1 - h))  # [N,4th+2,4tw+2,C]
-    out = x.new_empty((n, th, 4, tw, 4, k))  # [N,th,4,tw,4,K] = NHWC of the padded output
+    xh = x.permute(0, 2, 3, 1)  # [N,H,W,C] (a view for channels-last input)
+    out = x.new_empty((n, th, 4, tw, 4, k))  # [N,th,4,tw,4,K] = NHWC of the output, rounded up to whole tiles
     band = max(1, BAND_BYTES // (n * tw * c * 36 * x.element_size()))  # tile rows per step
+    # one band of the zero-padded input at a time (padding=1, and zeros past the edge to whole 6×6 tiles): padding
+    # the whole map would be one more pass over it in memory
+    buf = x.new_zeros((n, 4 * band + 2, 4 * tw + 2, c))  # [N,4b+2,4tw+2,C]
     for r0 in range(0, th, band):
         b = min(th, r0 + band) - r0
         p = n * b * tw  # tiles in this band
-        d = xp[:, 4 * r0:4 * (r0 + b) + 2].unfold(1, 6, 4).unfold(2, 6, 4)  # [N,b,tw,C,6,6] overlapping tiles
+        lo, hi = 4 * r0 - 1, 4 * (r0 + b) + 1  # the input rows under this band (row -1 is the padding)
+        a0, a1 = max(lo, 0), min(hi, h)
+        xb = buf[:, :4 * b + 2]
+        if a0 > lo or a1 < hi:
+            xb.zero_()  # the first and last bands reach past the image
+        xb[:, a0 - lo:a1 - lo, 1:1 + w] = xh[:, a0:a1]
+        d = xb.unfold(1, 6, 4).unfold(2, 6, 4)  # [N,b,tw,C,6,6] overlapping tiles (a view)
         v = kin @ d.reshape(p * c, 36).t()  # [36,P*C]
         m = torch.bmm(v.view(36, p, c), u)  # [36,P,K]
         y = kout @ m.view(36, p * k)  # [16,P*K]
+        if bias is not None:
+            y.view(16, p, k).add_(bias)
         out[:, r0:r0 + b].copy_(y.view(4, 4, n, b, tw, k).permute(2, 3, 0, 4, 1, 5))
     y = out.view(n, 4 * th, 4 * tw, k)[:, :h, :w]  # [N,H,W,K]
     if (4 * th, 4 * tw) != (h, w):
         y = y.contiguous()
-    if bias is not None:
-        y += bias
     return y.permute(0, 3, 1, 2)  # [N,K,H,W] channels-last
 
 
