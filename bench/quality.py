@@ -398,7 +398,13 @@ def _ms(values: list[float]) -> str:
 
 def markdown(res: dict) -> str:
     seeds = res["seeds"]
-    lines = [f"Measured {res['date']} on {res['cpu']}; training seeds {seeds} (mean ± std over seeds where there "
+    when = res["date"]
+    by_date: dict[str, list[str]] = {}
+    for row, day in (res.get("row_dates") or {}).items():
+        by_date.setdefault(day, []).append(row)
+    if len(by_date) > 1:  # rows measured by different runs
+        when = "; ".join(f"{', '.join(rows)} {day}" for day, rows in sorted(by_date.items()))
+    lines = [f"Measured {when} on {res['cpu']}; training seeds {seeds} (mean ± std over seeds where there "
              f"are several); our own models trained here on synthetic data, no real weights."]
     if "image" in res:
         lines += ["", "Held-out synthetic scenes (32, flat-coloured, 96×128), one alignment per scene:", "",
@@ -528,7 +534,8 @@ def main(argv: list[str] | None = None) -> int:
     images = [r for r in recipes if r in ("small", "tiny")]
     t0 = time.perf_counter()
     res: dict = {"date": date.today().isoformat(), "cpu": cpu_flags(), "seeds": a.seeds, "spent": spent,
-                 "bases": {name: BASES[name] for name in BASES if name in {RECIPES[r][1] for r in recipes}}}
+                 "bases": {name: BASES[name] for name in BASES if name in {RECIPES[r][1] for r in recipes}},
+                 "row_dates": {row: date.today().isoformat() for row in rows}}
     const = mean_map() if {"image", "stereo"} & set(rows) else None
     for seed in a.seeds:
         models = {r: marigold.load(paths[r, seed], device="cpu", dtype="fp32") for r in images}
@@ -574,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
         if old.get("seeds") == a.seeds:
             merged = {k: {**old.get(k, {}), **res[k]} for k in ("modalities", "modalities_untrained", "bases")
                       if k in res}
+            old_rows = old.get("row_dates") or {r: old["date"] for r in ROWS if r in old}
+            merged["row_dates"] = {**old_rows, **res["row_dates"]}
             res = {**old, **res, **merged, "spent": {**old.get("spent", {}), **spent}}
     table = markdown(res)
     print(table)
