@@ -54,8 +54,9 @@ def lever_configs(dtype: str, device: str = "cpu") -> dict[str, tuple[bool, bool
         configs["+ chunked attention, bf16 scores shifted by row maxima"] = (True, True, True, False)
         if dtype == "fp32":  # marigold/core/winograd.py says why not in bf16
             configs["+ Winograd F(4×4, 3×3) for the VAE's wide 3×3 convolutions"] = (True, True, True, True)
-    last = list(configs)[-1]
-    configs[last + " (optimize=True)" if "optimize" not in last else last] = configs.pop(last)
+        # every lever on: what optimize=True gives on the CPU (elsewhere fast.POLICY decides)
+        last = list(configs)[-1]
+        configs[last + " (optimize=True)"] = configs.pop(last)
     return configs
 
 

@@ -48,6 +48,7 @@ section of ``bench/RESULTS.md`` (date, CPU flags, seeds, seconds spent building)
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -61,6 +62,8 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+
+from . import read_cpu_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_JSON = ROOT / "bench" / "quality_results.json"
@@ -95,9 +98,8 @@ def log(msg: str) -> None:
 
 
 def cpu_flags() -> str:
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0].split())
-    except (OSError, IndexError):
+    flags = read_cpu_flags()
+    if flags is None:
         return platform.processor() or platform.machine()
     have = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
     return f"{os.cpu_count()} cores, " + (" ".join(have) or "no AVX2")
@@ -361,15 +363,25 @@ def stereo_row(models: dict, const: np.ndarray, n: int = 8, baseline: float = 0.
     return {name: float(np.mean(v)) for name, v in per.items()}
 
 
-def modality_row(model, task: str, n: int = 16, train_mean: int = 200) -> dict:
-    """One modality model on held-out synthetic scenes with every target, against the training set's mean map
-    (the best constant answer; ``train.evaluate.mean_map_baseline``): {"model": metrics, "mean map": metrics}."""
+@functools.lru_cache(maxsize=None)
+def _modality_baseline(task: str, n: int, train_mean: int) -> tuple[list, dict]:
+    """The held-out scenes and the training mean map's metrics of ``task``: the same for every seed's model and the
+    untrained one, so rendered and scored once per task."""
+    import marigold
     from train.data.synthetic import SyntheticDataset
-    from train.evaluate import evaluate_targets, mean_map_baseline, synthetic_target_samples
+    from train.evaluate import mean_map_baseline, synthetic_target_samples
 
     held = synthetic_target_samples(n, "heldout", *SIZE, texture="flat")
     ds = SyntheticDataset(train_mean, *SIZE, "train", "flat", materials=True)
-    base = mean_map_baseline(model.modality, [ds[i] for i in range(len(ds))], held)["metrics"]
+    return held, mean_map_baseline(marigold.modality.get(task), [ds[i] for i in range(len(ds))], held)["metrics"]
+
+
+def modality_row(model, task: str, n: int = 16, train_mean: int = 200) -> dict:
+    """One modality model on held-out synthetic scenes with every target, against the training set's mean map
+    (the best constant answer; ``train.evaluate.mean_map_baseline``): {"model": metrics, "mean map": metrics}."""
+    from train.evaluate import evaluate_targets
+
+    held, base = _modality_baseline(task, n, train_mean)
     got = evaluate_targets(model, held, steps=1, processing_resolution=max(SIZE), seed=0)["metrics"]
     keys = [k for k, _ in HEADLINE[task]]
     return {"model": {k: got[k] for k in keys}, "mean map": {k: base[k] for k in keys}}

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from . import read_cpu_flags
+
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = False
 
@@ -291,9 +293,8 @@ def levers(args, ckpt: str, images: dict, log) -> list[dict]:
 
 def cpu_flags() -> str:
     """The CPU features that decide the best dtype and the kernels' speed (what each table row ran on)."""
-    try:
-        flags = set(open("/proc/cpuinfo").read().split("flags")[1].split("\n")[0].split())
-    except (OSError, IndexError):
+    flags = read_cpu_flags()
+    if flags is None:
         return platform.machine()
     return " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags) \
         or "no AVX2"
@@ -468,8 +469,7 @@ def parse_args(argv=None):
     a.scale_dtype = "bf16"
     a.cases_str = a.cases or default_cases
     a.levers_runs = [r.strip() for r in a.levers_runs.split(",") if r.strip()]
-    bad = [r for r in a.levers_runs if r.partition("-")[0] not in ("bf16", "fp32") or r.partition("-")[2] not in ("",
-                                                                                                             "avx2")]
+    bad = [r for r in a.levers_runs if r not in ("bf16", "fp32", "bf16-avx2", "fp32-avx2")]
     if bad:
         ap.error(f"--levers-runs: unknown run {bad[0]!r}; use bf16, fp32, bf16-avx2 or fp32-avx2")
     return a

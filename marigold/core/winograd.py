@@ -26,7 +26,6 @@ import types
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 MIN_CHANNELS = 256  # below this on either side the transforms cost more than the products save
 BAND_BYTES = 8 << 20  # transformed input tiles held at a time (~8 MB: measured flat between 2 and 16 MB)
