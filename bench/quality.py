@@ -160,8 +160,12 @@ def build_models(cache: Path, seeds: list[int], recipes: list[str], jobs: int = 
 
     arch = json.dumps([SMALL_UNET, SMALL_VAE], sort_keys=True)  # the tiny one comes from the shared tool
     bases = {}
+    from train.data.synthetic import MATERIALS_VERSION
+
     for name in sorted({RECIPES[r][1] for r in recipes}):
-        key = _digest(arch, " ".join(BASES[name]), (cache / "tiny-marigold.stamp").read_text())
+        # a stand-in fitted on the intrinsic layers is rebuilt (and its models retrained) when their renderer changes
+        data = f"materials {MATERIALS_VERSION}" if "--iid" in BASES[name] else ""
+        key = _digest(arch, " ".join(BASES[name]), (cache / "tiny-marigold.stamp").read_text(), data)
         bases[name] = (_build(cache / name, key, [sys.executable, "-m", "train.tiny", str(cache / name), "--from",
                                                   str(mg)] + BASES[name], f"the {name} stand-in", spent), key)
     models, todo = {}, []

@@ -76,6 +76,25 @@ def test_synthetic_layers_recompose_the_image():
     np.testing.assert_allclose(plain.rgb, np.clip(t["albedo"] * t["shading"], 0, 1), atol=1e-5)
 
 
+def test_synthetic_metals_mirror_the_environment():
+    # what makes metallicity learnable from the picture (train/data/synthetic.py's docstring): a metal wall
+    # mirrors a gradient across itself although its Lambert shading is flat; a dielectric wall mirrors little
+    metal_std, plain_std = [], []
+    for i in range(12):
+        s = render(i, 24, 32, supersample=1, texture="flat", materials=True)
+        t = s.targets
+        walls = s.labels == 2
+        for value in np.unique(t["material"][..., 1][walls]):  # one metallicity: one wall (0: the dielectric ones)
+            on = walls & (t["material"][..., 1] == value)
+            on &= t["shading"][..., 0] == t["shading"][..., 0][on].max()  # of several, the one lit most
+            if on.sum() < 20:
+                continue
+            assert np.ptp(t["shading"][on]) < 1e-6  # one plane: flat shading
+            (metal_std if value > 0.5 else plain_std).append(t["residual"][on].mean(1).std())
+    assert metal_std and plain_std
+    assert min(metal_std) > 0.005 and np.median(metal_std) > 5 * np.median(plain_std)
+
+
 def test_prepare_stacks_targets_and_flips_normals():
     s = render(4, 16, 24, supersample=1, texture="flat", materials=True)
     out = prepare(s, "iid-lighting")

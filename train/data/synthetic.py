@@ -11,10 +11,15 @@ Marigold's convention (x right, y up, z towards the viewer), as unit vectors.
 
 Intrinsic images (``render(..., materials=True)``): every surface also gets a roughness and a metallicity, and
 the renderer returns exact albedo (the surface colour), diffuse shading (ambient + Lambert, white light), a
-non-diffuse residual (a Blinn-Phong highlight whose sharpness follows the roughness and whose colour follows
-the metallicity: F0 = 0.04 for dielectrics, the albedo for metals) and the material map (roughness,
-metallicity, 0), so that ``rgb = albedo · shading + residual`` at every pixel centre (before the supersampled
-colour is box-filtered and clipped to 0..1). Without ``materials`` the image is what it always was (no
+non-diffuse residual and the material map (roughness, metallicity, 0), so that ``rgb = albedo · shading +
+residual`` at every pixel centre (before the supersampled colour is box-filtered and clipped to 0..1). The
+residual is what a metallic-workflow renderer adds to the diffuse term: F0 = 0.04 for dielectrics and the albedo
+for metals, times a Blinn-Phong highlight whose sharpness follows the roughness, plus the environment (the sky's
+colour, brighter above) seen in the mirror direction through Schlick's Fresnel with a roughness term. The
+environment term is what makes the material visible away from the highlight, as it is in real renders: a metal
+plane mirrors a gradient that moves with the view while its Lambert shading is flat, and smooth dielectrics
+brighten at grazing angles (``MATERIALS_VERSION`` 1, the highlight alone, left metallicity unseen outside a few
+pixels: a model trained on it did no better than the training set's mean map). Without ``materials`` the image is what it always was (no
 highlight), so depth and normals runs see the same pictures as before; the material draws come from their own
 RNG stream, so no scene changes either way.
 
@@ -36,6 +41,10 @@ from .common import DepthSample
 TEXTURE_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "brick", "grass", "gravel", "camera", "cat",
                  "immunohistochemistry", "coins", "moon", "hubble_deep_field", "colorwheel")
 SPLIT_SEEDS = {"train": 0, "heldout": 1_000_003, "val": 2_000_003}
+# what the intrinsic layers and the images rendered with ``materials`` look like; caches of models trained on
+# them (bench.quality) are keyed on it
+MATERIALS_VERSION = 2
+ENV_STRENGTH = 0.5  # the environment's radiance against the directional light's (1)
 TEXTURES = ("photo", "flat")
 # ``texture="flat"``: each surface gets one colour of this fixed palette instead of its photograph (same scene
 # geometry, lighting and RNG stream). Photographs at random scales camouflage the geometry at 48×64: a 1M-parameter
@@ -210,7 +219,14 @@ class _Scene:
         power = 2.0 / np.maximum(rough, 0.05) ** 2  # Blinn-Phong exponent of the roughness
         spec = np.where(lit, np.clip((normal * half).sum(1), 0, 1) ** power * (power + 2) / 8, 0.0)
         f0 = 0.04 * (1 - metal)[:, None] + albedo * metal[:, None]  # [P,3]
-        residual = np.minimum(f0 * spec[:, None] * (1 - self.ambient), 1.0)
+        # the environment seen in the mirror direction (the sky's colour, brighter above: world y is down),
+        # weighted by Schlick's Fresnel with a roughness term (smooth surfaces mirror more at grazing angles)
+        cos_v = np.clip((normal * view).sum(1), 0, 1)  # [P]
+        mirror = 2 * cos_v[:, None] * normal - view  # [P,3] the reflected view ray
+        env = ENV_STRENGTH * self.sky[None] * (0.3 + 0.7 * np.clip(0.5 - 0.5 * mirror[:, 1:2], 0, 1))  # [P,3]
+        fresnel = f0 + (np.maximum((1 - rough)[:, None], f0) - f0) * ((1 - cos_v) ** 5)[:, None]  # [P,3]
+        residual = f0 * spec[:, None] * (1 - self.ambient) + np.where(hit[:, None], fresnel * env, 0.0)
+        residual = np.minimum(residual, 1.0)
         if self.materials:
             color = color + residual
         if layers is not None:
