@@ -9,7 +9,7 @@ one at a time (``bench.levers.configure``) in the order A B C C B A, each config
 512-px image, 1 step (the unit of the video frame loop), median of ``--repeats`` calls after a warm-up, with the
 device synchronised; diffusers' ``MarigoldDepthPipeline`` on the same device, weights and input beside them. It
 prints a table, the ratio of each configuration to diffusers' time, and the policy it suggests for
-``marigold.core.fast.POLICY``: the levers whose addition made the call at least 3 % faster in both dtypes.
+``marigold.core.devices.POLICY``: the levers whose addition made the call at least 3 % faster in both dtypes.
 Tests run it on the CPU with a tiny checkpoint (tests/test_bench_smoke.py).
 """
 
@@ -40,13 +40,13 @@ def time_dtype(ckpt: Path, device: str, dtype: str, resolution: int, repeats: in
     from diffusers import MarigoldDepthPipeline
 
     import marigold
-    from marigold.core import fast
+    from marigold.core import devices
 
     from .levers import configure, lever_configs
 
     kind = torch.device(device).type
-    saved = fast.POLICY.get(kind)
-    fast.POLICY[kind] = frozenset(fast.LEVERS)  # the forwards run wherever this bench switches them on
+    saved = devices.POLICY.get(kind)
+    devices.POLICY[kind] = frozenset(devices.LEVERS)  # the forwards run wherever this bench switches them on
     try:
         g = torch.Generator().manual_seed(0)
         image = torch.rand(1, 3, resolution * 3 // 4, resolution, generator=g)  # [1,3,H,W] 4:3 like a video frame
@@ -79,9 +79,9 @@ def time_dtype(ckpt: Path, device: str, dtype: str, resolution: int, repeats: in
                                  output_type="pt", generator=torch.Generator().manual_seed(0)))
     finally:
         if saved is None:
-            fast.POLICY.pop(kind, None)
+            devices.POLICY.pop(kind, None)
         else:
-            fast.POLICY[kind] = saved
+            devices.POLICY[kind] = saved
     base = statistics.median(ref)
     rows = [{"config": k, "time_s": v, "median_s": statistics.median(v), "ratio": statistics.median(v) / base}
             for k, v in times.items()]
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in run["configs"]:
             print(f"| {run['dtype']} | {r['config']} | {r['median_s']:.4f} | {r['ratio']:.2f} |")
     levers = suggest(runs)
-    print(f"\nsuggested fast.POLICY[{torch.device(a.device).type!r}] = frozenset({sorted(levers)})")
+    print(f"\nsuggested devices.POLICY[{torch.device(a.device).type!r}] = frozenset({sorted(levers)})")
     if a.out:
         a.out.write_text(json.dumps({"device": name, "resolution": a.resolution, "size": a.size, "runs": runs,
                                      "suggested_policy": levers}, indent=1) + "\n")

@@ -54,7 +54,7 @@ def lever_configs(dtype: str, device: str = "cpu") -> dict[str, tuple[bool, bool
         configs["+ chunked attention, bf16 scores shifted by row maxima"] = (True, True, True, False)
         if dtype == "fp32":  # marigold/core/winograd.py says why not in bf16
             configs["+ Winograd F(4×4, 3×3) for the VAE's wide 3×3 convolutions"] = (True, True, True, True)
-        # every lever on: what optimize=True gives on the CPU (elsewhere fast.POLICY decides)
+        # every lever on: what optimize=True gives on the CPU (elsewhere devices.POLICY decides)
         last = list(configs)[-1]
         configs[last + " (optimize=True)"] = configs.pop(last)
     return configs
@@ -62,7 +62,7 @@ def lever_configs(dtype: str, device: str = "cpu") -> dict[str, tuple[bool, bool
 
 def configure(model, channels_last: bool, blocks: bool, attention: bool, wino: bool) -> None:
     """Switch the levers of a model loaded with ``optimize=False`` on and off in place (whatever the device's
-    policy says: the caller sets ``fast.POLICY`` for the device under test)."""
+    policy says: the caller sets ``devices.POLICY`` for the device under test)."""
     import torch
 
     from marigold.core import fast, winograd
@@ -70,15 +70,8 @@ def configure(model, channels_last: bool, blocks: bool, attention: bool, wino: b
     parts = (model.unet, model.vae)
     for p in parts:
         p.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        for mod in p.modules():
-            if getattr(mod, "_marigold_fast", False):
-                mod.__dict__.pop("forward", None)
-                if isinstance(getattr(mod, "processor", None), fast.ChunkedAttnProcessor):
-                    mod.set_processor(mod.processor.fallback)
-                mod._marigold_fast = False
-            if getattr(mod, "_marigold_winograd", False):
-                mod.__dict__.pop("forward", None)
-                mod._marigold_winograd = False
+        fast.unpatch_module(p)
+        winograd.unpatch_module(p)
     if blocks or attention:
         for p in parts:
             # as marigold.core.fast.apply: sub-pixel upsampling in the VAE only; blocks off = attention alone

@@ -200,4 +200,4 @@ def test_device_levers_runs_on_the_cpu(tmp_path):
     assert len(fp32["configs"]) == 5 and len(bf16["configs"]) == 4  # Winograd: fp32 only
     assert all(c["median_s"] > 0 and len(c["time_s"]) == 2 for run in res["runs"] for c in run["configs"])
     assert set(res["suggested_policy"]) <= {"channels_last", "blocks", "subpixel", "attention", "winograd"}
-    assert "suggested fast.POLICY['cpu']" in r.stdout and "| bf16 | diffusers' MarigoldDepthPipeline |" in r.stdout
+    assert "suggested devices.POLICY['cpu']" in r.stdout and "| bf16 | diffusers' MarigoldDepthPipeline |" in r.stdout

@@ -577,7 +577,7 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
     # imports diffusers and builds the modules. No thread count or switch interval is changed for the overlap:
     # both are process-wide, and a host (ComfyUI) may be running torch work on another thread meanwhile
     # (tests/test_side_effects.py). Tuning them won 0.7 s of 3.5 s on 2 cores, not worth a neighbour's surprise.
-    from .fast import enabled
+    from .devices import enabled
 
     channels_last = optimize and enabled("channels_last", dev)  # laid out while reading: no second copy
     with ThreadPoolExecutor(1, thread_name_prefix="marigold-load") as pool:

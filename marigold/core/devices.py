@@ -61,3 +61,17 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     if key not in DTYPES:
         raise InputError(f"Unknown dtype {dtype!r}; use auto, fp32, fp16 or bf16.")
     return DTYPES[key]
+
+
+# Which levers run on which device (issue #23: what pays on the CPU must not slow a GPU). Every lever was measured
+# on CPUs (bench/RESULTS.md); on an H100 our fp32 frame loop with all of them was 1.17× diffusers' time and level in
+# bf16, with no lever timed alone yet, so a GPU or MPS runs diffusers' modules as they are until
+# ``python -m bench.device_levers`` shows one pays there. Checked per call: a model may move between devices.
+LEVERS = ("channels_last", "blocks", "subpixel", "attention", "winograd")
+POLICY: dict[str, frozenset[str]] = {"cpu": frozenset(LEVERS), "cuda": frozenset(), "mps": frozenset()}
+
+
+def enabled(lever: str, device: torch.device | str) -> bool:
+    """Whether ``lever`` runs on ``device`` (:data:`POLICY`; a device type it does not name runs none)."""
+    kind = device.type if isinstance(device, torch.device) else torch.device(device).type
+    return lever in POLICY.get(kind, frozenset())

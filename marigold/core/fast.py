@@ -39,6 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import winograd
+from .devices import LEVERS, POLICY, enabled  # noqa: F401 (re-exported)
 
 SCORE_BLOCK = 1 << 22  # attention scores computed at a time (8 MB in bf16; 2–8 MB measured best at 768 px)
 # Above this many tokens torch's flash kernel wins by far (bench/RESULTS.md, "Tiled inference": one layer of 5 heads
@@ -47,18 +48,7 @@ SCORE_BLOCK = 1 << 22  # attention scores computed at a time (8 MB in bf16; 2–
 CHUNKED_MAX_TOKENS = 8192
 
 
-# Which levers run on which device (issue #23: what pays on the CPU must not slow a GPU). Every lever was measured
-# on CPUs (bench/RESULTS.md); on an H100 our fp32 frame loop with all of them was 1.17× diffusers' time and level in
-# bf16, with no lever timed alone yet, so a GPU or MPS runs diffusers' modules as they are until
-# ``python -m bench.device_levers`` shows one pays there. Checked per call: a model may move between devices.
-LEVERS = ("channels_last", "blocks", "subpixel", "attention", "winograd")
-POLICY: dict[str, frozenset[str]] = {"cpu": frozenset(LEVERS), "cuda": frozenset(), "mps": frozenset()}
-
-
-def enabled(lever: str, device: torch.device | str) -> bool:
-    """Whether ``lever`` runs on ``device`` (:data:`POLICY`; a device type it does not name runs none)."""
-    kind = device.type if isinstance(device, torch.device) else torch.device(device).type
-    return lever in POLICY.get(kind, frozenset())
+# Which levers run on which device: marigold.core.devices (POLICY), re-exported here for the benches.
 
 
 def apply(model, *, channels_last: bool | None = None) -> None:
@@ -99,6 +89,20 @@ def patch_module(root: nn.Module, subpixel: bool = True, attention: bool = True,
             continue
         mod._marigold_fast = True
         n += 1
+    return n
+
+
+def unpatch_module(root: nn.Module) -> int:
+    """Undo :func:`patch_module` under ``root`` (diffusers' forwards and attention processors again) → how many
+    modules were patched."""
+    n = 0
+    for mod in root.modules():
+        if getattr(mod, "_marigold_fast", False):
+            mod.__dict__.pop("forward", None)
+            if isinstance(getattr(mod, "processor", None), ChunkedAttnProcessor):
+                mod.set_processor(mod.processor.fallback)
+            mod._marigold_fast = False
+            n += 1
     return n
 
 

@@ -27,6 +27,8 @@ import types
 import torch
 import torch.nn as nn
 
+from .devices import enabled
+
 MIN_CHANNELS = 256  # below this on either side the transforms cost more than the products save
 BAND_BYTES = 8 << 20  # transformed input tiles held at a time (~8 MB: measured flat between 2 and 16 MB)
 
@@ -97,8 +99,6 @@ def applies(conv: nn.Conv2d, x: torch.Tensor) -> bool:
 
 
 def _forward(self, x: torch.Tensor) -> torch.Tensor:
-    from .fast import enabled
-
     if applies(self, x) and enabled("winograd", x.device):
         return conv3x3(x, self.weight, self.bias)
     return type(self).forward(self, x)
@@ -113,5 +113,16 @@ def patch_module(root: nn.Module) -> int:
                 and mod.kernel_size == (3, 3) and min(mod.in_channels, mod.out_channels) >= MIN_CHANNELS):
             mod.forward = types.MethodType(_forward, mod)
             mod._marigold_winograd = True
+            n += 1
+    return n
+
+
+def unpatch_module(root: nn.Module) -> int:
+    """Undo :func:`patch_module` under ``root`` (the modules' own forwards again) → how many were patched."""
+    n = 0
+    for mod in root.modules():
+        if getattr(mod, "_marigold_winograd", False):
+            mod.__dict__.pop("forward", None)
+            mod._marigold_winograd = False
             n += 1
     return n
