@@ -486,6 +486,9 @@ def markdown(res: dict) -> str:
     if "modalities" in res:
         iid = res.get("bases", {}).get("sd2-small-iid")
         fit = f", {iid[iid.index('--vae-steps') + 1]} VAE steps" if iid and "--vae-steps" in iid else ""
+        versions = sorted(set(res.get("materials", {}).values()))
+        if len(versions) == 1:
+            fit += f"; intrinsic renders of train/data/synthetic.py's MATERIALS_VERSION {versions[0]}"
         lines += ["", "Other modalities (16 held-out scenes with exact targets, 96×128; the small stand-in, the IID "
                   f"models on one whose VAE was fitted on the intrinsic layers too{fit}), against the training set's "
                   "mean map; ratio < 1 is better than the constant where lower is better:", "",
@@ -541,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import marigold
+    from train.data.synthetic import MATERIALS_VERSION
 
     torch.set_flush_denormal(True)
     recipes = (["small", "tiny"] if {"image", "react", "stereo"} & set(rows) else
@@ -551,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     res: dict = {"date": date.today().isoformat(), "cpu": cpu_flags(), "seeds": a.seeds, "spent": spent,
                  "bases": {name: BASES[name] for name in BASES if name in {RECIPES[r][1] for r in recipes}},
+                 "materials": {r: MATERIALS_VERSION for r in recipes if r.startswith("iid-")},
                  "row_dates": {row: date.today().isoformat() for row in rows}}
     const = mean_map() if {"image", "stereo"} & set(rows) else None
     for seed in a.seeds:
@@ -595,7 +600,8 @@ def main(argv: list[str] | None = None) -> int:
     if RESULTS_JSON.is_file() and not a.no_write:  # rows not measured in this run stay as they were
         old = json.loads(RESULTS_JSON.read_text())
         if old.get("seeds") == a.seeds:
-            merged = {k: {**old.get(k, {}), **res[k]} for k in ("modalities", "modalities_untrained", "bases")
+            merged = {k: {**old.get(k, {}), **res[k]} for k in ("modalities", "modalities_untrained", "bases",
+                                                                "materials")
                       if k in res}
             old_rows = old.get("row_dates") or {r: old["date"] for r in ROWS if r in old}
             merged["row_dates"] = {**old_rows, **res["row_dates"]}
