@@ -156,12 +156,11 @@ def build_models(cache: Path, seeds: list[int], recipes: list[str], jobs: int = 
                 [sys.executable, str(tool), str(cache / "tiny-marigold"), "--size", "tiny", "--dtype", "fp32"],
                 "the tiny Marigold checkpoint", spent)
     from train.config import load_file
+    from train.data.synthetic import MATERIALS_VERSION
     from train.tiny import SMALL_UNET, SMALL_VAE
 
     arch = json.dumps([SMALL_UNET, SMALL_VAE], sort_keys=True)  # the tiny one comes from the shared tool
     bases = {}
-    from train.data.synthetic import MATERIALS_VERSION
-
     for name in sorted({RECIPES[r][1] for r in recipes}):
         # a stand-in fitted on the intrinsic layers is rebuilt (and its models retrained) when their renderer changes
         data = f"materials {MATERIALS_VERSION}" if "--iid" in BASES[name] else ""

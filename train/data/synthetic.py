@@ -19,9 +19,9 @@ colour, brighter above) seen in the mirror direction through Schlick's Fresnel w
 environment term is what makes the material visible away from the highlight, as it is in real renders: a metal
 plane mirrors a gradient that moves with the view while its Lambert shading is flat, and smooth dielectrics
 brighten at grazing angles (``MATERIALS_VERSION`` 1, the highlight alone, left metallicity unseen outside a few
-pixels: a model trained on it did no better than the training set's mean map). Without ``materials`` the image is what it always was (no
-highlight), so depth and normals runs see the same pictures as before; the material draws come from their own
-RNG stream, so no scene changes either way.
+pixels: a model trained on it did no better than the training set's mean map). Without ``materials`` the image
+is what it always was (no highlight), so depth and normals runs see the same pictures as before; the material
+draws come from their own RNG stream, so no scene changes either way.
 
 Scenes are indexed: scene ``i`` of a split is a pure function of ``(split seed, i)``, so ``train`` and
 ``heldout`` never share a scene, and any worker can render any scene.
