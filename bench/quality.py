@@ -63,8 +63,6 @@ from pathlib import Path
 
 import numpy as np
 
-from . import read_cpu_flags
-
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_JSON = ROOT / "bench" / "quality_results.json"
 RESULTS_MD = ROOT / "bench" / "RESULTS.md"
@@ -98,7 +96,9 @@ def log(msg: str) -> None:
 
 
 def cpu_flags() -> str:
-    flags = read_cpu_flags()
+    from marigold.core.devices import cpu_flags as read_flags
+
+    flags = read_flags()
     if flags is None:
         return platform.processor() or platform.machine()
     have = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]

@@ -22,8 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-from . import read_cpu_flags
-
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = False
 
@@ -293,7 +291,9 @@ def levers(args, ckpt: str, images: dict, log) -> list[dict]:
 
 def cpu_flags() -> str:
     """The CPU features that decide the best dtype and the kernels' speed (what each table row ran on)."""
-    flags = read_cpu_flags()
+    from marigold.core.devices import cpu_flags as read_flags
+
+    flags = read_flags()
     if flags is None:
         return platform.machine()
     return " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags) \
@@ -310,8 +310,11 @@ def machine() -> dict:
                 model = line.split(":", 1)[1].strip()
     except OSError:
         pass
-    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
     import diffusers
+
+    from marigold.core.devices import cpu_flags as read_flags
+
+    flags = read_flags() or frozenset()
 
     return {"cpu": model or platform.processor(), "cores": os.cpu_count(), "torch": torch.__version__,
             "diffusers": diffusers.__version__, "python": platform.python_version(),

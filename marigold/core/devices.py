@@ -32,13 +32,18 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_fast_bf16() -> bool:
-    """True where the CPU has native bf16 matrix instructions (AVX-512 BF16 or AMX): bf16 runs ~2× fp32 there."""
+def cpu_flags() -> frozenset[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo (its first processor), or None where there is no such file."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = f.read()
-    except OSError:
-        return False
+            return frozenset(f.read().split("flags")[1].split("\n")[0].split())
+    except (OSError, IndexError):
+        return None
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU has native bf16 matrix instructions (AVX-512 BF16 or AMX): bf16 runs ~2× fp32 there."""
+    flags = cpu_flags() or frozenset()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
