@@ -15,13 +15,15 @@ non-diffuse residual and the material map (roughness, metallicity, 0), so that `
 residual`` at every pixel centre (before the supersampled colour is box-filtered and clipped to 0..1). The
 residual is what a metallic-workflow renderer adds to the diffuse term: F0 = 0.04 for dielectrics and the albedo
 for metals, times a Blinn-Phong highlight whose sharpness follows the roughness, plus the environment (the sky's
-colour, brighter above) seen in the mirror direction through Schlick's Fresnel with a roughness term. The
-environment term is what makes the material visible away from the highlight, as it is in real renders: a metal
-plane mirrors a gradient that moves with the view while its Lambert shading is flat, and smooth dielectrics
-brighten at grazing angles (``MATERIALS_VERSION`` 1, the highlight alone, left metallicity unseen outside a few
-pixels: a model trained on it did no better than the training set's mean map). Without ``materials`` the image
-is what it always was (no highlight), so depth and normals runs see the same pictures as before; the material
-draws come from their own RNG stream, so no scene changes either way.
+colour, brighter above, with stripes that rough surfaces blur) seen in the mirror direction through Schlick's
+Fresnel with a roughness term. The environment term is what makes the material visible away from the highlight,
+as it is in real renders: a metal plane mirrors a gradient that moves with the view while its Lambert shading is
+flat, smooth dielectrics brighten at grazing angles, and the sharper the mirrored stripes, the smoother the
+surface. ``MATERIALS_VERSION`` 1, the highlight alone, left metallicity unseen outside a few pixels (a model
+trained on it did no better than the training set's mean map); version 2, a plain gradient environment, left
+the roughness unseen (a model's roughness error stayed above the mean map's, even on its training scenes).
+Without ``materials`` the image is what it always was (no highlight), so depth and normals runs see the same
+pictures as before; the material draws come from their own RNG stream, so no scene changes either way.
 
 Scenes are indexed: scene ``i`` of a split is a pure function of ``(split seed, i)``, so ``train`` and
 ``heldout`` never share a scene, and any worker can render any scene.
@@ -43,8 +45,12 @@ TEXTURE_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "brick", "grass", "
 SPLIT_SEEDS = {"train": 0, "heldout": 1_000_003, "val": 2_000_003}
 # what the intrinsic layers and the images rendered with ``materials`` look like; caches of models trained on
 # them (bench.quality) are keyed on it
-MATERIALS_VERSION = 2
+MATERIALS_VERSION = 3
 ENV_STRENGTH = 0.5  # the environment's radiance against the directional light's (1)
+# the environment's panels: (frequency per radian, blur per unit of roughness) of the stripes across elevation and
+# across azimuth; fine stripes tell the smooth half of the roughness range apart, coarse ones the rough half
+ENV_STRIPES = ((24.0, 0.25), (8.0, 0.35))
+ENV_CONTRAST = 0.6
 TEXTURES = ("photo", "flat")
 # ``texture="flat"``: each surface gets one colour of this fixed palette instead of its photograph (same scene
 # geometry, lighting and RNG stream). Photographs at random scales camouflage the geometry at 48×64: a 1M-parameter
@@ -90,6 +96,21 @@ def _lookup(tex: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 # 1 ceiling, 2 back wall, 3-4 side walls, 6-9 spheres, 10-15 boxes) → an index into SURFACE_LABELS; -1: the sky.
 SURFACE_LABELS = ("floor", "ceiling", "wall", "ball", "box")
 SURFACE_OF_ID = np.array([0, 1, 2, 2, 2, -1] + [3] * 4 + [4] * 6 + [-1], dtype=np.int8)  # index -1 (no hit) → -1
+
+
+def _environment(mirror: np.ndarray, rough: np.ndarray) -> np.ndarray:
+    """The environment's brightness seen along the unit directions ``mirror`` [P,3] (world y down) by surfaces
+    of roughness ``rough`` [P]: brighter above, with stripes across elevation and azimuth (panels, window bars)
+    blurred by the roughness. A rough surface reflects the environment averaged over a lobe; for a stripe
+    cos(k·θ) under a Gaussian lobe of width σ that average is exp(-(k·σ)²/2)·cos(k·θ), exactly, so no rays
+    are shot. Smooth surfaces mirror the stripes sharply and rough ones show their mean: the cue by which people
+    judge gloss in real scenes (Fleming, Dror and Adelson 2003) and what makes roughness visible away from the
+    highlight."""
+    up = np.clip(-mirror[:, 1], -1, 1)  # [P]
+    angles = (np.arcsin(up), np.arctan2(mirror[:, 0], mirror[:, 2]))  # elevation, azimuth [P] each
+    stripes = sum(np.exp(-0.5 * (k * blur * rough) ** 2) * np.cos(k * a)
+                  for a, (k, blur) in zip(angles, ENV_STRIPES)) / len(ENV_STRIPES)  # [P] in [-1, 1]
+    return (0.3 + 0.7 * np.clip(0.5 + 0.5 * up, 0, 1)) * (1 + ENV_CONTRAST * stripes)
 
 
 class _Scene:
@@ -223,7 +244,7 @@ class _Scene:
         # weighted by Schlick's Fresnel with a roughness term (smooth surfaces mirror more at grazing angles)
         cos_v = np.clip((normal * view).sum(1), 0, 1)  # [P]
         mirror = 2 * cos_v[:, None] * normal - view  # [P,3] the reflected view ray
-        env = ENV_STRENGTH * self.sky[None] * (0.3 + 0.7 * np.clip(0.5 - 0.5 * mirror[:, 1:2], 0, 1))  # [P,3]
+        env = ENV_STRENGTH * self.sky[None] * _environment(mirror, rough)[:, None]  # [P,3]
         fresnel = f0 + (np.maximum((1 - rough)[:, None], f0) - f0) * ((1 - cos_v) ** 5)[:, None]  # [P,3]
         residual = f0 * spec[:, None] * (1 - self.ambient) + np.where(hit[:, None], fresnel * env, 0.0)
         residual = np.minimum(residual, 1.0)
