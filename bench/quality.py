@@ -492,10 +492,12 @@ def markdown(res: dict) -> str:
         versions = sorted(set(res.get("materials", {}).values()))
         if len(versions) == 1:
             fit += f"; intrinsic renders of train/data/synthetic.py's MATERIALS_VERSION {versions[0]}"
+        normals = {"sd2-small-normals": ", the normals models on one fitted on normal maps too",
+                   "sd2-small": ", the normals models on the small stand-in itself (its VAE never fitted on normal "
+                                "maps)"}.get(res.get("modality_bases", {}).get("normals"), "")
         lines += ["", "Other modalities (16 held-out scenes with exact targets, 96×128; the small stand-in, the IID "
-                  f"models on one whose VAE was fitted on the intrinsic layers too{fit}, the normals models on one "
-                  "fitted on normal maps too), against the training set's "
-                  "mean map; ratio < 1 is better than the constant where lower is better:", "",
+                  f"models on one whose VAE was fitted on the intrinsic layers too{fit}{normals}), against the "
+                  "training set's mean map; ratio < 1 is better than the constant where lower is better:", "",
                   "| task | metric | model | mean map | untrained | model ÷ mean map |", "|---|---|---|---|---|---|"]
         for task, per_seed in res["modalities"].items():
             for k, lower in HEADLINE[task]:
@@ -560,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     res: dict = {"date": date.today().isoformat(), "cpu": cpu_flags(), "seeds": a.seeds, "spent": spent,
                  "bases": {name: BASES[name] for name in BASES if name in {RECIPES[r][1] for r in recipes}},
                  "materials": {r: MATERIALS_VERSION for r in recipes if r.startswith("iid-")},
+                 # which stand-in each modality's models grew from (rows of older runs keep theirs)
+                 "modality_bases": {t: RECIPES[t][1] for t in tasks} if "modalities" in rows else {},
                  "row_dates": {row: date.today().isoformat() for row in rows}}
     const = mean_map() if {"image", "stereo"} & set(rows) else None
     for seed in a.seeds:
@@ -605,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         old = json.loads(RESULTS_JSON.read_text())
         if old.get("seeds") == a.seeds:
             merged = {k: {**old.get(k, {}), **res[k]} for k in ("modalities", "modalities_untrained", "bases",
-                                                                "materials")
+                                                                "materials", "modality_bases")
                       if k in res}
             old_rows = old.get("row_dates") or {r: old["date"] for r in ROWS if r in old}
             merged["row_dates"] = {**old_rows, **res["row_dates"]}
