@@ -73,7 +73,7 @@ RECIPES = {"small": ("cpu_small.yaml", "sd2-small", []), "tiny": ("cpu_tiny.yaml
            "snippet": ("cpu_small_snippet.yaml", "sd2-small", []),
            # the snippet model's control: the same frames per step, each from its own video, normalised alone
            "single-frame": ("cpu_small_snippet.yaml", "sd2-small", ["--set", "snippet.frames=1", "--batch-size", "9"]),
-           # the other modalities on the small stand-in (the IID ones on a VAE fitted on the intrinsic layers too)
+           # the other modalities on small stand-ins whose VAEs were fitted on their targets too
            "normals": ("cpu_small.yaml", "sd2-small-normals", ["--task", "normals"]),
            "iid-lighting": ("cpu_small_iid.yaml", "sd2-small-iid", ["--task", "iid-lighting"]),
            "iid-appearance": ("cpu_small_iid.yaml", "sd2-small-iid", ["--task", "iid-appearance"])}

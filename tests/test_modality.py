@@ -96,7 +96,7 @@ def test_synthetic_metals_mirror_the_environment():
 
 
 def test_synthetic_smooth_metals_mirror_sharp_stripes():
-    # what makes roughness learnable from the picture (MATERIALS_VERSION 3): the environment's stripes reach a
+    # what makes roughness visible in the picture (MATERIALS_VERSION 3): the environment's stripes reach a
     # smooth metal plane sharp and a rough one blurred to their mean; the second differences of the residual
     # inside a plane (its mirrored detail, relative to its brightness) tell them apart by orders of magnitude
     detail = {True: [], False: []}
