@@ -35,6 +35,8 @@ def fit_vae(vae, steps: int, size: tuple[int, int] = (64, 64), batch: int = 8, s
     worse than the training-mean map: albedo MSE 0.046 against 0.020). ``normals``: also unit normal maps
     (encoded as the normals modality encodes them), without which the small VAE's own round trip of held-out
     normals was 54.9° of mean angular error, worse than the training-mean map's 38.0° (train/README.md)."""
+    from marigold.core.modality import get
+
     from .data.common import normalize_depth
     from .data.synthetic import render
 
@@ -46,8 +48,6 @@ def fit_vae(vae, steps: int, size: tuple[int, int] = (64, 64), batch: int = 8, s
         d = normalize_depth(s.depth, s.valid)
         pool.append(torch.from_numpy(s.rgb.transpose(2, 0, 1) * 2 - 1))
         pool.append(torch.from_numpy(np.repeat(d[None], 3, 0)))
-        from marigold.core.modality import get
-
         if normals:
             pool.append(torch.from_numpy(get("normals").targets[0].encode(s.normals)))
         if iid:
