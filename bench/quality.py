@@ -161,13 +161,13 @@ def build_models(cache: Path, seeds: list[int], recipes: list[str], jobs: int = 
                 "the tiny Marigold checkpoint", spent)
     from train.config import load_file
     from train.data.synthetic import MATERIALS_VERSION
-    from train.tiny import SMALL_UNET, SMALL_VAE
+    from train.tiny import IID_POOL, SMALL_UNET, SMALL_VAE
 
     arch = json.dumps([SMALL_UNET, SMALL_VAE], sort_keys=True)  # the tiny one comes from the shared tool
     bases = {}
     for name in sorted({RECIPES[r][1] for r in recipes}):
         # a stand-in fitted on the intrinsic layers is rebuilt (and its models retrained) when their renderer changes
-        data = f"materials {MATERIALS_VERSION}" if "--iid" in BASES[name] else ""
+        data = f"materials {MATERIALS_VERSION}, pool {IID_POOL}" if "--iid" in BASES[name] else ""
         key = _digest(arch, " ".join(BASES[name]), (cache / "tiny-marigold.stamp").read_text(), data)
         bases[name] = (_build(cache / name, key, [sys.executable, "-m", "train.tiny", str(cache / name), "--from",
                                                   str(mg)] + BASES[name], f"the {name} stand-in", spent), key)

@@ -25,25 +25,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# what ``fit_vae(iid=True)`` fits on, by version (stand-ins are rebuilt when it changes): 2 adds blends of material maps
+IID_POOL = 2
 
-def fit_vae(vae, steps: int, size: tuple[int, int] = (64, 64), batch: int = 8, seed: int = 0, lr: float = 2e-3,
-            crop: int = 32, log=None, iid: bool = False, normals: bool = False) -> float:
-    """Train the VAE to reconstruct synthetic RGB images and normalised depth maps (random ``crop``-pixel
-    crops of ``size`` renders: the VAE is convolutional, and crops cost a quarter); returns the last loss.
-    ``iid``: also the intrinsic layers (albedo, shading, residual, material, in the spaces the IID modalities
-    predict them), without which the tiny VAE cannot even reconstruct those targets (the round trip alone was
-    worse than the training-mean map: albedo MSE 0.046 against 0.020). ``normals``: also unit normal maps
-    (encoded as the normals modality encodes them), without which the small VAE's own round trip of held-out
-    normals was 54.9° of mean angular error, worse than the training-mean map's 38.0° (train/README.md)."""
+
+def vae_pool(size: tuple[int, int], seed: int = 0, iid: bool = False, normals: bool = False) -> torch.Tensor:
+    """What :func:`fit_vae` fits on → ``[N,3,H,W]`` in -1..1: 64 training renders at ``size`` (photo-textured and
+    flat in turn; val/heldout scenes are never used) and their normalised depth, with ``normals`` their normal
+    maps, with ``iid`` the flat materials render and its intrinsic layers, then blends of the material maps."""
     from marigold.core.modality import get
 
     from .data.common import normalize_depth
     from .data.synthetic import render
 
-    torch.manual_seed(seed)
-    torch.set_flush_denormal(True)  # denormals from the shrinking weights slow CPU convolutions ~10×
-    pool = []
-    for i in range(64):  # a small pool of renders, reused (val/heldout scenes are never used here)
+    pool, materials = [], []
+    for i in range(64):
         s = render(5_000_000 + i, *size, supersample=1, texture="flat" if i % 2 else "photo")
         d = normalize_depth(s.depth, s.valid)
         pool.append(torch.from_numpy(s.rgb.transpose(2, 0, 1) * 2 - 1))
@@ -56,7 +52,31 @@ def fit_vae(vae, steps: int, size: tuple[int, int] = (64, 64), batch: int = 8, s
             for task in ("iid-lighting", "iid-appearance"):
                 for t in get(task).targets:
                     pool.append(torch.from_numpy(t.encode(m.targets[t.name])))
-    data = torch.stack(pool).float()  # [N,3,H,W] in -1..1
+                    if t.name == "material":
+                        materials.append(pool[-1])
+    # blends of 2-8 material maps: a model unsure of a surface's material predicts an in-between map, and a VAE
+    # that never saw one decoded the training set's mean material map with an sRGB roughness of 0.61 for
+    # 0.72 (train/README.md), a bias every IID appearance model inherited
+    pick = np.random.default_rng(seed)
+    for _ in range(len(materials)):
+        idx = pick.choice(len(materials), int(pick.integers(2, 9)), replace=False)
+        pool.append(torch.stack([materials[j] for j in idx]).mean(0))  # [3,H,W]
+    return torch.stack(pool).float()
+
+
+def fit_vae(vae, steps: int, size: tuple[int, int] = (64, 64), batch: int = 8, seed: int = 0, lr: float = 2e-3,
+            crop: int = 32, log=None, iid: bool = False, normals: bool = False) -> float:
+    """Train the VAE to reconstruct synthetic RGB images and normalised depth maps (random ``crop``-pixel
+    crops of ``size`` renders: the VAE is convolutional, and crops cost a quarter); returns the last loss.
+    ``iid``: also the intrinsic layers (albedo, shading, residual, material, in the spaces the IID modalities
+    predict them), without which the tiny VAE cannot even reconstruct those targets (the round trip alone was
+    worse than the training-mean map: albedo MSE 0.046 against 0.020). ``normals``: also unit normal maps
+    (encoded as the normals modality encodes them), without which the small VAE's own round trip of held-out
+    normals was 54.9° of mean angular error, worse than the training-mean map's 38.0° (train/README.md).
+    With ``iid``, blends of the material maps join the pool (:data:`IID_POOL`)."""
+    torch.manual_seed(seed)
+    torch.set_flush_denormal(True)  # denormals from the shrinking weights slow CPU convolutions ~10×
+    data = vae_pool(size, seed, iid=iid, normals=normals)  # [N,3,H,W] in -1..1
     vae.train().requires_grad_(True)
     opt = torch.optim.Adam(vae.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
