@@ -38,9 +38,9 @@ is our own models, trained here on the CPU on synthetic data; no real weights):
   alignment per snippet in disparity; AbsRel, δ1, temporal error, and their difference paired by training seed;
 * ``modalities`` (only when asked, ``--only modalities``: nine more trainings): normals (``cpu_small.yaml`` with
   ``--task normals``, on a small stand-in whose VAE was also fitted on normal maps) and intrinsics
-  (``configs/cpu_small_iid.yaml``, lighting and appearance, on one whose VAE was also fitted on the intrinsic
-  layers) on 16 held-out scenes with exact targets, against the
-  training set's mean map (``train.evaluate.mean_map_baseline``): angular error, MSE per target.
+  (``configs/cpu_small_iid.yaml`` for lighting, ``cpu_small_iid_appearance.yaml``, twice as long, for
+  appearance, on one whose VAE was also fitted on the intrinsic layers and blends of material maps) on 16
+  held-out scenes with exact targets, against the training set's mean map (``train.evaluate.mean_map_baseline``): angular error, MSE per target.
 
 It prints one Markdown table per row kind, writes ``bench/quality_results.json`` and replaces the "Quality"
 section of ``bench/RESULTS.md`` (date, CPU flags, seeds, seconds spent building).
@@ -76,7 +76,7 @@ RECIPES = {"small": ("cpu_small.yaml", "sd2-small", []), "tiny": ("cpu_tiny.yaml
            # the other modalities on small stand-ins whose VAEs were fitted on their targets too
            "normals": ("cpu_small.yaml", "sd2-small-normals", ["--task", "normals"]),
            "iid-lighting": ("cpu_small_iid.yaml", "sd2-small-iid", ["--task", "iid-lighting"]),
-           "iid-appearance": ("cpu_small_iid.yaml", "sd2-small-iid", ["--task", "iid-appearance"])}
+           "iid-appearance": ("cpu_small_iid_appearance.yaml", "sd2-small-iid", ["--task", "iid-appearance"])}
 MODALITIES = ("normals", "iid-lighting", "iid-appearance")
 # what the modality table shows per task: (metric, lower is better)
 HEADLINE = {"normals": [("normals_mean_angle", True), ("normals_median_angle", True), ("normals_a11.25", False)],
