@@ -12,8 +12,8 @@ import torch
 import marigold
 from marigold.core import modality as mod
 from marigold.errors import CheckpointError, InputError
-from train.data.common import prepare
-from train.data.synthetic import render
+from train.data.common import prepare, target_map
+from train.data.synthetic import SyntheticDataset, render
 
 
 def test_builtin_entries_describe_the_published_models():
@@ -68,8 +68,11 @@ def test_synthetic_layers_recompose_the_image():
     s = render(11, 24, 32, supersample=1, texture="flat", materials=True)
     t = s.targets
     assert set(t) >= {"albedo", "shading", "residual", "material", "normals"}
-    rec = np.clip(t["albedo"] * t["shading"] + t["residual"], 0, 1)
+    diffuse = t["iid-lighting/albedo"]  # the lighting model's albedo: the diffuse reflectance
+    rec = np.clip(diffuse * t["shading"] + t["residual"], 0, 1)
     np.testing.assert_allclose(rec, s.rgb, atol=1e-5)  # exact at pixel centres
+    metal = t["material"][..., 1]  # [H,W]
+    np.testing.assert_allclose(diffuse, t["albedo"] * (1 - metal[..., None]), atol=1e-6)
     assert t["residual"].max() > 0.01  # the highlight is there
     assert (t["material"][..., 2] == 0).all() and t["material"][..., 0].max() > 0.05
     plain = render(11, 24, 32, supersample=1, texture="flat")  # depth/normals runs: no highlight
@@ -93,6 +96,28 @@ def test_synthetic_metals_mirror_the_environment():
             (metal_std if value > 0.5 else plain_std).append(t["residual"][on].mean(1).std())
     assert metal_std and plain_std
     assert min(metal_std) > 0.005 and np.median(metal_std) > 5 * np.median(plain_std)
+
+
+def test_synthetic_metals_have_no_diffuse_term():
+    # MATERIALS_VERSION 4: a metal reflects and does not scatter (every metallic workflow), so it shows no
+    # Lambert shading of its base colour; the lighting model's albedo there is the diffuse reflectance, near 0,
+    # the appearance model's the base colour (as InteriorVerse's albedo is)
+    seen = 0
+    for i in range(8):
+        s = render(i, 24, 32, supersample=1, texture="flat", materials=True)
+        t = s.targets
+        metal = t["material"][..., 1] > 0.5  # [H,W]
+        if metal.sum() < 10:
+            continue
+        seen += 1
+        np.testing.assert_allclose(s.rgb[metal], np.clip(
+            t["albedo"][metal] * (1 - t["material"][..., 1][metal, None]) * t["shading"][metal]
+            + t["residual"][metal], 0, 1), atol=1e-5)
+        assert t["iid-lighting/albedo"][metal].max() <= 0.4 * t["albedo"][metal].max() + 1e-6
+    assert seen >= 2
+    s = SyntheticDataset(1, 24, 32, "train", "flat", materials=True)[0]
+    assert target_map(s, mod.get("iid-lighting"), "albedo") is s.targets["iid-lighting/albedo"]
+    assert target_map(s, mod.get("iid-appearance"), "albedo") is s.targets["albedo"]
 
 
 def test_synthetic_smooth_metals_mirror_sharp_stripes():

@@ -57,6 +57,7 @@ from marigold.errors import InputError
 from marigold.optional import require
 
 from . import metrics as M
+from .data.common import target_map
 from .data.formats import read_png16, read_rgb
 from .data.vkitti import kitti_benchmark_crop
 
@@ -274,9 +275,7 @@ def score_targets(modality, pred: np.ndarray, sample, mask: np.ndarray | None = 
     for t in modality.targets:
         p = pred[c:c + t.channels].transpose(1, 2, 0)  # [H,W,C]
         c += t.channels
-        gt = (sample.targets or {}).get(t.name)
-        if gt is None and t.name == "normals":
-            gt = sample.normals
+        gt = target_map(sample, modality, t.name)
         if gt is None:
             raise ValueError(f"sample {sample.name!r} has no {t.name!r} ground truth to score against.")
         gt = gt if gt.ndim == 3 else gt[..., None]
@@ -309,7 +308,7 @@ def mean_map_baseline(modality, train_samples: list, eval_samples: list) -> dict
     """The best constant prediction: the training set's per-pixel mean of each target, scored like a model."""
     stacks = []
     for t in modality.targets:
-        maps = [s.targets[t.name] if t.name in (s.targets or {}) else s.normals for s in train_samples]
+        maps = [target_map(s, modality, t.name) for s in train_samples]
         # the mean in the space the model predicts, i.e. the best constant map for its latent MSE
         m = np.mean([t.from_linear(x if x.ndim == 3 else x[..., None]) for x in maps], axis=0)  # [H,W,C]
         if t.transfer == "unit":

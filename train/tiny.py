@@ -35,7 +35,7 @@ def vae_pool(size: tuple[int, int], seed: int = 0, iid: bool = False, normals: b
     maps, with ``iid`` the flat materials render and its intrinsic layers, then blends of the material maps."""
     from marigold.core.modality import get
 
-    from .data.common import normalize_depth
+    from .data.common import normalize_depth, target_map
     from .data.synthetic import render
 
     pool, materials = [], []
@@ -51,7 +51,7 @@ def vae_pool(size: tuple[int, int], seed: int = 0, iid: bool = False, normals: b
             pool.append(torch.from_numpy(m.rgb.transpose(2, 0, 1) * 2 - 1))
             for task in ("iid-lighting", "iid-appearance"):
                 for t in get(task).targets:
-                    pool.append(torch.from_numpy(t.encode(m.targets[t.name])))
+                    pool.append(torch.from_numpy(t.encode(target_map(m, get(task), t.name))))
                     if t.name == "material":
                         materials.append(pool[-1])
     # blends of 2-8 material maps: a model unsure of a surface's material predicts an in-between map, and a VAE

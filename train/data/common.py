@@ -127,6 +127,16 @@ def prepare(s: DepthSample, task: str = "depth", size: tuple[int, int] | None = 
     }
 
 
+def target_map(s: DepthSample, modality, name: str) -> np.ndarray | None:
+    """Sample ``s``'s map of ``modality``'s target ``name``, or None: ``s.targets["MODALITY/NAME"]`` where a data
+    set serving several modalities defines the target differently for this one (the synthetic renders' lighting
+    albedo is the diffuse reflectance, the appearance albedo the base colour), else ``s.targets[name]``; normals
+    fall back on ``s.normals``."""
+    have = s.targets or {}
+    x = have.get(f"{modality.name}/{name}", have.get(name))
+    return s.normals if x is None and name == "normals" else x
+
+
 def _prepare_targets(s: DepthSample, m) -> dict:
     """Any modality's targets (``s.targets[name]``) → VAE input stacked ``[3·T,H,W]``, with the valid mask
     (the sample's, and every target finite); refuses a sample with a missing or entirely invalid target."""
@@ -134,9 +144,7 @@ def _prepare_targets(s: DepthSample, m) -> dict:
     valid = s.valid.copy()
     maps = []
     for t in m.targets:
-        x = have.get(t.name)
-        if x is None and t.name == "normals":
-            x = s.normals
+        x = target_map(s, m, t.name)
         if x is None:
             raise InputError(f"sample {s.name!r} has no {t.name!r} target; this data set cannot train a "
                              f"{m.name} model (it gives: {', '.join(have) or 'no targets'}).")

@@ -10,18 +10,21 @@ Camera frame: x right, y down, z forward (depth = z, "planar" depth as Marigold 
 Marigold's convention (x right, y up, z towards the viewer), as unit vectors.
 
 Intrinsic images (``render(..., materials=True)``): every surface also gets a roughness and a metallicity, and
-the renderer returns exact albedo (the surface colour), diffuse shading (ambient + Lambert, white light), a
-non-diffuse residual and the material map (roughness, metallicity, 0), so that ``rgb = albedo · shading +
-residual`` at every pixel centre (before the supersampled colour is box-filtered and clipped to 0..1). The
-residual is what a metallic-workflow renderer adds to the diffuse term: F0 = 0.04 for dielectrics and the albedo
-for metals, times a Blinn-Phong highlight whose sharpness follows the roughness, plus the environment (the sky's
+the renderer returns exact albedo (the surface's base colour, InteriorVerse's albedo), its diffuse reflectance
+(the base colour times 1 − metallicity: a metal has no diffuse term; Hypersim's ``diffuse_reflectance``, what the
+lighting model calls albedo, given as ``targets["iid-lighting/albedo"]``), diffuse shading (ambient + Lambert,
+white light), a non-diffuse residual and the material map (roughness, metallicity, 0), so that ``rgb = diffuse
+reflectance · shading + residual`` at every pixel centre (before the supersampled colour is box-filtered and
+clipped to 0..1). The residual is what a metallic-workflow renderer adds to the diffuse term: F0 = 0.04 for
+dielectrics and the base colour for metals, times a Blinn-Phong highlight whose sharpness follows the roughness, plus the environment (the sky's
 colour, brighter above, with stripes that rough surfaces blur) seen in the mirror direction through Schlick's
 Fresnel with a roughness term. The environment term is what makes the material visible away from the highlight,
 as it is in real renders: a metal plane mirrors a gradient that moves with the view while its Lambert shading is
 flat, smooth dielectrics brighten at grazing angles, and the sharper the mirrored stripes, the smoother the
 surface. ``MATERIALS_VERSION`` 1, the highlight alone, left metallicity unseen outside a few pixels (a model
 trained on it did no better than the training set's mean map); version 2, a plain gradient environment, showed
-the roughness only in the highlight and at grazing angles.
+the roughness only in the highlight and at grazing angles; version 3 kept a metal's diffuse term, so a metal
+looked like a painted surface with a tinted sheen (models read no metallicity from it).
 Without ``materials`` the image is what it always was (no highlight), so depth and normals runs see the same
 pictures as before; the material draws come from their own RNG stream, so no scene changes either way.
 
@@ -45,7 +48,7 @@ TEXTURE_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "brick", "grass", "
 SPLIT_SEEDS = {"train": 0, "heldout": 1_000_003, "val": 2_000_003}
 # what the intrinsic layers and the images rendered with ``materials`` look like; caches of models trained on
 # them (bench.quality) are keyed on it
-MATERIALS_VERSION = 3
+MATERIALS_VERSION = 4
 ENV_STRENGTH = 0.5  # the environment's radiance against the directional light's (1)
 # the environment's panels: (frequency per radian, blur per unit of roughness) of the stripes across elevation and
 # across azimuth; fine stripes tell the smooth half of the roughness range apart, coarse ones the rough half
@@ -248,10 +251,12 @@ class _Scene:
         fresnel = f0 + (np.maximum((1 - rough)[:, None], f0) - f0) * ((1 - cos_v) ** 5)[:, None]  # [P,3]
         residual = f0 * spec[:, None] * (1 - self.ambient) + np.where(hit[:, None], fresnel * env, 0.0)
         residual = np.minimum(residual, 1.0)
+        diffuse = albedo * (1 - metal)[:, None]  # [P,3] a metal reflects, it does not scatter
         if self.materials:
-            color = color + residual
+            color = color * (1 - metal)[:, None] + residual
         if layers is not None:
             layers["albedo"] = albedo
+            layers["iid-lighting/albedo"] = diffuse
             layers["shading"] = np.where(hit, shade, 1.0)[:, None].repeat(3, 1)  # the sky: its colour, unlit
             layers["residual"] = residual
             layers["material"] = np.stack([rough, metal, np.zeros(p)], 1)
