@@ -488,7 +488,8 @@ def markdown(res: dict) -> str:
                     _ms(d[k]) for k in ("abs_rel", "delta1", "temporal_error")) + " |")
     if "modalities" in res:
         iid = res.get("bases", {}).get("sd2-small-iid")
-        fit = f", {iid[iid.index('--vae-steps') + 1]} VAE steps" if iid and "--vae-steps" in iid else ""
+        fit = " and blends of material maps" if (res.get("iid_pool") or 1) >= 2 else ""
+        fit += f", {iid[iid.index('--vae-steps') + 1]} VAE steps" if iid and "--vae-steps" in iid else ""
         versions = sorted(set(res.get("materials", {}).values()))
         if len(versions) == 1:
             fit += f"; intrinsic renders of train/data/synthetic.py's MATERIALS_VERSION {versions[0]}"
@@ -551,6 +552,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import marigold
     from train.data.synthetic import MATERIALS_VERSION
+    from train.tiny import IID_POOL
 
     torch.set_flush_denormal(True)
     recipes = (["small", "tiny"] if {"image", "react", "stereo"} & set(rows) else
@@ -565,6 +567,8 @@ def main(argv: list[str] | None = None) -> int:
                  # which stand-in each modality's models grew from (rows of older runs keep theirs)
                  "modality_bases": {t: RECIPES[t][1] for t in tasks} if "modalities" in rows else {},
                  "row_dates": {row: date.today().isoformat() for row in rows}}
+    if any(r.startswith("iid-") for r in recipes):  # what the IID stand-in's VAE was fitted on (train.tiny)
+        res["iid_pool"] = IID_POOL
     const = mean_map() if {"image", "stereo"} & set(rows) else None
     for seed in a.seeds:
         models = {r: marigold.load(paths[r, seed], device="cpu", dtype="fp32") for r in images}

@@ -18,8 +18,9 @@ VAE decodes the target); what differs is described here, once:
   from the targets).
 
 Adding a modality is one :class:`Modality` passed to :func:`register` (anywhere before loading or training)
-plus a data loader whose samples carry the targets by name (``sample.targets[name]``, see
-``train.data.common.Sample``); nothing else changes. ``model_index.json`` of a checkpoint the trainer writes
+plus a data loader whose samples carry the targets by name (``sample.targets[name]``, or
+``sample.targets["MODALITY/NAME"]`` where one data set defines a target differently for two modalities; see
+``train.data.common.target_map``); nothing else changes. ``model_index.json`` of a checkpoint the trainer writes
 names its modality (``"modality"``), so the loader finds the entry again. The ``task`` of an entry is the
 family the public API and the nodes use (``model.task``: "depth", "normals", "intrinsics" or the entry's own
 name); ``name`` is the entry itself (depth and disparity are both the depth task, the two IID models both
