@@ -40,7 +40,8 @@ is our own models, trained here on the CPU on synthetic data; no real weights):
   ``--task normals``, on a small stand-in whose VAE was also fitted on normal maps) and intrinsics
   (``configs/cpu_small_iid.yaml`` for lighting, ``cpu_small_iid_appearance.yaml``, twice as long, for
   appearance, on one whose VAE was also fitted on the intrinsic layers and blends of material maps) on 16
-  held-out scenes with exact targets, against the training set's mean map (``train.evaluate.mean_map_baseline``): angular error, MSE per target.
+  held-out scenes with exact targets, against the training set's mean map
+  (``train.evaluate.mean_map_baseline``): angular error, MSE per target.
 
 It prints one Markdown table per row kind, writes ``bench/quality_results.json`` and replaces the "Quality"
 section of ``bench/RESULTS.md`` (date, CPU flags, seeds, seconds spent building).

@@ -18,10 +18,10 @@ reflectance · shading + residual`` at every pixel centre (before the supersampl
 clipped to 0..1). The residual is what a metallic-workflow renderer adds to the diffuse term: F0 = 0.04 for
 dielectrics and the base colour for metals, times a Blinn-Phong highlight whose sharpness follows the roughness,
 plus the environment (the sky's colour, brighter above, with stripes that rough surfaces blur) seen in the mirror
-direction through Schlick's Fresnel with a roughness term. The environment term is what makes the material visible away from the highlight,
-as it is in real renders: a metal plane mirrors a gradient that moves with the view while its Lambert shading is
-flat, smooth dielectrics brighten at grazing angles, and the sharper the mirrored stripes, the smoother the
-surface. ``MATERIALS_VERSION`` 1, the highlight alone, left metallicity unseen outside a few pixels (a model
+direction through Schlick's Fresnel with a roughness term. The environment term is what makes the material
+visible away from the highlight, as it is in real renders: a metal plane mirrors a gradient that moves with the
+view while its Lambert shading is flat, smooth dielectrics brighten at grazing angles, and the sharper the
+mirrored stripes, the smoother the surface. ``MATERIALS_VERSION`` 1, the highlight alone, left metallicity unseen outside a few pixels (a model
 trained on it did no better than the training set's mean map); version 2, a plain gradient environment, showed
 the roughness only in the highlight and at grazing angles; version 3 kept a metal's diffuse term, so a metal
 looked like a painted surface with a tinted sheen (models read no metallicity from it).
