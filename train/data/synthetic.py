@@ -21,10 +21,11 @@ plus the environment (the sky's colour, brighter above, with stripes that rough 
 direction through Schlick's Fresnel with a roughness term. The environment term is what makes the material
 visible away from the highlight, as it is in real renders: a metal plane mirrors a gradient that moves with the
 view while its Lambert shading is flat, smooth dielectrics brighten at grazing angles, and the sharper the
-mirrored stripes, the smoother the surface. ``MATERIALS_VERSION`` 1, the highlight alone, left metallicity unseen outside a few pixels (a model
-trained on it did no better than the training set's mean map); version 2, a plain gradient environment, showed
-the roughness only in the highlight and at grazing angles; version 3 kept a metal's diffuse term, so a metal
-looked like a painted surface with a tinted sheen (models read no metallicity from it).
+mirrored stripes, the smoother the surface. ``MATERIALS_VERSION`` 1, the highlight alone, left metallicity
+unseen outside a few pixels (a model trained on it did no better than the training set's mean map); version 2, a
+plain gradient environment, showed the roughness only in the highlight and at grazing angles; version 3 kept a
+metal's diffuse term, so a metal looked like a painted surface with a tinted sheen (models read little
+metallicity from it).
 Without ``materials`` the image is what it always was (no highlight), so depth and normals runs see the same
 pictures as before; the material draws come from their own RNG stream, so no scene changes either way.
 
