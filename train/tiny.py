@@ -49,9 +49,9 @@ def vae_pool(size: tuple[int, int], seed: int = 0, iid: bool = False, normals: b
         if iid:
             m = render(5_000_000 + i, *size, supersample=1, texture="flat", materials=True)
             pool.append(torch.from_numpy(m.rgb.transpose(2, 0, 1) * 2 - 1))
-            for task in ("iid-lighting", "iid-appearance"):
-                for t in get(task).targets:
-                    pool.append(torch.from_numpy(t.encode(target_map(m, get(task), t.name))))
+            for task in map(get, ("iid-lighting", "iid-appearance")):
+                for t in task.targets:
+                    pool.append(torch.from_numpy(t.encode(target_map(m, task, t.name))))
                     if t.name == "material":
                         materials.append(pool[-1])
     # blends of 2-8 material maps: a model unsure of a surface's material predicts an in-between map, and a VAE

@@ -252,12 +252,12 @@ class _Scene:
         fresnel = f0 + (np.maximum((1 - rough)[:, None], f0) - f0) * ((1 - cos_v) ** 5)[:, None]  # [P,3]
         residual = f0 * spec[:, None] * (1 - self.ambient) + np.where(hit[:, None], fresnel * env, 0.0)
         residual = np.minimum(residual, 1.0)
-        diffuse = albedo * (1 - metal)[:, None]  # [P,3] a metal reflects, it does not scatter
+        scatter = (1 - metal)[:, None]  # [P,1] a metal reflects, it does not scatter: no diffuse term
         if self.materials:
-            color = color * (1 - metal)[:, None] + residual
+            color = color * scatter + residual
         if layers is not None:
             layers["albedo"] = albedo
-            layers["iid-lighting/albedo"] = diffuse
+            layers["iid-lighting/albedo"] = albedo * scatter  # the diffuse reflectance
             layers["shading"] = np.where(hit, shade, 1.0)[:, None].repeat(3, 1)  # the sky: its colour, unlit
             layers["residual"] = residual
             layers["material"] = np.stack([rough, metal, np.zeros(p)], 1)
