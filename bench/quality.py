@@ -86,8 +86,7 @@ HEADLINE = {"normals": [("normals_mean_angle", True), ("normals_median_angle", T
 BASES = {"sd2-tiny": ["--vae-steps", "400"], "sd2-small": ["--size", "small", "--vae-steps", "600"],
          # 3000 VAE steps: with 600 the VAE's own round trip of held-out targets was the IID models' ceiling (albedo
          # 0.75-0.77x the training mean map's MSE, material 1.20x, i.e. worse than the constant); with 3000 it is
-         # 0.41-0.48x and 0.47x (train/README.md, "Other modalities"); the VAE twice as wide since the material
-         # blends joined its fit (train.tiny.SMALL_IID_VAE)
+         # 0.41-0.48x and 0.47x (train/README.md, "Other modalities")
          "sd2-small-iid": ["--size", "small", "--vae-steps", "3000", "--iid"],
          # the small stand-in's own VAE (never fitted on normal maps) takes held-out true normals to 54.9° by a
          # plain round trip, where the normals models then sat (54.2°, worse than the mean map's 38.0°)
@@ -163,9 +162,9 @@ def build_models(cache: Path, seeds: list[int], recipes: list[str], jobs: int = 
                 "the tiny Marigold checkpoint", spent)
     from train.config import load_file
     from train.data.synthetic import MATERIALS_VERSION
-    from train.tiny import IID_POOL, SMALL_IID_VAE, SMALL_UNET, SMALL_VAE
+    from train.tiny import IID_POOL, SMALL_UNET, SMALL_VAE
 
-    arch = json.dumps([SMALL_UNET, SMALL_VAE, SMALL_IID_VAE], sort_keys=True)  # the tiny one comes from the shared tool
+    arch = json.dumps([SMALL_UNET, SMALL_VAE], sort_keys=True)  # the tiny one comes from the shared tool
     bases = {}
     for name in sorted({RECIPES[r][1] for r in recipes}):
         # a stand-in fitted on the intrinsic layers is rebuilt (and its models retrained) when their renderer changes

@@ -120,9 +120,6 @@ SMALL_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_bl
                  block_out_channels=(8, 16, 32, 32), norm_num_groups=8, sample_size=128,
                  down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
                  scaling_factor=0.18215)
-# the IID stand-in's VAE, twice as wide: the narrow one could not hold the material maps' blends and the albedo at
-# once (albedo round trip 0.83x the mean map with the blends, 0.48x without; train/README.md, "Sixth run")
-SMALL_IID_VAE = dict(SMALL_VAE, block_out_channels=(16, 32, 64, 64))
 SIZES = ("tiny", "small")
 
 
@@ -130,8 +127,7 @@ def make_tiny_sd2(out: str | Path, marigold_tiny: str | Path, vae_steps: int = 0
                   iid: bool = False, size: str = "tiny", vae_size: tuple[int, int] = (64, 64),
                   normals: bool = False) -> Path:
     """``size="tiny"``: the tiny checkpoint's UNet blocks and VAE; ``"small"``: :data:`SMALL_UNET` and
-    :data:`SMALL_VAE` (:data:`SMALL_IID_VAE` with ``iid``; random, then fitted), with the tiny checkpoint's text
-    encoder and tokenizer."""
+    :data:`SMALL_VAE` (random, then fitted), with the tiny checkpoint's text encoder and tokenizer."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
     if size not in SIZES:
@@ -146,7 +142,7 @@ def make_tiny_sd2(out: str | Path, marigold_tiny: str | Path, vae_steps: int = 0
     torch.manual_seed(seed)
     UNet2DConditionModel(**cfg).save_pretrained(str(out / "unet"), safe_serialization=True)
     if size == "small":
-        vae = AutoencoderKL(**(SMALL_IID_VAE if iid else SMALL_VAE))
+        vae = AutoencoderKL(**SMALL_VAE)
     else:
         vae = AutoencoderKL.from_pretrained(str(src / "vae"), use_safetensors=True)
     if vae_steps:
