@@ -25,14 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# what ``fit_vae(iid=True)`` fits on, by version (stand-ins are rebuilt when it changes): 2 adds blends of material maps
-IID_POOL = 2
+# what ``fit_vae(iid=True)`` fits on, by version (stand-ins are rebuilt when it changes): 2 adds blends of material
+# maps, 3 makes them blends of 2-64 maps and twice as many
+IID_POOL = 3
 
 
 def vae_pool(size: tuple[int, int], seed: int = 0, iid: bool = False, normals: bool = False) -> torch.Tensor:
     """What :func:`fit_vae` fits on → ``[N,3,H,W]`` in -1..1: 64 training renders at ``size`` (photo-textured and
     flat in turn; val/heldout scenes are never used) and their normalised depth, with ``normals`` their normal
-    maps, with ``iid`` the flat materials render and its intrinsic layers, then blends of the material maps."""
+    maps, with ``iid`` the flat materials render and its intrinsic layers, then blends of 2-64 material maps."""
     from marigold.core.modality import get
 
     from .data.common import normalize_depth, target_map
@@ -54,12 +55,15 @@ def vae_pool(size: tuple[int, int], seed: int = 0, iid: bool = False, normals: b
                     pool.append(torch.from_numpy(t.encode(target_map(m, task, t.name))))
                     if t.name == "material":
                         materials.append(pool[-1])
-    # blends of 2-8 material maps: a model unsure of a surface's material predicts an in-between map, and a VAE
-    # that never saw one decoded the training set's mean material map with an sRGB roughness of 0.61 for
-    # 0.72 (train/README.md), a bias every IID appearance model inherited
+    # blends of material maps: a model unsure of a surface's material predicts an in-between map, and a VAE that
+    # never saw one decoded the training set's mean material map with an sRGB roughness of 0.61 for 0.72
+    # (train/README.md), a bias every IID appearance model inherited. Blends of 2-64 maps (a log-uniform count)
+    # reach the smooth mean map too; twice as many as the training maps, so the 6000 VAE steps the albedo needs
+    # do not forget them
     pick = np.random.default_rng(seed)
-    for _ in range(len(materials)):
-        idx = pick.choice(len(materials), int(pick.integers(2, 9)), replace=False)
+    for _ in range(2 * len(materials)):
+        k = int(round(np.exp(pick.uniform(np.log(2), np.log(64.5)))))
+        idx = pick.choice(len(materials), min(k, len(materials)), replace=False)
         pool.append(torch.stack([materials[j] for j in idx]).mean(0))  # [3,H,W]
     return torch.stack(pool).float()
 
