@@ -489,17 +489,24 @@ def markdown(res: dict) -> str:
                 lines.append(f"| {arms[0]} − {arms[1]} (paired by seed) | {g.split()[-1]} | " + " | ".join(
                     _ms(d[k]) for k in ("abs_rel", "delta1", "temporal_error")) + " |")
     if "modalities" in res:
-        iid = res.get("bases", {}).get("sd2-small-iid")
-        fit = " and blends of material maps" if (res.get("iid_pool") or 1) >= 2 else ""
-        fit += f", {iid[iid.index('--vae-steps') + 1]} VAE steps" if iid and "--vae-steps" in iid else ""
+        def iid_fit(task: str) -> str:  # what the stand-in of an IID task's models was fitted on (older runs: one)
+            pool = res.get("iid_pools", {}).get(task, res.get("iid_pool") or 1)
+            args = res.get("iid_bases", {}).get(task) or res.get("bases", {}).get("sd2-small-iid") or []
+            blends = {1: "", 2: " and blends of 2–8 material maps"}.get(pool, " and blends of 2–64 material maps")
+            return blends + (f", {args[args.index('--vae-steps') + 1]} VAE steps" if "--vae-steps" in args else "")
+
+        fits = {t: iid_fit(t) for t in res["modalities"] if t.startswith("iid-")}
+        fit = next(iter(fits.values()), "") if len(set(fits.values())) <= 1 else \
+            " (" + "; ".join(f"{t}: {f.removeprefix(' and ')}" for t, f in fits.items()) + ")"
         versions = sorted(set(res.get("materials", {}).values()))
         if len(versions) == 1:
             fit += f"; intrinsic renders of train/data/synthetic.py's MATERIALS_VERSION {versions[0]}"
         normals = {"sd2-small-normals": ", the normals models on one fitted on normal maps too",
                    "sd2-small": ", the normals models on the small stand-in itself (its VAE never fitted on normal "
                                 "maps)"}.get(res.get("modality_bases", {}).get("normals"), "")
+        on = "one whose VAE was" if len(set(fits.values())) <= 1 else "ones whose VAEs were"
         lines += ["", "Other modalities (16 held-out scenes with exact targets, 96×128; the small stand-in, the IID "
-                  f"models on one whose VAE was fitted on the intrinsic layers too{fit}{normals}), against the "
+                  f"models on {on} fitted on the intrinsic layers too{fit}{normals}), against the "
                   "training set's mean map; ratio < 1 is better than the constant where lower is better:", "",
                   "| task | metric | model | mean map | untrained | model ÷ mean map |", "|---|---|---|---|---|---|"]
         for task, per_seed in res["modalities"].items():
@@ -569,8 +576,9 @@ def main(argv: list[str] | None = None) -> int:
                  # which stand-in each modality's models grew from (rows of older runs keep theirs)
                  "modality_bases": {t: RECIPES[t][1] for t in tasks} if "modalities" in rows else {},
                  "row_dates": {row: date.today().isoformat() for row in rows}}
-    if any(r.startswith("iid-") for r in recipes):  # what the IID stand-in's VAE was fitted on (train.tiny)
-        res["iid_pool"] = IID_POOL
+    if any(r.startswith("iid-") for r in recipes):  # what the IID stand-in's VAE was fitted on (train.tiny), per task
+        res["iid_pools"] = {r: IID_POOL for r in recipes if r.startswith("iid-")}
+        res["iid_bases"] = {r: BASES[RECIPES[r][1]] for r in recipes if r.startswith("iid-")}
     const = mean_map() if {"image", "stereo"} & set(rows) else None
     for seed in a.seeds:
         models = {r: marigold.load(paths[r, seed], device="cpu", dtype="fp32") for r in images}
@@ -615,7 +623,8 @@ def main(argv: list[str] | None = None) -> int:
         old = json.loads(RESULTS_JSON.read_text())
         if old.get("seeds") == a.seeds:
             merged = {k: {**old.get(k, {}), **res[k]} for k in ("modalities", "modalities_untrained", "bases",
-                                                                "materials", "modality_bases")
+                                                                "materials", "modality_bases", "iid_pools",
+                                                                "iid_bases")
                       if k in res}
             old_rows = old.get("row_dates") or {r: old["date"] for r in ROWS if r in old}
             merged["row_dates"] = {**old_rows, **res["row_dates"]}

@@ -99,6 +99,11 @@ def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint, make_chec
                    "| true depth |", "| snippet | 4 |", "| snippet − single-frame (paired by seed) | 4 |",
                    "| iid-lighting | shading_mse |", "| untrained |", "| normals | normals_a11.25 (higher is better) |"):
         assert needle in table, needle
+    # IID rows of runs on differently fitted stand-ins (one task rerun alone) say which fit each row grew from
+    res.update(iid_pools={"iid-lighting": 2, "iid-appearance": 3}, iid_bases={
+        "iid-lighting": ["--vae-steps", "3000"], "iid-appearance": ["--vae-steps", "6000"]})
+    assert ("(iid-lighting: blends of 2–8 material maps, 3000 VAE steps; iid-appearance: blends of 2–64 material "
+            "maps, 6000 VAE steps)") in Q.markdown(res)
 
 
 def test_quality_bench_reuses_its_cache_and_rebuilds_on_change(tmp_path, monkeypatch):
