@@ -496,7 +496,8 @@ def markdown(res: dict) -> str:
             return blends + (f", {args[args.index('--vae-steps') + 1]} VAE steps" if "--vae-steps" in args else "")
 
         fits = {t: iid_fit(t) for t in res["modalities"] if t.startswith("iid-")}
-        fit = next(iter(fits.values()), "") if len(set(fits.values())) <= 1 else \
+        one_fit = len(set(fits.values())) <= 1
+        fit = next(iter(fits.values()), "") if one_fit else \
             " (" + "; ".join(f"{t}: {f.removeprefix(' and ')}" for t, f in fits.items()) + ")"
         versions = sorted(set(res.get("materials", {}).values()))
         if len(versions) == 1:
@@ -504,7 +505,7 @@ def markdown(res: dict) -> str:
         normals = {"sd2-small-normals": ", the normals models on one fitted on normal maps too",
                    "sd2-small": ", the normals models on the small stand-in itself (its VAE never fitted on normal "
                                 "maps)"}.get(res.get("modality_bases", {}).get("normals"), "")
-        on = "one whose VAE was" if len(set(fits.values())) <= 1 else "ones whose VAEs were"
+        on = "one whose VAE was" if one_fit else "ones whose VAEs were"
         lines += ["", "Other modalities (16 held-out scenes with exact targets, 96×128; the small stand-in, the IID "
                   f"models on {on} fitted on the intrinsic layers too{fit}{normals}), against the "
                   "training set's mean map; ratio < 1 is better than the constant where lower is better:", "",
