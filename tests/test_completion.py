@@ -215,3 +215,25 @@ def test_public_names():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert isinstance(marigold.Completion, type) and isinstance(marigold.MetricDepth, type)
+
+
+def test_3d_outputs_take_metric_depth():
+    """A metric map builds a mesh in its own units and a stereo pair with its own far/near ratio."""
+    from marigold.geometry.mesh import depth_to_mesh, depth_to_points
+    from marigold.geometry.stereo import stereo
+
+    g = np.random.default_rng(0)
+    aff = g.uniform(0, 1, (24, 32)).astype(np.float32)
+    metres = 2.0 + 3.0 * aff  # 2..5 m
+    mesh = depth_to_mesh(metres, space="metric", edge_threshold=0)
+    assert abs(-mesh.vertices[:, 2].min() - metres.max()) < 1e-4 and abs(-mesh.vertices[:, 2].max() - 2.0) < 0.01
+    pts = depth_to_points(metres, space="metric")
+    assert abs(-pts.vertices[:, 2].max() - metres.min()) < 1e-4
+    img = torch.rand(1, 3, 24, 32)
+    got = stereo(img, torch.from_numpy(metres), space="metric")
+    # the same as the affine map with far/near given by the metric map: metres.max()/metres.min()
+    want = stereo(img, torch.from_numpy((metres - metres.min()) / np.ptp(metres)),
+                  far_over_near=float(metres.max() / metres.min()))
+    assert torch.allclose(got.shift, want.shift, atol=1e-4) and "far/near" in got.notes[-1]
+    with pytest.raises(InputError, match="≤ 0"):
+        depth_to_mesh(metres - 3.0, space="metric")
