@@ -18,6 +18,10 @@ camera saw it ``<stem>_mesh.<ext>``, ``--points`` a coloured point cloud ``<stem
 Stereo 3D (docs/stereo.md): ``--stereo sbs|hsbs|tb|anaglyph|cross`` writes ``<stem>_stereo.png`` per image and
 ``<name>_stereo.mp4`` per video (from the clip's one normalisation: the 3D strength does not pump), with
 ``--divergence`` and ``--convergence``.
+Metric depth (docs/metric.md): ``--sparse FILE_OR_FOLDER`` (16-bit PNG in mm, .npy / .exr in metres) or
+``--known X,Y,METRES ...`` writes ``<stem>_metric.npy`` / ``.exr``, ``<stem>_metric_16bit.png`` (mm) and
+``<stem>_metric.png`` (colour, with a metre scale) by depth completion (Marigold-DC), or by one scale and shift
+with ``--metric fit``; the 3D and stereo outputs then use those distances.
 Under ``accelerate launch`` / ``torchrun`` each process takes every N-th image, and all processes split each
 RollingDepth clip's snippets (README, "Several processes or GPUs").
 """
@@ -130,6 +134,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--mesh-resolution", type=int, default=1024, metavar="PX",
                    help="vertices along the longest side for --mesh and --points; 0 = the depth map's own "
                         "size (default 1024)")
+    m = ap.add_argument_group("metric depth (see docs/metric.md)",
+                              "depth in metres from sparse measurements (a LiDAR sweep, a phone's depth sensor, SfM "
+                              "points, or a few distances you know); --mesh, --points and --stereo then use it")
+    m.add_argument("--sparse", default=None, metavar="FILE_OR_FOLDER",
+                   help="measured depth: a 16-bit PNG in millimetres, or .npy / .exr in metres, 0 = unmeasured "
+                        "(a folder: one per image, named by its stem); writes <stem>_metric.npy, .exr, "
+                        "_metric_16bit.png (mm) and _metric.png (colour with a metre scale)")
+    m.add_argument("--known", nargs="+", action="extend", default=None, metavar="X,Y,METRES",
+                   help="known distances at pixels, e.g. --known 320,240,2.5 100,400,1.2 (for every image)")
+    m.add_argument("--metric", default="complete", choices=("complete", "fit"),
+                   help="complete: Marigold-DC depth completion, guided by the points (default); fit: one "
+                        "least-squares scale and shift of the plain prediction (seconds)")
+    m.add_argument("--complete-steps", type=int, default=None, metavar="N",
+                   help="completion steps (default 50 on a GPU, 10 on the CPU, at 768 / 512 px)")
     s = ap.add_argument_group("stereo 3D (see docs/stereo.md)")
     s.add_argument("--stereo", choices=STEREO_LAYOUTS, default=None,
                    help="write <stem>_stereo.png per image and <name>_stereo.mp4 per video: sbs (full side by "

@@ -10,6 +10,7 @@ from pathlib import Path
 from . import SEGMENTATION_CHECKPOINT
 from .inputs import collect_inputs, is_clip, output_stems
 from .clips import run_clip, run_clip_split, split_clips
+from .metric import check_metric_options, metric_depth, sparse_sources, wants_metric, write_metric
 from .outputs import wants_geometry, write_geometry, write_stereo
 from .prompted import run_prompted
 
@@ -21,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.checkpoint import load
     from ..core.distributed import world
     from ..errors import InputError, MarigoldError
-    from ..core.modality import write
+    from ..core.modality import get as get_modality, write
     from ..core.predict import predict
 
     items = collect_inputs(args.inputs, video=args.video)
@@ -57,41 +58,58 @@ def run(args: argparse.Namespace) -> int:
                          f"{model.task} checkpoint.")
     if args.stereo and not modality.geometry:
         raise InputError(f"--stereo needs a depth checkpoint; {args.checkpoint} is a {model.task} checkpoint.")
+    known = check_metric_options(args, model, bool(clips), tile_kw is not None)
+    sources = sparse_sources(args, files) if wants_metric(args) else {}
     failed = []
     desc = "Marigold" if w.size == 1 else f"Marigold [{w.rank + 1}/{w.size}]"
     for f, stem in tqdm(files, desc=desc, unit="image", disable=len(files) < 2):
         try:
             photo = io.load_image(f)
-            kw = dict(num_inference_steps=args.steps, ensemble_size=args.ensemble,
-                      processing_resolution=args.processing_resolution, batch_size=args.batch_size,
-                      seed=args.seed, output_uncertainty=args.uncertainty and args.ensemble > 2)
-            if tile_kw is not None:
-                out = predict_tiled_cli(model, photo, f, kw, tile_kw)
+            if wants_metric(args):
+                metric, note = metric_depth(model, photo, sources[f], known, args)  # [1,1,H,W] metres
+                if note:
+                    print(f"note: {f}: {note}", file=sys.stderr)
+                out = None
             else:
-                out = predict(model, photo, **kw)
+                kw = dict(num_inference_steps=args.steps, ensemble_size=args.ensemble,
+                          processing_resolution=args.processing_resolution, batch_size=args.batch_size,
+                          seed=args.seed, output_uncertainty=args.uncertainty and args.ensemble > 2)
+                if tile_kw is not None:
+                    out = predict_tiled_cli(model, photo, f, kw, tile_kw)
+                else:
+                    out = predict(model, photo, **kw)
         except Exception as e:  # one bad file must not lose the others
             if not isinstance(e, MarigoldError):
                 raise
             print(f"error: {e}", file=sys.stderr)
             failed.append(f)
             continue
-        p = out.prediction[0]  # [C,H,W]
-        # the modality's writer (marigold.modality): depth/disparity maps, normals, one PNG per target...
-        write(modality, p, out_dir, stem, {"colormap": args.colormap, "npy": args.npy, "exr": args.exr})
+        if out is None:  # metric depth: its own files, the affine depth files from it, 3D in metres
+            write_metric(metric, out_dir, stem, args.colormap)
+            lo, hi = metric.min(), metric.max()
+            p = ((metric[0] - lo) / (hi - lo).clamp(min=1e-9))  # [1,H,W] 0..1, near = 0
+            write(get_modality("depth"), p, out_dir, stem, {"colormap": args.colormap, "npy": args.npy,
+                                                            "exr": args.exr})
+            geo, space = metric[0], "metric"
+        else:
+            p = out.prediction[0]  # [C,H,W]
+            # the modality's writer (marigold.modality): depth/disparity maps, normals, one PNG per target...
+            write(modality, p, out_dir, stem, {"colormap": args.colormap, "npy": args.npy, "exr": args.exr})
+            geo, space = p, modality.prediction_type
         if modality.geometry and wants_geometry(args):
             try:
-                write_geometry(args, p, photo, out_dir, stem, modality.prediction_type)
+                write_geometry(args, geo, photo, out_dir, stem, space)
             except MarigoldError as e:  # the depth files are written; say what the 3D step refused
                 print(f"error: {f}: {e}", file=sys.stderr)
                 failed.append(f)
         if modality.geometry and args.stereo:
             try:
-                write_stereo(args, p, photo, out_dir, stem, modality.prediction_type)
+                write_stereo(args, geo, photo, out_dir, stem, space)
             except MarigoldError as e:  # the depth files are written; say what the stereo step refused
                 print(f"error: {f}: {e}", file=sys.stderr)
                 if f not in failed:
                     failed.append(f)
-        if out.uncertainty is not None:
+        if out is not None and out.uncertainty is not None:
             io.save_rgb(colorize.uncertainty_to_gray(out.uncertainty)[0], out_dir / f"{stem}_uncertainty.png")
     for f, stem in clips:
         try:
