@@ -227,6 +227,7 @@ SUBSTITUTE = {
     '"prs-eth/rollingdepth-v1-0"': "{rollingdepth}",
     '"pcuenq/marigold-coco-segmentation"': "{segmentation}",
     'preset="fast"': 'preset="fast", processing_resolution=64',  # RollingDepth's preset is 768 px
+    "frame_count=len(frames)": "frame_count=len(frames), processing_resolution=64",
 }
 
 
