@@ -235,3 +235,40 @@ def test_video_node_cancel_stops_within_one_snippet(rolling, monkeypatch):
 def test_video_node_runs_a_marigold_depth_checkpoint(model):
     depth, lo, hi = N.video.MarigoldVideoDepth.execute(model=model, frames=CLIP[:3], **VIDEO).args
     assert depth.shape == (3, 40, 56, 3) and depth.min() == 0.0 and depth.max() == 1.0 and lo < hi
+
+
+# --- MarigoldDepthCompletion -------------------------------------------------------------------------------------
+
+COMPLETE = dict(known_points="5,5,2.0; 50,35,4.0", denoising_steps=3, ensemble_size=2, processing_resolution=32,
+                seed=0)
+
+
+def test_completion_node_progress_per_step_under_comfyuis_inference_mode(model, progress_events):
+    with torch.inference_mode():  # ComfyUI runs every node so (execution.py); the completion needs gradients
+        metric, depth, preview = N.metric.MarigoldDepthCompletion.execute(model=model, image=IMAGE,
+                                                                          **COMPLETE).args
+    assert metric.depth.shape == (2, 1, 40, 56) and depth.shape == (2, 40, 56, 3)
+    assert preview.shape[:3] == (2, 40, preview.shape[2]) and preview.shape[2] > 56  # the metre scale bar beside
+    assert float(depth.min()) == 0.0 and float(depth.max()) == 1.0  # one range for the batch, near = 0
+    assert 1.5 < float(metric.depth.min()) and float(metric.depth.max()) < 5.0  # the points' metres, not 0..1
+    total = 2 * 2 * 3  # images × members × steps
+    assert progress_events[-1] == (total, total)
+
+
+def test_completion_node_cancel_between_steps(model, monkeypatch):
+    seen = []
+    original = N.comfy_glue.Progress.__call__
+
+    def progress(self, done, total):
+        original(self, done, total)
+        seen.append(done)
+        if done == 2:
+            mm.interrupt_current_processing(True)
+
+    monkeypatch.setattr(N.comfy_glue.Progress, "__call__", progress)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            N.metric.MarigoldDepthCompletion.execute(model=model, image=IMAGE, **COMPLETE)
+    finally:
+        mm.interrupt_current_processing(False)
+    assert max(seen) == 2  # no step ran after the cancel
