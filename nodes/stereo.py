@@ -80,7 +80,11 @@ class DepthToStereo(io.ComfyNode):
     def execute(cls, image, depth_near, layout, divergence, convergence, far_over_near, balance, depth=None,
                 metric=None) -> io.NodeOutput:
         if metric is not None:
-            flip, space, d = False, "metric", metric.depth  # [B,1,H,W] metres
+            # one far/near ratio for the whole batch, taken here: the core warps a few frames at a time and would
+            # take a metric map's ratio per chunk; as depth 0..1 with this ratio the warp is the same (the core's
+            # own check: tests/test_completion.py)
+            d, far_over_near = core_stereo.from_metric(metric.depth)  # [B,1,H,W] 0..1, near = 0
+            flip, space = False, "depth"
         elif depth is not None:
             flip, space = NEAR[depth_near]
             d = core_image.from_bhwc(depth)[:, :1]  # [B,1,H,W]

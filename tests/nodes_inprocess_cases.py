@@ -272,3 +272,22 @@ def test_completion_node_cancel_between_steps(model, monkeypatch):
     finally:
         mm.interrupt_current_processing(False)
     assert max(seen) == 2  # no step ran after the cancel
+
+
+def test_stereo_node_takes_one_far_near_ratio_for_a_metric_batch():
+    """Frames are warped four at a time; a metric batch must still get ONE far/near ratio (its own), so a frame's
+    pair does not depend on which frames share its chunk."""
+    near = torch.linspace(1.0, 2.0, 40 * 56).reshape(1, 1, 40, 56)  # [1,1,H,W] metres: 1..2 m
+    far = near * 2.0  # 2..4 m: the batch's far/near ratio is 4, the first four frames' own only 2
+    photo = torch.rand(1, 40, 56, 3)
+    options = dict(depth_near="dark (Marigold)", layout="side by side (full)", divergence=4.0, convergence=0.5,
+                   far_over_near=3.0, balance=0.0)
+
+    def run(*maps):
+        metric = N.wires.MetricBatch(torch.cat(maps), "test")
+        return N.stereo.DepthToStereo.execute(image=photo, metric=metric, **options).args[0]
+
+    long, short = run(near, near, near, near, far), run(near, far)
+    assert long.shape == (5, 40, 112, 3)
+    assert torch.allclose(long[0], short[0], atol=1e-5) and torch.allclose(long[4], short[1], atol=1e-5)
+    assert not torch.allclose(long[0], run(near)[0], atol=1e-3)  # the ratio does matter: 2 alone, 4 with far
