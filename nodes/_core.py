@@ -33,5 +33,5 @@ else:
     from marigold.video import output as video_output
     from marigold.video import pipeline as video
 
-__all__ = ["marigold", "checkpoint", "completion", "metric", "devices", "image", "tiling", "mesh", "relief", "stereo", "segmentation",
-           "colorize", "io", "video", "video_output"]
+__all__ = ["marigold", "checkpoint", "completion", "metric", "devices", "image", "tiling", "mesh", "relief", "stereo",
+           "segmentation", "colorize", "io", "video", "video_output"]

@@ -248,8 +248,9 @@ def sparse_depth_file(path: Path) -> np.ndarray:
 
 def prepare_base(base: Path, make_checkpoint, python: Path, comfy: Path, sd15: bool = True) -> Path:
     """This pack linked into ``custom_nodes/``, tiny checkpoints in ``models/marigold/`` (``tiny-<name>`` and
-    ``my-finetune``), ``input/example.png`` (and ``input/example_sparse.png``, its sparse depth), ``input/example.mp4`` and ``input/long.mp4``, and (``sd15``) full-size random SD1.5 and
-    depth ControlNet files under the names the ControlNet workflow uses (tests/nodes_sd15_fake.py)."""
+    ``my-finetune``), ``input/example.png`` and its sparse depth ``input/example_sparse.png``,
+    ``input/example.mp4`` and ``input/long.mp4``, and (``sd15``) full-size random SD1.5 and depth ControlNet files
+    under the names the ControlNet workflow uses (tests/nodes_sd15_fake.py)."""
     import numpy as np
     from PIL import Image
 
