@@ -237,3 +237,32 @@ def test_3d_outputs_take_metric_depth():
     assert torch.allclose(got.shift, want.shift, atol=1e-4) and "far/near" in got.notes[-1]
     with pytest.raises(InputError, match="≤ 0"):
         depth_to_mesh(metres - 3.0, space="metric")
+
+
+def test_merge_points_writes_known_points_over_a_measured_map():
+    from marigold.core.metric import merge_points
+
+    measured = np.zeros((6, 8), np.float32)
+    measured[1, 2], measured[4, 5] = 3.0, 7.0
+    out = merge_points(measured, [(2, 1, 2.5), (7.4, 0.2, 1.0)], (6, 8))
+    assert out[1, 2] == 2.5 and out[4, 5] == 7.0 and out[0, 7] == 1.0 and int((out > 0).sum()) == 3
+    assert measured[1, 2] == 3.0  # the caller's map is not changed
+    assert merge_points(None, [(0, 0, 4.0)], (6, 8))[0, 0] == 4.0
+    with pytest.raises(InputError, match="outside the 8×6 image"):
+        merge_points(None, [(8, 0, 1.0)], (6, 8))
+    with pytest.raises(InputError, match="sparse depth is 8×6, the image 4×3"):
+        merge_points(measured, None, (3, 4))
+
+
+def test_colorize_metric_batch_pads_each_scale_bar_to_one_width():
+    from marigold.io.colorize import colorize_metric, colorize_metric_batch
+
+    d = torch.stack([torch.linspace(1.0, 2.0, 48 * 64).reshape(1, 48, 64),
+                     torch.linspace(2.0, 15.0, 48 * 64).reshape(1, 48, 64)])  # [2,1,48,64]: labels of 4 and 5 chars
+    out = colorize_metric_batch(d)
+    one = [colorize_metric(d[i:i + 1]) for i in range(2)]
+    assert one[0].shape[-1] < one[1].shape[-1]  # the padding is exercised
+    assert out.shape == (2, 3, 48, max(o.shape[-1] for o in one))
+    for i, o in enumerate(one):
+        assert torch.equal(out[i, :, :, :o.shape[-1]], o)  # each picture as colorize_metric draws it
+        assert bool((out[i, :, :, o.shape[-1]:] == 1.0).all())  # white padding after it

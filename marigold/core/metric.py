@@ -115,6 +115,24 @@ def sparse_depth(sparse, size: tuple[int, int], n: int = 1) -> torch.Tensor:
     return t  # [N,1,H,W]
 
 
+def merge_points(sparse: np.ndarray | None, points: Sequence[tuple[float, float, float]] | None,
+                 size: tuple[int, int]) -> np.ndarray:
+    """A measured map ``[H,W]`` (or None: nothing measured) with known ``(x, y, depth)`` points written into it →
+    ``[H,W]`` float32, 0 where unmeasured; a point overrides the measurement at its pixel. Checked later by
+    :func:`sparse_depth` (a map of another size is said there, with both sizes)."""
+    h, w = size
+    out = np.zeros((h, w), np.float32) if sparse is None else np.array(sparse, dtype=np.float32, copy=True)
+    if out.shape != (h, w):
+        raise InputError(f"sparse depth is {out.shape[-1]}×{out.shape[0]}, the image {w}×{h}: give a map of the "
+                         f"image's size (0 or NaN where unmeasured), or known points in the image's pixels.")
+    for x, y, z in points or []:
+        xi, yi = int(round(float(x))), int(round(float(y)))
+        if not (0 <= xi < w and 0 <= yi < h):
+            raise InputError(f"known point ({x:g}, {y:g}) lies outside the {w}×{h} image.")
+        out[yi, xi] = float(z)
+    return out
+
+
 def _lstsq(p: np.ndarray, z: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
     a = np.stack([p, np.ones_like(p)], 1) * weights[:, None]  # [P,2]
     sol, *_ = np.linalg.lstsq(a, z * weights, rcond=None)

@@ -139,3 +139,11 @@ def colorize_metric(depth: torch.Tensor, cmap: str = "Spectral", unit: str = "m"
         ty = min(max(0, y - text_h // 2 - 1), h - text_h - 2)
         draw.text((w + 2 * pad + bar_w, ty), text, fill="black", font=font)
     return torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255.0).permute(2, 0, 1)  # [3,H,W']
+
+
+def colorize_metric_batch(depth: torch.Tensor, cmap: str = "Spectral", unit: str = "m") -> torch.Tensor:
+    """:func:`colorize_metric` for each map of ``[N,1,H,W]`` → ``[N,3,H,W']``: each map on its own range and scale
+    bar; where the labels make the pictures differ in width, the narrower ones are padded with white."""
+    maps = [colorize_metric(d[None], cmap, unit) for d in _as_nchw(depth, (1,), "Depth")]  # each [3,H,W_i]
+    wide = max(m.shape[-1] for m in maps)
+    return torch.stack([torch.nn.functional.pad(m, (0, wide - m.shape[-1]), value=1.0) for m in maps])  # [N,3,H,W']
