@@ -443,6 +443,23 @@ def _check_int(name: str, value, low: int = 1) -> int:
     return value
 
 
+def snippet_options(preset: str = "fast", dilations=None, snippet_length=None,
+                    refine_steps=None) -> tuple[VideoPreset, list[int], int, int]:
+    """The preset and its snippet settings, each None taking the preset's, checked (one line naming the bad one):
+    ``(preset, dilations, snippet_length, refine_steps)``. The CLI runs it before any model is loaded."""
+    if preset not in PRESETS:
+        raise InputError(f"`preset` must be one of {', '.join(PRESETS)}; got {preset!r}.")
+    p = PRESETS[preset]
+    gaps = list(p.dilations if dilations is None else dilations)
+    if not gaps or any(isinstance(g, bool) or not isinstance(g, int) or g < 1 for g in gaps):
+        raise InputError(f"`dilations` must be positive integers; got {dilations!r}.")
+    if 1 not in gaps:  # rollingdepth_pipeline.py, forward: ``assert 1 in dilations``
+        raise InputError(f"`dilations` must include 1 (every frame with its neighbours); got {gaps}.")
+    length = _check_int("snippet_length", p.snippet_length if snippet_length is None else snippet_length)
+    refine = _check_int("refine_steps", p.refine_steps if refine_steps is None else refine_steps, 0)
+    return p, gaps, length, refine
+
+
 def _seed(seed) -> int:
     if seed is None:
         return int(torch.randint(0, 2**62, (1,)).item())
@@ -470,19 +487,10 @@ class VideoStream:
             raise InputError(f"{model.path.name} is a Marigold {model.task} checkpoint; video prediction needs a "
                              f"depth checkpoint (prs-eth/rollingdepth-v1-0, or a Marigold depth checkpoint such as "
                              f"prs-eth/marigold-depth-v1-1).")
-        if preset not in PRESETS:
-            raise InputError(f"`preset` must be one of {', '.join(PRESETS)}; got {preset!r}.")
-        p = PRESETS[preset]
+        p, self.dilations, self.snippet_length, self.refine_steps = snippet_options(preset, dilations, snippet_length,
+                                                                                   refine_steps)
         self.model = model
         self.preset = p
-        self.dilations = list(p.dilations if dilations is None else dilations)
-        if not self.dilations or any(isinstance(g, bool) or not isinstance(g, int) or g < 1 for g in self.dilations):
-            raise InputError(f"`dilations` must be positive integers; got {dilations!r}.")
-        if 1 not in self.dilations:  # rollingdepth_pipeline.py, forward: ``assert 1 in dilations``
-            raise InputError(f"`dilations` must include 1 (every frame with its neighbours); got {self.dilations}.")
-        self.snippet_length = _check_int("snippet_length", p.snippet_length if snippet_length is None
-                                         else snippet_length)
-        self.refine_steps = _check_int("refine_steps", p.refine_steps if refine_steps is None else refine_steps, 0)
         own = model.default_processing_resolution
         own_wins = processing_resolution is None and bool(own) and own != PRESET_BASE_RESOLUTION
         res = (own if own_wins else p.processing_resolution) if processing_resolution is None else processing_resolution
