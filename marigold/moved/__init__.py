@@ -64,10 +64,11 @@ def _warn(old: str, new: str) -> None:
 
 
 class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Answers only for the old paths above (the regular finders come first and know none of them)."""
+    """Answers only for the old paths above (the regular finders come first and know none of them), and only while
+    the ``marigold`` imported is this package (not another project's of the same name)."""
 
     def find_spec(self, fullname, path, target=None):
-        if fullname in MOVED or fullname in ALIASES:
+        if (fullname in MOVED or fullname in ALIASES) and isinstance(sys.modules.get("marigold"), _Package):
             return importlib.util.spec_from_loader(fullname, self)
         return None
 
