@@ -38,6 +38,10 @@ from .geometry.stereo import StereoPair, stereo
 from .video.pipeline import PRESETS, ClipNormalizer, VideoFrame, VideoPrediction, clip_normalizer, iter_video_depth, \
     predict_video
 
+from .moved import install as _serve_old_paths  # noqa: E402
+
+_serve_old_paths(__name__)  # marigold.ensemble, marigold.checkpoint, ...: the modules that moved, with a warning
+
 __version__ = "0.1.0"
 __all__ = [
     "modality", "PUBLISHED", "MarigoldModel", "empty_text_embedding", "inspect", "load", "resolve",

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from . import SEGMENTATION_CHECKPOINT
+from .checks import check_options, check_tiling_options
 from .inputs import collect_inputs, is_clip, output_stems
 from .clips import run_clip, run_clip_split, split_clips
 from .metric import check_metric_options, metric_depth, sparse_sources, wants_metric, write_metric
@@ -26,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.predict import predict
 
     items = collect_inputs(args.inputs, video=args.video)
+    check_options(args, items)  # every option the run would refuse, before the model loads
     w = world()  # under accelerate launch / torchrun: this process's share, named as in a single run
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -138,27 +140,11 @@ def run(args: argparse.Namespace) -> int:
 def tile_options(args: argparse.Namespace, model, any_clip: bool) -> dict | None:
     """--tile's options for :func:`marigold.tiling.predict_tiled`, checked once (a bad one is one line and
     nothing runs), or None without --tile."""
-    from ..errors import InputError
-    from ..core.tiling import check_tiling
-
-    given = [o for o, v in (("--tile-factor", args.tile_factor), ("--tile-resolution", args.tile_resolution),
-                            ("--tile-overlap", args.tile_overlap)) if v is not None]
-    if not args.tile:
-        if given:
-            raise InputError(f"{', '.join(given)} set the tiling; add --tile to tile.")
-        return None
     res = args.processing_resolution if args.processing_resolution is not None else \
         (model.default_processing_resolution or 768)
-    if res <= 0:
-        raise InputError("--tile needs a positive --processing-resolution (it is the tile size); got 0 (native).")
-    names = {"tile_factor": "--tile-factor", "tile_resolution": "--tile-resolution", "tile_overlap": "--tile-overlap"}
-    try:
-        check_tiling(res, args.tile_overlap, args.tile_factor, args.tile_resolution)
-    except InputError as e:  # the library names its arguments; here the user typed options
-        msg = str(e)
-        for k, v in names.items():
-            msg = msg.replace(f"`{k}`", v)
-        raise InputError(msg) from None
+    check_tiling_options(args, res)
+    if not args.tile:
+        return None
     if any_clip:
         print("note: --tile applies to images; videos run untiled.", file=sys.stderr)
     return dict(tile_factor=args.tile_factor, tile_resolution=args.tile_resolution, tile_overlap=args.tile_overlap)

@@ -97,6 +97,13 @@ def fill_invalid(d: np.ndarray, far_value: str = "max", name: str = "depth") -> 
     return np.where(valid, d, fill).astype(np.float32), valid
 
 
+def check_resolution(resolution_px: int | None, minimum: int = 2) -> None:
+    """``resolution_px``: None or 0 (the map's own size), or at least ``minimum`` vertices along the longest side."""
+    if resolution_px and resolution_px < minimum:
+        raise InputError(f"`resolution_px` must be at least {minimum} (or 0 = the map's own size); "
+                         f"got {resolution_px}.")
+
+
 def grid_size(size: tuple[int, int], resolution_px: int | None, minimum: int = 2,
               name: str = "depth") -> tuple[int, int]:
     """(H, W) → the vertex grid: longest side ``resolution_px`` (None or 0 = as it is), aspect ratio kept."""
@@ -105,9 +112,7 @@ def grid_size(size: tuple[int, int], resolution_px: int | None, minimum: int = 2
         raise InputError(f"`{name}` of {w}×{h} pixels is too small: a mesh needs at least {minimum} pixels on "
                          f"each side.")
     if resolution_px:
-        if resolution_px < minimum:
-            raise InputError(f"`resolution_px` must be at least {minimum} (or 0 = the map's own size); "
-                             f"got {resolution_px}.")
+        check_resolution(resolution_px, minimum)
         m = max(h, w)
         h, w = max(1, round(h * resolution_px / m)), max(1, round(w * resolution_px / m))
     if min(h, w) < minimum:
@@ -162,12 +167,17 @@ def median_filter(d: np.ndarray, size: int) -> np.ndarray:
 # --- camera geometry ----------------------------------------------------------------------------------------
 
 
-def _check_camera(fov_degrees: float, far_over_near: float) -> None:
+def check_camera(fov_degrees: float, far_over_near: float) -> None:
     if not 1.0 <= fov_degrees <= 179.0:
         raise InputError(f"`fov_degrees` must be between 1 and 179 degrees; got {fov_degrees}.")
     if not far_over_near > 1.0:
         raise InputError(f"`far_over_near` must be greater than 1 (far is that many times the near distance); "
                          f"got {far_over_near}.")
+
+
+def check_edge_threshold(edge_threshold: float) -> None:
+    if not edge_threshold >= 0:
+        raise InputError(f"`edge_threshold` must be ≥ 0 (0 = keep every triangle); got {edge_threshold}.")
 
 
 def distance_from(d: np.ndarray, far_over_near: float, space: str) -> np.ndarray:
@@ -242,9 +252,8 @@ def depth_to_mesh(depth: DepthLike, image=None, fov_degrees: float = 60.0, far_o
     """
     import trimesh
 
-    _check_camera(fov_degrees, far_over_near)
-    if not edge_threshold >= 0:
-        raise InputError(f"`edge_threshold` must be ≥ 0 (0 = keep every triangle); got {edge_threshold}.")
+    check_camera(fov_degrees, far_over_near)
+    check_edge_threshold(edge_threshold)
     d, valid, colors = _prepare(depth, image, resolution_px, space, 2)
     h, w = d.shape
     z = distance_from(d, far_over_near, space).astype(np.float32)  # [h,w]
@@ -267,7 +276,7 @@ def depth_to_points(depth: DepthLike, image=None, fov_degrees: float = 60.0, far
     """A depth map → one coloured 3D point per valid pixel (same camera as :func:`depth_to_mesh`)."""
     import trimesh
 
-    _check_camera(fov_degrees, far_over_near)
+    check_camera(fov_degrees, far_over_near)
     d, valid, colors = _prepare(depth, image, resolution_px, space, 1)
     z = distance_from(d, far_over_near, space).astype(np.float32)
     keep = valid.reshape(-1)

@@ -15,6 +15,11 @@ CONTROLNET_PRESET = {"cmap": "gray", "invert": True}  # depth ControlNets expect
 
 
 @functools.lru_cache(maxsize=32)
+def check_colormap(cmap: str) -> None:
+    """Refuse a name matplotlib does not know, in one line."""
+    _lut(cmap)
+
+
 def _lut(cmap: str) -> torch.Tensor:
     """A colormap's table ``[K,3]``, indexed exactly as matplotlib indexes it (``int(x·K)``, clipped)."""
     import matplotlib
