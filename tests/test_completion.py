@@ -266,3 +266,14 @@ def test_colorize_metric_batch_pads_each_scale_bar_to_one_width():
     for i, o in enumerate(one):
         assert torch.equal(out[i, :, :, :o.shape[-1]], o)  # each picture as colorize_metric draws it
         assert bool((out[i, :, :, o.shape[-1]:] == 1.0).all())  # white padding after it
+
+
+def test_one_step_mode_refines_the_noise_of_one_prediction(depth_checkpoint, image, sparse):
+    """For end-to-end (one-step) checkpoints: every iteration at the first timestep, no DDIM step; the answer is
+    that one step's prediction from the refined noise, and the fit to the points improves as it goes."""
+    model = marigold.load(depth_checkpoint, device="cpu", dtype="fp32", progress=False)
+    out = complete(model, image, sparse, num_inference_steps=12, processing_resolution=32, seed=0, one_step=True)
+    trace = out.loss[0][0]
+    assert len(trace) == 12 and trace[-1] < 0.8 * trace[0]
+    walked = complete(model, image, sparse, num_inference_steps=12, processing_resolution=32, seed=0)
+    assert not torch.allclose(out.depth, walked.depth)

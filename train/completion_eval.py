@@ -45,7 +45,7 @@ import numpy as np
 from marigold.optional import require
 
 from .data.formats import read_png16, read_rgb
-from .evaluate import EvalItem, scannet_items
+from .eval_sets import scannet_items
 
 DEFAULT_POINTS = 500  # NYUv2 and ScanNet's protocol
 SAMPLE_SEED = 2024  # Marigold-DC's seed for the points it draws
@@ -144,7 +144,7 @@ def void_items(root: str | Path, density: int = 500, limit: int | None = None) -
 
 def synthetic_dc_items(n: int = 8, k: int = 100, size: tuple[int, int] = (96, 128),
                        texture: str = "flat") -> Iterator[DCItem]:
-    from .evaluate import synthetic_eval_set
+    from .eval_sets import synthetic_eval_set
 
     for it in synthetic_eval_set(n, "heldout", *size, texture=texture).items:
         valid = it.valid & (it.depth > 1e-3)
@@ -193,7 +193,7 @@ def interpolate(sparse: np.ndarray, method: str) -> np.ndarray:
 
 def evaluate_completion(model, items, *, steps: int | None = None, ensemble_size: int = 1,
                         processing_resolution: int | None = None, seed: int = 0,
-                        baselines: tuple[str, ...] = (), method: bool = True) -> dict:
+                        baselines: tuple[str, ...] = (), method: bool = True, one_step: bool = False) -> dict:
     """Complete (and run the ``baselines`` on) every item; MAE / RMSE per image, then the set's means."""
     import marigold
     from marigold.core.metric import fit_metric, metric_errors
@@ -203,7 +203,7 @@ def evaluate_completion(model, items, *, steps: int | None = None, ensemble_size
         row: dict = {"name": it.name, "points": int((it.sparse > 0).sum())}
         if method:
             out = marigold.complete(model, it.rgb, it.sparse, num_inference_steps=steps, ensemble_size=ensemble_size,
-                                    processing_resolution=processing_resolution, seed=seed)
+                                    processing_resolution=processing_resolution, seed=seed, one_step=one_step)
             row["completion"] = metric_errors(out.depth[0, 0], it.depth)
         if "fit" in baselines:
             p = marigold.predict(model, it.rgb, ensemble_size=ensemble_size, processing_resolution=processing_resolution,

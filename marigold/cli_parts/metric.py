@@ -77,27 +77,17 @@ def check_metric_options(args: argparse.Namespace, model, any_clip: bool, tiled:
 def metric_depth(model, photo, source: Path | None, known: list | None, args: argparse.Namespace):
     """One image's metric depth ``[1,1,H,W]`` (metres), the map of its measurements merged with the known points,
     and what the run says (the fit's notes)."""
-    import numpy as np
-
     from ..core.completion import complete
-    from ..core.metric import fit_metric
+    from ..core.metric import fit_metric, merge_points
     from ..core.predict import predict
+    from ..errors import InputError
     from ..io.images import load_sparse_depth
 
     w, h = photo.size
-    sparse = load_sparse_depth(source) if source is not None else np.zeros((h, w), np.float32)
-    if sparse.shape != (h, w):
-        from ..errors import InputError
-
-        raise InputError(f"{source}: sparse depth of {sparse.shape[1]}×{sparse.shape[0]} for an image of {w}×{h}; "
-                         f"give a map of the image's size (0 where unmeasured).")
-    for x, y, z in known or []:
-        xi, yi = int(round(x)), int(round(y))
-        if not (0 <= xi < w and 0 <= yi < h):
-            from ..errors import InputError
-
-            raise InputError(f"--known {x:g},{y:g},{z:g}: the point lies outside the {w}×{h} image.")
-        sparse[yi, xi] = z
+    try:
+        sparse = merge_points(load_sparse_depth(source) if source is not None else None, known, (h, w))  # [H,W]
+    except InputError as e:
+        raise InputError(f"{source or '--known'}: {e}") from None
     if args.metric == "fit":
         p = predict(model, photo, num_inference_steps=args.steps, ensemble_size=args.ensemble,
                     processing_resolution=args.processing_resolution, seed=args.seed).prediction

@@ -27,7 +27,6 @@ flat; then the range starts at the 3D outputs' default (far = ``far_over_near`` 
 from __future__ import annotations
 
 import contextlib
-import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -143,7 +142,8 @@ def complete(model: MarigoldModel, image: img.ImageInput, sparse, *, num_inferen
              ensemble_size: int = 1, processing_resolution: int | None = None,
              resample_method_input: str = "bilinear", seed: int | torch.Generator | None = None,
              noise: torch.Tensor | None = None, lr_latent: float = LR_LATENT, lr_scale: float = LR_SCALE,
-             checkpointing: bool = True, far_over_near: float = DEFAULT_FAR_OVER_NEAR,
+             checkpointing: bool = True, one_step: bool = False,
+             far_over_near: float = DEFAULT_FAR_OVER_NEAR,
              progress: ProgressFn | None = None, check_cancel: CancelFn | None = None) -> Completion:
     """Metric depth ``[N,1,H,W]`` for one image or a batch, guided by ``sparse`` depth (Marigold-DC; see the
     module docstring).
@@ -154,6 +154,10 @@ def complete(model: MarigoldModel, image: img.ImageInput, sparse, *, num_inferen
     ``noise``: the initial latents ``[N·E,4,h,w]`` (default: one draw from ``seed``, diffusers' convention).
     ``checkpointing``: recompute activations in the backward pass instead of keeping them (same answer, less
     memory, about one more forward's time).
+    ``one_step``: optimise at the schedule's first timestep only (the latent is the one step's input noise,
+    refined ``num_inference_steps`` times; no DDIM step between): for end-to-end fine-tuned checkpoints
+    (GonzaloMG/marigold-e2e-ft-depth, our small e2e recipe), whose other timesteps were never trained. Not the
+    published method, which walks the schedule (the default).
     """
     check_model(model)
     steps, res = _defaults(model, num_inference_steps, processing_resolution)
@@ -172,7 +176,8 @@ def complete(model: MarigoldModel, image: img.ImageInput, sparse, *, num_inferen
     elif tuple(noise.shape) != (n * e, 4, h, w):
         raise InputError(f"`noise` must have shape {(n * e, 4, h, w)}; got {tuple(noise.shape)}.")
     scheduler = make_scheduler(model)
-    scheduler.set_timesteps(steps, device=dev)
+    scheduler.set_timesteps(1 if one_step else steps, device=dev)
+    timesteps = scheduler.timesteps.repeat(steps) if one_step else scheduler.timesteps
     kind = scheduler.config.prediction_type
     alphas = scheduler.alphas_cumprod.to(dev)
     sf = model.vae_scaling_factor
@@ -211,7 +216,7 @@ def complete(model: MarigoldModel, image: img.ImageInput, sparse, *, num_inferen
                 b = torch.ones(1, device=dev, requires_grad=True)
                 opt = torch.optim.Adam([{"params": [s, b], "lr": lr_scale}, {"params": [latent], "lr": lr_latent}])
                 trace = []
-                for t in scheduler.timesteps:
+                for t in timesteps:
                     if check_cancel is not None:
                         check_cancel()
                     out = model.unet(torch.cat([cond, latent.to(dt)], dim=1), t, encoder_hidden_states=text,
@@ -225,15 +230,22 @@ def complete(model: MarigoldModel, image: img.ImageInput, sparse, *, num_inferen
                         g_latent = g_latent * (torch.linalg.norm(eps) / torch.linalg.norm(g_latent).clamp(min=1e-8))
                     latent.grad, s.grad, b.grad = g_latent, g_s, g_b
                     opt.step()
-                    with torch.no_grad():
-                        latent.copy_(scheduler.step(out.detach().float(), t, latent).prev_sample)  # [1,4,h,w]
+                    if not one_step:
+                        with torch.no_grad():
+                            latent.copy_(scheduler.step(out.detach().float(), t, latent).prev_sample)  # [1,4,h,w]
                     trace.append(float(loss.detach()))
                     del out, x0, metric, loss
                     done += 1
                     if progress is not None:
                         progress(done, total)
                 with torch.no_grad():
-                    metric, d = to_metric(latent, s, b)
+                    if one_step:  # the answer is the one step's prediction from the refined noise
+                        out = model.unet(torch.cat([cond, latent.to(dt)], dim=1), timesteps[0],
+                                         encoder_hidden_states=text, return_dict=False)[0]  # [1,4,h,w]
+                        final = scheduler.step(out.float(), timesteps[0], latent).pred_original_sample
+                    else:
+                        final = latent
+                    metric, d = to_metric(final, s, b)
                 member_depth.append(metric.float().cpu())
                 member_affine.append(d.float().cpu())
                 s_out.append(float(s.detach() ** 2 * span))
