@@ -541,7 +541,9 @@ def markdown(res: dict) -> str:
                              f"{'' if raw is None else f'{raw:.4f}'} | {np.mean(got) / base:.2f} |")
     if "completion" in res:
         runs = res["completion"]["small"]
-        lines += ["", f"Metric depth from K measured points (8 held-out scenes, 96×128, points drawn as Marigold-DC "
+        cpu = res.get("cpu_of", {}).get("completion", res["cpu"])
+        where = f" on {cpu}" if cpu != res["cpu"] else ""
+        lines += ["", f"Metric depth from K measured points{where} (8 held-out scenes, 96×128, points drawn as Marigold-DC "
                   f"draws them; completion: {COMPLETION_STEPS} iterations of its one-step mode, the small model being end-to-end "
                   f"fine-tuned): MAE in metres; ratio < 1: completion is better:",
                   "", "| points | completion | fit of the plain prediction | nearest | linear | ÷ fit | ÷ nearest | "
