@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import marigold
-from marigold.core import tiling
+from marigold.core import tile_detail, tiling
 from marigold.errors import InputError
 from train.metrics import tile_seam_ratio
 
@@ -85,17 +85,20 @@ H, W = 200, 280
 
 
 @pytest.fixture(scope="module")
-def floor():
-    """The noise floor: the same oracle noise, no per-tile scale or shift, through the same tiling code."""
-    return run_oracle(scene(H, W), coord_image(H, W), distort=False)
+def floors():
+    """The noise floor per merge: the same oracle noise, no per-tile scale or shift, through the same code."""
+    return {m: run_oracle(scene(H, W), coord_image(H, W), distort=False, merge=m) for m in tiling.MERGES}
 
 
-def test_merge_reaches_the_noise_floor_without_seams(floor):
+@pytest.mark.parametrize("merge", tiling.MERGES)
+def test_merge_reaches_the_noise_floor_without_seams(floors, merge):
     h, w = H, W
     depth, image = scene(h, w), coord_image(h, w)
+    floor = floors[merge]
     plan = floor.plans[0]
     assert plan.count == 4 * 6 and plan.size == (h, w)
-    distorted = run_oracle(depth, image, distort=True)
+    distorted = run_oracle(depth, image, distort=True, merge=merge)
+    assert distorted.merge == merge
     e_floor = abs_rel_after_fit(floor.prediction[0, 0], depth)
     e = abs_rel_after_fit(distorted.prediction[0, 0], depth)
     assert e <= 1.1 * e_floor, (e, e_floor)
@@ -105,15 +108,21 @@ def test_merge_reaches_the_noise_floor_without_seams(floor):
     assert scales.shape == (plan.count,) and not torch.allclose(scales, torch.ones_like(scales), atol=0.05)
 
 
-def test_merge_without_alignment_shows_seams(monkeypatch, floor):
-    """The measures have teeth: tiles blended without their scale and shift fail both bounds."""
+@pytest.mark.parametrize("merge", tiling.MERGES)
+def test_merge_without_alignment_shows_seams(monkeypatch, floors, merge):
+    """The measures have teeth: tiles blended without their scale and shift fail the error bound (and, kept whole,
+    the seam bound; the detail merge drops a tile's offsets with its low frequencies, so it shows no seam even
+    then, but its detail comes at each tile's own wrong scale)."""
     depth, image = scene(H, W), coord_image(H, W)
     monkeypatch.setattr(tiling._AlignCanvas, "solve",
                         lambda self: (torch.ones(len(self.rows) - 1), torch.zeros(len(self.rows) - 1),
                                       torch.zeros(len(self.rows) - 1, dtype=torch.bool)))
-    bad = run_oracle(depth, image, distort=True)
+    monkeypatch.setattr(tile_detail, "_fit", lambda t, g: (1.0, 0.0, False))
+    bad = run_oracle(depth, image, distort=True, merge=merge)
+    floor = floors[merge]
     assert abs_rel_after_fit(bad.prediction[0, 0], depth) > 1.1 * abs_rel_after_fit(floor.prediction[0, 0], depth)
-    assert tile_seam_ratio(bad.prediction[0, 0], bad.plans[0]) > 1.1
+    if merge == "coalign":
+        assert tile_seam_ratio(bad.prediction[0, 0], bad.plans[0]) > 1.1
 
 
 def test_constant_depth_tiles_to_a_constant_map():
