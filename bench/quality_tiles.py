@@ -127,7 +127,7 @@ def tiles_row(model, n: int = 4, n8: int = 2, scales: tuple[int, ...] = (4, 8), 
                 x = torch.from_numpy(s.rgb).permute(2, 0, 1)[None]  # [1,3,H,W]
                 edges = _edges(s.depth, s.valid)
                 runs = {"one pass": (marigold.predict(model, x, seed=0).prediction[0, 0].numpy(), None)}
-                factors = sorted({2, scale // 2, scale} - {1})
+                factors = sorted({scale // 2, scale} - {1})  # the image's own resolution and half of it
                 for f in factors:
                     predictor = _cached_predictor(model)
                     for merge in ("coalign", "detail"):

@@ -4,7 +4,7 @@
 
 The oracle of tests/test_tiling.py stands in for the model: each tile gets the scene's exact depth with a random
 scale, shift and 1 % noise of its own. Left to right: the scene; the tiles blended as they come (no alignment);
-``marigold.predict_tiled``'s merge (co-aligned, then feathered). 6 × 5 tiles of 64 px, overlap 16 px.
+``marigold.predict_tiled(merge="coalign")`` (co-aligned, then feathered). 6 × 5 tiles of 64 px, overlap 16 px.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ def main() -> int:
 
     h, w = 240, 320
     depth, image = scene(h, w), coord_image(h, w)
-    merged = run_oracle(depth, image, True).prediction[0, 0]
+    merged = run_oracle(depth, image, True, merge="coalign").prediction[0, 0]
     real = tiling._AlignCanvas.solve
     n = lambda self: len(self.rows) - 1  # noqa: E731
     tiling._AlignCanvas.solve = lambda self: (torch.ones(n(self)), torch.zeros(n(self)),
                                               torch.zeros(n(self), dtype=torch.bool))
-    raw = run_oracle(depth, image, True).prediction[0, 0]
+    raw = run_oracle(depth, image, True, merge="coalign").prediction[0, 0]
     tiling._AlignCanvas.solve = real
     truth = (depth - depth.min()) / (depth.max() - depth.min())
     row = torch.cat([colorize.colorize_depth(x[None, None])[0] for x in (truth, raw, merged)], dim=-1)  # [3,H,3W]
