@@ -7,8 +7,10 @@ map stretched up), and ``marigold.predict_tiled`` at each working resolution up 
 merges, ``coalign`` (tiles kept whole, co-aligned: the merge before the detail merge) and ``detail`` (the
 default: structure from the global pass, detail from the tiles), on the same tile predictions (one run of the
 model per scene and working resolution, shared by the merges; its noise drawn in turn from one seed-0
-generator, as ``predict_tiled`` draws it). Two variants of the detail merge show what its parts do: the split
-at 1 global pixel instead of 2 (``σ 1``), and every tile trusted (``no confidence``).
+generator, as ``predict_tiled`` draws it). Three variants of the detail merge at the image's own resolution show
+what its parts do: every tile trusted (``no confidence``), the tile's scale by least squares instead of the
+reduced-major-axis slope (``OLS scale``), and no per-tile removal of its coarse departure from the pass before
+the blend (``no drift removal``); see marigold/core/tile_detail.py.
 
 Scores against the full-resolution truth after one least-squares scale and shift per scene: AbsRel; edge AbsRel
 (pixels within 2 px of a depth jump, > 5 % between neighbours); **edge sharpness** (the summed |depth step| of
@@ -27,7 +29,8 @@ from contextlib import contextmanager
 import numpy as np
 
 SCENE_KINDS = {"rooms": False, "fine structure": True}
-VARIANTS = {"detail σ 1": {"DETAIL_SIGMA": 1.0}, "detail, no confidence": {"CONFIDENCE_K": 0.0}}
+VARIANTS = {"detail, no confidence": {"CONFIDENCE_K": 0.0}, "detail, OLS scale": {"FIT": "ols"},
+            "detail, no drift removal": {"DRIFT_SIGMA": 0.0}}
 SEP = " | "  # result keys: "KIND SCALE×" SEP "RUN"
 
 

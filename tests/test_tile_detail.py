@@ -128,6 +128,28 @@ def test_detail_merge_drops_the_drift_and_keeps_the_detail():
     assert scales.shape == (detail.plans[0].count,) and detail.replaced == [[]]
 
 
+def test_without_the_fit_each_tile_brings_its_detail_at_its_own_scale(monkeypatch):
+    d = detailed_depth()
+    good = abs_rel(run(DriftOracle(d, amp=0.0)).prediction[0, 0], d)
+    monkeypatch.setattr(tile_detail, "_fit", lambda t, g: (1.0, 0.0, False))
+    assert abs_rel(run(DriftOracle(d, amp=0.0)).prediction[0, 0], d) > 2 * good
+
+
+@pytest.mark.parametrize("fit", ["ols", "rma", "inverse"])
+def test_the_fit_under_drift(monkeypatch, fit):
+    """A tile's drift shrinks a least-squares scale (its detail comes out too faint); the default slope ("rma")
+    keeps most of it. At the oracle's strongest drift: the 3-px poles' steps ÷ the truth's."""
+    d = detailed_depth()
+    default = tile_detail.FIT
+    monkeypatch.setattr(tile_detail, "FIT", fit)
+    p = fitted(run(DriftOracle(d, amp=0.6)).prediction[0, 0], d)
+    step = lambda m: float((m[30:170, 42] - m[30:170, 43]).abs().mean())  # noqa: E731
+    ratio = step(p) / step(d)
+    assert (ratio < 0.45) if fit == "ols" else (ratio > 0.55), ratio
+    if fit == default:  # and the default still beats one pass there
+        assert abs_rel(p, d) < abs_rel(one_pass(d)[0, 0], d)
+
+
 def test_confidence_drops_a_tile_whose_shape_departs_from_the_pass(monkeypatch):
     d = detailed_depth()
     box = list(tiling.plan_tiles((H, W), TILE, 16).boxes())[7]

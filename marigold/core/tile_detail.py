@@ -8,8 +8,9 @@ split at the global pass's own resolution:
     merged = G + HP(Δ),   Δ = Σ_k w_k c_k (A_k − G) / Σ_k w_k,   HP(x) = x − blur_σ(x)
 
 with ``G`` the global pass upsampled to the working canvas, ``A_k`` tile k (depth-like maps: fitted to ``G`` by
-one scale and shift), ``w_k`` the feathered blend weights and ``c_k`` the tile's confidence (below). ``blur_σ``
-is a Gaussian of ``σ = DETAIL_SIGMA`` global pixels: whatever a tile says about scales coarser than that is
+one scale and shift; then less its own coarse departure from the pass, ``DRIFT_SIGMA``, so that overlapping
+tiles agree at coarse scales before they are blended), ``w_k`` the feathered blend weights (raised-cosine) and
+``c_k`` the tile's confidence (below). ``blur_σ`` is a Gaussian of ``σ = DETAIL_SIGMA`` global pixels: whatever a tile says about scales coarser than that is
 dropped, so its drift cannot reach the result, and the global pass keeps its own answer there. Where every tile
 is distrusted (``c = 0``) the merge is the global pass itself. The same equals ``blur_σ(G) + A − blur_σ(A)``
 (structure from the pass, detail from the tile) where one confident tile covers a pixel, but it is blurred once
@@ -24,8 +25,8 @@ whose shape departs from the pass far more than the others' do (a hallucinated o
 detail there.
 
 How each modality splits (its entry's ``tile_split``, :mod:`marigold.core.modality`): "affine" (depth,
-disparity): each tile fitted by least squares (its blurred map onto the pass's, one scale and one shift; a flat
-tile or one that comes out inverted is replaced by the pass), the result renormalised to 0..1; "unit" (normals):
+disparity): each tile fitted by one scale and one shift (its blurred map onto the pass's at the pass's
+resolution, the slope by ``FIT``; a flat tile or one that comes out inverted is replaced by the pass), the result renormalised to 0..1; "unit" (normals):
 no fit, per channel, renormalised to unit length; "plain" (intrinsics): no fit, per channel, clipped to each
 target's value range.
 """
@@ -40,9 +41,11 @@ import torch.nn.functional as F
 from . import image as img
 from .modality import Modality
 
-__all__ = ["DetailMerge", "gaussian_blur", "DETAIL_SIGMA", "COMPARE_SIGMA", "CONFIDENCE_K"]
+__all__ = ["DetailMerge", "gaussian_blur", "DETAIL_SIGMA", "DRIFT_SIGMA", "COMPARE_SIGMA", "CONFIDENCE_K", "FIT"]
 
 DETAIL_SIGMA = 2.0  # the frequency split, in global-pass pixels: coarser than this comes from the pass
+DRIFT_SIGMA = 1.0  # each tile's coarse departure from the pass, blurred this much more (global px), is removed
+# first; 0: not (the canvas high-pass alone then drops the drift, less well: tiles' offsets differ in the overlaps)
 COMPARE_SIGMA = 1.5  # the tile-vs-pass comparison's blur, in global-pass pixels
 CONFIDENCE_K = 3.0  # τ = this × the median residual; 0 turns the confidence off (every tile trusted)
 TAU_FLOOR = {"affine": 0.01, "unit": 0.02, "plain": 0.01}  # τ never below this (0..1 depth; unit vectors; 0..1)
@@ -66,15 +69,28 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return y.reshape(n, c, h, w)
 
 
+# How a tile's scale is fitted to the pass. A tile's own drift is noise in the regressor, which biases least squares
+# of pass-on-tile ("ols") towards 0, shrinking the detail (to 0.35 of the true step at the oracle's strongest
+# drift, tests/test_tile_detail.py); the pass's errors do the same to tile-on-pass inverted ("inverse"). The
+# reduced-major-axis slope ("rma", std ratio with the correlation's sign) sits between the two.
+FIT = "rma"
+
+
 def _fit(t: torch.Tensor, g: torch.Tensor) -> tuple[float, float, bool]:
-    """Least-squares scale and shift taking ``t`` onto ``g`` (both ``[1,1,h,w]``) → (scale, shift, rejected).
-    A flat ``t`` (no relief: its scale is undetermined) or a negative scale (an inverted tile) is rejected."""
+    """Scale and shift taking ``t`` onto ``g`` (both ``[1,1,h,w]``; the slope by ``FIT``) → (scale, shift,
+    rejected). A flat ``t`` (no relief: its scale is undetermined) or a negative scale (an inverted tile) is rejected."""
     t, g = t.double().flatten(), g.double().flatten()
     hi, lo = float(t.max()), float(t.min())
     if hi - lo <= 1e-6 * max(abs(hi), abs(lo), 1.0):
         return 1.0, 0.0, True
     tc, gc = t - t.mean(), g - g.mean()
-    s = float((tc * gc).sum() / (tc * tc).sum())
+    cov, vt, vg = float((tc * gc).sum()), float((tc * tc).sum()), float((gc * gc).sum())
+    if FIT == "ols":
+        s = cov / vt
+    elif FIT == "inverse":
+        s = vg / cov if cov > 0 else -1.0
+    else:
+        s = math.copysign(math.sqrt(vg / vt), cov)
     if s <= 0:
         return 1.0, 0.0, True
     return s, float(g.mean() - s * t.mean()), False
@@ -113,7 +129,10 @@ class DetailMerge:
         if self.split == "affine":
             scale, shift, rejected = _fit(ts, gs)
         r = (ts * scale + shift - gs).norm(dim=1, keepdim=True)  # [1,1,sh,sw] the structure's disagreement
-        self.tiles.append((p.float(), u, r))
+        drift = None
+        if DRIFT_SIGMA > 0:  # [1,C,sh,sw] the tile's own low-frequency departure from the pass
+            drift = gaussian_blur(ts * scale + shift - gs, DRIFT_SIGMA)
+        self.tiles.append((p.float(), u, r, drift))
         self.scales.append(scale)
         self.shifts.append(shift)
         self.rejected.append(rejected)
@@ -132,7 +151,7 @@ class DetailMerge:
         wsum = torch.zeros(1, 1, *plan.size)  # [1,1,WH,WW] Σ w
         uacc = None
         for k, (y0, x0, y1, x1) in enumerate(self.boxes):
-            p, u, r = self.tiles[k]
+            p, u, r, drift = self.tiles[k]
             scale, shift = self.scales[k], self.shifts[k]
             self.tiles[k] = None  # freed as soon as it is added
             w = feather(plan, k // cols, k % cols, smooth=True)  # [th,tw]
@@ -145,7 +164,10 @@ class DetailMerge:
                 continue
             c = torch.ones_like(r) if self.k <= 0 else 1.0 / (1.0 + (r / tau) ** 4)  # [1,1,sh,sw]
             c = img.resize(c, (y1 - y0, x1 - x0), "bilinear", antialias=False)  # [1,1,th,tw]
-            delta[..., y0:y1, x0:x1] += w * c * (p * scale + shift - self.g[..., y0:y1, x0:x1])
+            a = p * scale + shift
+            if drift is not None:
+                a = a - img.resize(drift, (y1 - y0, x1 - x0), "bilinear", antialias=False)
+            delta[..., y0:y1, x0:x1] += w * c * (a - self.g[..., y0:y1, x0:x1])
         delta.div_(wsum)
         out = self.g + delta - gaussian_blur(delta, self.sigma * self.f)  # [1,C,WH,WW]
         del delta
