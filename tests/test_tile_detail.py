@@ -220,3 +220,19 @@ def test_unknown_merge_and_tile_split_are_refused():
     bad = dataclasses.replace(marigold.modality.get("depth"), name="depth-bad-split", tile_split="median")
     with pytest.raises(InputError, match="tile_split"):
         marigold.modality.register(bad)
+
+
+@pytest.mark.parametrize("name", ["normals", "iid-lighting"])
+def test_a_tiny_checkpoint_of_each_kind_tiles_through_the_detail_merge(make_checkpoint, name):
+    """The real sampler on tiny random checkpoints: the detail merge's shapes, unit normals, intrinsics in range."""
+    model = marigold.load(make_checkpoint(name), device="cpu", dtype="fp32")
+    photo = torch.rand(1, 3, 60, 80, generator=torch.Generator().manual_seed(1))
+    out = tiling.predict_tiled(model, photo, processing_resolution=32, tile_resolution=80, tile_overlap=8,
+                               num_inference_steps=1, seed=0)
+    p = out.prediction
+    assert out.plans[0].count > 1 and out.merge == "detail" and p.shape == (1, model.modality.channels, 60, 80)
+    assert torch.isfinite(p).all()
+    if name == "normals":
+        assert torch.allclose(p.norm(dim=1), torch.ones(1, 60, 80), atol=1e-4)
+    else:
+        assert float(p.min()) >= 0.0 and float(p.max()) <= 1.0
