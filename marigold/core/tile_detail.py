@@ -34,6 +34,7 @@ target's value range.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -98,11 +99,13 @@ def _fit(t: torch.Tensor, g: torch.Tensor) -> tuple[float, float, bool]:
 
 class DetailMerge:
     """Collects the tiles of one image (:meth:`add`), then merges them (:meth:`finish`); see the module
-    docstring. ``glob``: the global pass ``[1,C,PH,PW]``; ``plan``: a :class:`marigold.core.tiling.TilePlan`."""
+    docstring. ``glob``: the global pass ``[1,C,PH,PW]``; ``plan``: a :class:`marigold.core.tiling.TilePlan`;
+    ``weight(k)``: tile k's blend weight ``[th,tw]`` (the weights of all tiles sum to one)."""
 
     def __init__(self, glob: torch.Tensor, plan, modality: Modality, uncertainty: bool,
-                 sigma: float | None = None, confidence_k: float | None = None):
-        self.plan, self.modality, self.uncertainty = plan, modality, uncertainty
+                 weight: Callable[[int], torch.Tensor], sigma: float | None = None,
+                 confidence_k: float | None = None):
+        self.plan, self.modality, self.uncertainty, self.weight = plan, modality, uncertainty, weight
         self.split = modality.tile_split_kind
         self.sigma = DETAIL_SIGMA if sigma is None else sigma
         self.k = CONFIDENCE_K if confidence_k is None else confidence_k
@@ -139,10 +142,7 @@ class DetailMerge:
 
     def finish(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
         """→ (merged ``[1,C,WH,WW]``, uncertainty or None, scale [T], shift [T], rejected [T])."""
-        from .tiling import feather
-
         plan = self.plan
-        cols = len(plan.xs)
         kept = [t[2].flatten() for t, bad in zip(self.tiles, self.rejected) if not bad]
         median = float(torch.cat(kept).median()) if kept else 0.0
         span = float(self.g.max() - self.g.min()) if self.split == "affine" else 1.0
@@ -154,7 +154,7 @@ class DetailMerge:
             p, u, r, drift = self.tiles[k]
             scale, shift = self.scales[k], self.shifts[k]
             self.tiles[k] = None  # freed as soon as it is added
-            w = feather(plan, k // cols, k % cols, smooth=True)  # [th,tw]
+            w = self.weight(k)  # [th,tw]
             wsum[..., y0:y1, x0:x1] += w
             if self.uncertainty and u is not None and not self.rejected[k]:
                 if uacc is None:

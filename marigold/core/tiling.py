@@ -364,7 +364,9 @@ def _tile_one(image: torch.Tensor, plan: TilePlan, res: int, modality: Modality,
     # 2. the photo at the working resolution, antialiased when it shrinks (as the sampler's own resize)
     work = img.resize(image, plan.size, "bilinear", antialias=True).clamp_(0.0, 1.0)  # [1,3,WH,WW]
     if merge == "detail":
-        merger = DetailMerge(glob, plan, modality, uncertainty)
+        cols = len(plan.xs)
+        merger = DetailMerge(glob, plan, modality, uncertainty,
+                             lambda k: feather(plan, k // cols, k % cols, smooth=True))
         for k, (y0, x0, y1, x1) in enumerate(plan.boxes()):
             if check_cancel is not None:
                 check_cancel()
