@@ -103,8 +103,8 @@ def _score(p: np.ndarray, s, edges: np.ndarray, plan=None) -> dict:
            "edge_sharpness": edge_sharpness(aligned, s.depth, mask)}
     if plan is not None:
         def at_work(m):  # [h,w] at the working size
-            return torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None],
-                                                   size=plan.size, mode="bilinear", align_corners=False)[0, 0]
+            t = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]  # [1,1,H,W]
+            return torch.nn.functional.interpolate(t, size=plan.size, mode="bilinear", align_corners=False)[0, 0]
         row["seam_ratio"] = tile_seam_ratio(at_work(p), plan)
         row["seam_ratio_truth"] = tile_seam_ratio(at_work(np.where(mask, s.depth, s.depth[mask].max())), plan)
     return row

@@ -10,12 +10,12 @@ split at the global pass's own resolution:
 with ``G`` the global pass upsampled to the working canvas, ``A_k`` tile k (depth-like maps: fitted to ``G`` by
 one scale and shift; then less its own coarse departure from the pass, ``DRIFT_SIGMA``, so that overlapping
 tiles agree at coarse scales before they are blended), ``w_k`` the feathered blend weights (raised-cosine) and
-``c_k`` the tile's confidence (below). ``blur_σ`` is a Gaussian of ``σ = DETAIL_SIGMA`` global pixels: whatever a tile says about scales coarser than that is
-dropped, so its drift cannot reach the result, and the global pass keeps its own answer there. Where every tile
-is distrusted (``c = 0``) the merge is the global pass itself. The same equals ``blur_σ(G) + A − blur_σ(A)``
-(structure from the pass, detail from the tile) where one confident tile covers a pixel, but it is blurred once
-on the canvas, after the blend, so no tile border is ever low-passed on its own (a blur at a tile's edge would
-see padding and leave a step there).
+``c_k`` the tile's confidence (below). ``blur_σ`` is a Gaussian of ``σ = DETAIL_SIGMA`` global pixels: whatever a
+tile says about scales coarser than that is dropped, so its drift cannot reach the result, and the global pass
+keeps its own answer there. Where every tile is distrusted (``c = 0``) the merge is the global pass itself. The
+same equals ``blur_σ(G) + A − blur_σ(A)`` (structure from the pass, detail from the tile) where one confident
+tile covers a pixel, but it is blurred once on the canvas, after the blend, so no tile border is ever low-passed
+on its own (a blur at a tile's edge would see padding and leave a step there).
 
 Confidence: the tile and the pass are compared at the pass's resolution, both blurred by ``COMPARE_SIGMA``
 global pixels (coarser than the pass's own edge blur, so a tile is not distrusted for being sharper than the
@@ -26,9 +26,9 @@ detail there.
 
 How each modality splits (its entry's ``tile_split``, :mod:`marigold.core.modality`): "affine" (depth,
 disparity): each tile fitted by one scale and one shift (its blurred map onto the pass's at the pass's
-resolution, the slope by ``FIT``; a flat tile or one that comes out inverted is replaced by the pass), the result renormalised to 0..1; "unit" (normals):
-no fit, per channel, renormalised to unit length; "plain" (intrinsics): no fit, per channel, clipped to each
-target's value range.
+resolution, the slope by ``FIT``; a flat tile or one that comes out inverted is replaced by the pass), the result
+renormalised to 0..1; "unit" (normals): no fit, per channel, renormalised to unit length; "plain" (intrinsics): no
+fit, per channel, clipped to each target's value range.
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ FIT = "rma"
 
 def _fit(t: torch.Tensor, g: torch.Tensor) -> tuple[float, float, bool]:
     """Scale and shift taking ``t`` onto ``g`` (both ``[1,1,h,w]``; the slope by ``FIT``) → (scale, shift,
-    rejected). A flat ``t`` (no relief: its scale is undetermined) or a negative scale (an inverted tile) is rejected."""
+    rejected). A flat ``t`` (no relief: its scale is undetermined) or a negative scale (an inverted tile) is
+    rejected."""
     t, g = t.double().flatten(), g.double().flatten()
     hi, lo = float(t.max()), float(t.min())
     if hi - lo <= 1e-6 * max(abs(hi), abs(lo), 1.0):
@@ -100,20 +101,20 @@ def _fit(t: torch.Tensor, g: torch.Tensor) -> tuple[float, float, bool]:
 class DetailMerge:
     """Collects the tiles of one image (:meth:`add`), then merges them (:meth:`finish`); see the module
     docstring. ``glob``: the global pass ``[1,C,PH,PW]``; ``plan``: a :class:`marigold.core.tiling.TilePlan`;
-    ``weight(k)``: tile k's blend weight ``[th,tw]`` (the weights of all tiles sum to one)."""
+    ``weight(k)``: tile k's blend weight ``[th,tw]`` (the weights of all tiles sum to one). The module's
+    settings (``DETAIL_SIGMA`` ...) are read when it is made (bench/quality_tiles.py varies them)."""
 
     def __init__(self, glob: torch.Tensor, plan, modality: Modality, uncertainty: bool,
-                 weight: Callable[[int], torch.Tensor], sigma: float | None = None,
-                 confidence_k: float | None = None):
+                 weight: Callable[[int], torch.Tensor]):
         self.plan, self.modality, self.uncertainty, self.weight = plan, modality, uncertainty, weight
         self.split = modality.tile_split_kind
-        self.sigma = DETAIL_SIGMA if sigma is None else sigma
-        self.k = CONFIDENCE_K if confidence_k is None else confidence_k
+        self.sigma, self.k, self.drift_sigma = DETAIL_SIGMA, CONFIDENCE_K, DRIFT_SIGMA
         self.g = img.resize(glob.float(), plan.size, "bilinear", antialias=False)  # [1,C,WH,WW]
         # working pixels per global pixel (the two axes agree to within rounding)
         self.f = max(plan.size[0] / glob.shape[-2], plan.size[1] / glob.shape[-1], 1.0)
         self.boxes = list(plan.boxes())
-        self.tiles: list = []  # (prediction [1,C,th,tw], uncertainty | None, residual [1,1,sh,sw])
+        # per tile: (prediction [1,C,th,tw], uncertainty | None, residual [1,1,sh,sw], drift [1,C,sh,sw] | None)
+        self.tiles: list = []
         self.scales: list[float] = []
         self.shifts: list[float] = []
         self.rejected: list[bool] = []
@@ -133,8 +134,8 @@ class DetailMerge:
             scale, shift, rejected = _fit(ts, gs)
         r = (ts * scale + shift - gs).norm(dim=1, keepdim=True)  # [1,1,sh,sw] the structure's disagreement
         drift = None
-        if DRIFT_SIGMA > 0:  # [1,C,sh,sw] the tile's own low-frequency departure from the pass
-            drift = gaussian_blur(ts * scale + shift - gs, DRIFT_SIGMA)
+        if self.drift_sigma > 0:  # [1,C,sh,sw] the tile's own low-frequency departure from the pass
+            drift = gaussian_blur(ts * scale + shift - gs, self.drift_sigma)
         self.tiles.append((p.float(), u, r, drift))
         self.scales.append(scale)
         self.shifts.append(shift)

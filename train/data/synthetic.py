@@ -167,7 +167,8 @@ class _Scene:
             x, z = spot(0.1)
             half = rng.uniform(0.008, 0.03, size=2)
             top = max(self.floor_y - rng.uniform(0.8, 2.2), self.ceil_y if self.ceil_y is not None else -np.inf)
-            self.boxes.append((np.array([x - half[0], top, z - half[1]]), np.array([x + half[0], self.floor_y, z + half[1]])))
+            self.boxes.append((np.array([x - half[0], top, z - half[1]]),
+                               np.array([x + half[0], self.floor_y, z + half[1]])))
         for _ in range(int(rng.integers(1, 4))):  # rails: 0.4-1.4 m long, 0.3-1.2 m above the floor
             x, z = spot(0.1)
             length, y = rng.uniform(0.2, 0.7), self.floor_y - rng.uniform(0.3, 1.2)
