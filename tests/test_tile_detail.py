@@ -121,9 +121,11 @@ def test_detail_merge_drops_the_drift_and_keeps_the_detail():
     p, q = fitted(detail.prediction[0, 0], d), fitted(one_pass(d)[0, 0], d)
     step = lambda m: float((m[30:170, 42] - m[30:170, 43]).abs().mean() + (m[30:170, 39] - m[30:170, 40]).abs().mean())
     assert step(p) > 0.6 * step(d) and step(q) < 0.3 * step(d), (step(p), step(q), step(d))
-    # without drift the tiles' detail is recovered almost exactly
+    # without drift the tiles' detail is recovered almost exactly, the thin poles too (the confidence does not take
+    # a thing the pass resolves only faintly for a disagreement)
     exact = run(DriftOracle(d, amp=0.0))
-    assert abs_rel(exact.prediction[0, 0], d) < 0.3 * base
+    assert abs_rel(exact.prediction[0, 0], d) < 0.15 * base
+    assert step(fitted(exact.prediction[0, 0], d)) > 0.9 * step(d)
     scales = detail.scales[0]
     assert scales.shape == (detail.plans[0].count,) and detail.replaced == [[]]
 

@@ -18,8 +18,8 @@ tile covers a pixel, but it is blurred once on the canvas, after the blend, so n
 on its own (a blur at a tile's edge would see padding and leave a step there).
 
 Confidence: the tile and the pass are compared at the pass's resolution, both blurred by ``COMPARE_SIGMA``
-global pixels (coarser than the pass's own edge blur, so a tile is not distrusted for being sharper than the
-pass at an edge): ``r`` = |aligned tile − pass| there. ``c = 1 / (1 + (r/τ)⁴)``, flat near 1 for typical
+global pixels and their difference by ``CONFIDENCE_SIGMA`` more (coarser than the pass's own edge blur, so a tile
+is not distrusted for being sharper than the pass at an edge): ``r`` = |aligned tile − pass| there. ``c = 1 / (1 + (r/τ)⁴)``, flat near 1 for typical
 residuals and falling fast beyond ``τ = max(CONFIDENCE_K × median r over the image's tiles, floor)``: a tile
 whose shape departs from the pass far more than the others' do (a hallucinated object, a wrong layer) adds no
 detail there.
@@ -42,12 +42,17 @@ import torch.nn.functional as F
 from . import image as img
 from .modality import Modality
 
-__all__ = ["DetailMerge", "gaussian_blur", "DETAIL_SIGMA", "DRIFT_SIGMA", "COMPARE_SIGMA", "CONFIDENCE_K", "FIT"]
+__all__ = ["DetailMerge", "gaussian_blur", "DETAIL_SIGMA", "DRIFT_SIGMA", "COMPARE_SIGMA", "CONFIDENCE_SIGMA",
+           "CONFIDENCE_K", "FIT"]
 
 DETAIL_SIGMA = 2.0  # the frequency split, in global-pass pixels: coarser than this comes from the pass
 DRIFT_SIGMA = 1.0  # each tile's coarse departure from the pass, blurred this much more (global px), is removed
 # first; 0: not (the canvas high-pass alone then drops the drift, less well: tiles' offsets differ in the overlaps)
 COMPARE_SIGMA = 1.5  # the tile-vs-pass comparison's blur, in global-pass pixels
+# the confidence's comparison is blurred this much more (global px): at COMPARE_SIGMA alone, 3-px poles that the pass
+# resolves only faintly read as disagreement and lost a quarter of their step with exact tiles (the oracle of
+# tests/test_tile_detail.py: 0.75 of the truth's; 0.98 at 2.5, the drift and a hallucinating tile handled as well)
+CONFIDENCE_SIGMA = 2.5
 CONFIDENCE_K = 3.0  # τ = this × the median residual; 0 turns the confidence off (every tile trusted)
 TAU_FLOOR = {"affine": 0.01, "unit": 0.02, "plain": 0.01}  # τ never below this (0..1 depth; unit vectors; 0..1)
 
@@ -132,10 +137,13 @@ class DetailMerge:
         scale, shift, rejected = 1.0, 0.0, False
         if self.split == "affine":
             scale, shift, rejected = _fit(ts, gs)
-        r = (ts * scale + shift - gs).norm(dim=1, keepdim=True)  # [1,1,sh,sw] the structure's disagreement
+        departure = ts * scale + shift - gs  # [1,C,sh,sw]
+        # [1,1,sh,sw] the structure's disagreement, coarser still: a thin thing the pass resolves only faintly is not
+        # a disagreement
+        r = gaussian_blur(departure, CONFIDENCE_SIGMA).norm(dim=1, keepdim=True)
         drift = None
         if self.drift_sigma > 0:  # [1,C,sh,sw] the tile's own low-frequency departure from the pass
-            drift = gaussian_blur(ts * scale + shift - gs, self.drift_sigma)
+            drift = gaussian_blur(departure, self.drift_sigma)
         self.tiles.append((p.float(), u, r, drift))
         self.scales.append(scale)
         self.shifts.append(shift)
