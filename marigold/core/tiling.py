@@ -15,13 +15,13 @@ estimate for the structure, high-resolution patches for the detail):
    ``merge="coalign"`` (the merge before it): depth and disparity tiles kept whole, with one scale and shift
    per tile solved so that every tile agrees with its neighbours and with the global pass where they overlap
    (:func:`marigold.coalign.solve`, the solver the video path uses, on a low-resolution canvas); normals and
-   intrinsics blended as they are. Either way the feathered weights are linear ramps across each overlap that
-   sum to one, so no tile border shows (huawei-bayerlab/marigold-v2 ``evaluation/depth_completion/tiling.py``
-   blends its tiles with the same kind of ramp).
+   intrinsics blended as they are. Either way the feathered weights are ramps across each overlap that sum to
+   one (linear; raised-cosine for the detail merge), so no tile border shows (huawei-bayerlab/marigold-v2
+   ``evaluation/depth_completion/tiling.py`` blends its tiles with the same kind of ramp).
 
 On our own small model trained on synthetic scenes, tiles predicted whole and co-aligned made depth edges worse
-than one pass (bench/RESULTS.md, "Quality": a tile sees a narrow field of view and its shape drifts); the detail
-merge is what docs/tiling.md measures against it.
+than one pass (bench/RESULTS.md, "Quality": a tile sees a narrow field of view and its shape drifts); docs/tiling.md
+says what is measured of each merge.
 
 Memory: the model's working set is one tile's (the tile size is the processing resolution), whatever the image
 size. What grows with the image are output-sized float maps: the working image, the global pass upsampled, the
@@ -305,7 +305,7 @@ def predict_tiled(model: MarigoldModel, image: img.ImageInput, *, tile_factor: f
             out = Prediction(torch.cat([finish(p, size, model.task, **finish_kw) for p, _ in preds]), None,
                              model.task, model.target_names)
         return TiledPrediction(out.prediction, out.uncertainty, out.task, out.target_names,
-                               plans=[None] * images.shape[0], notes=notes)
+                               plans=[None] * images.shape[0], notes=notes, merge=merge)
 
     task = model.task
     affine = model.modality.ensemble == "affine"  # depth-like maps get one scale and shift per tile
