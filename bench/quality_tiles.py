@@ -191,3 +191,78 @@ def markdown(per_seed: list[dict], name: str = "small") -> list[str]:
                      f"{_ms([v['edge_abs_rel'] for v in vals])} | {_ms([v['edge_sharpness'] for v in vals])} | "
                      f"{seam} | {ratio('abs_rel'):.2f} | {ratio('edge_abs_rel'):.2f} |")
     return lines
+
+
+def oracle_row(n: int = 4, scales: tuple[int, ...] = (4,), drift: float = 0.1) -> dict:
+    """The same scenes and scores with an oracle in place of the model (no training, seconds): the global pass
+    is the true depth area-averaged to the model's resolution (a model perfect at its own size), a tile the true
+    depth of its crop bent by a random quadratic of ``drift`` × the scene's depth range over the tile, then given a
+    random scale and shift (tests/test_tile_detail.py's oracle). What each merge can do when the tiles' detail is
+    right and their shape is not."""
+    import types
+
+    import torch
+    import torch.nn.functional as F
+
+    import marigold
+    from bench.quality import HELDOUT, SIZE, _edges
+
+    per: dict[str, list] = {}
+    for scale in scales:
+        big = (SIZE[0] * scale, SIZE[1] * scale)
+        for kind, fine in SCENE_KINDS.items():
+            for i in range(n):
+                s = _scene(HELDOUT + i, big, fine)
+                mask = s.valid & (s.depth > 1e-3)
+                truth = torch.from_numpy(np.where(mask, s.depth, s.depth[mask].max()).astype(np.float32))[None, None]
+                span = float(truth.max() - truth.min())
+                rng = np.random.default_rng(i)
+                res = max(SIZE)
+
+                def oracle(crop, resolution):
+                    if resolution:  # the global pass, at the model's size
+                        return F.interpolate(truth, size=SIZE, mode="area"), None
+                    hh, ww = truth.shape[-2:]
+                    th, tw = crop.shape[-2:]
+                    y0, x0 = round(float(crop[0, 0, 0, 0]) * (hh - 1)), round(float(crop[0, 1, 0, 0]) * (ww - 1))
+                    v, u = torch.meshgrid(torch.linspace(-1, 1, th), torch.linspace(-1, 1, tw), indexing="ij")
+                    a, b, c = rng.uniform(-1, 1, 3)
+                    d = truth[..., y0:y0 + th, x0:x0 + tw] + drift * span * (a * u * u + b * v * v + c * u * v)
+                    return rng.uniform(0.5, 2.0) * d + rng.uniform(-1, 1), None
+
+                model = types.SimpleNamespace(task="depth", modality=marigold.modality.get("depth"),
+                                              default_processing_resolution=res, default_denoising_steps=1,
+                                              scale_invariant=True, shift_invariant=True, target_names=["depth"])
+                yy, xx = torch.meshgrid(torch.linspace(0, 1, big[0]), torch.linspace(0, 1, big[1]), indexing="ij")
+                coords = torch.stack([yy, xx, torch.full_like(xx, 0.5)])[None]  # [1,3,H,W]: a crop says where it is
+                edges = _edges(s.depth, s.valid)
+                one = F.interpolate(F.interpolate(truth, size=SIZE, mode="area"), size=big, mode="bilinear")
+                runs = {"one pass": (one[0, 0].numpy(), None)}  # perfect at the model's size
+                for merge in ("coalign", "detail"):
+                    t = marigold.predict_tiled(model, coords, tile_factor=scale, merge=merge, predictor=oracle)
+                    runs[f"tiled {scale}×, {merge}"] = (t.prediction[0, 0].numpy(), t.plans[0])
+                for name, (p, plan) in runs.items():
+                    per.setdefault(f"{kind} {scale}×{SEP}{name}", []).append(_score(p, s, edges, plan))
+    out = {name: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} for name, rows in per.items()}
+    return out | {"_setup": {"scenes": {"4×": n, "8×": n}, "tile": max(SIZE), "drift": drift}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.quality_tiles [--n 4] [--drift 0.1] [--scale 4]``: the oracle tiles table (no model)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m bench.quality_tiles", description=oracle_row.__doc__)
+    ap.add_argument("--n", type=int, default=4, help="scenes per kind")
+    ap.add_argument("--drift", type=float, nargs="+", default=[0.0, 0.1, 0.2])
+    ap.add_argument("--scale", type=int, default=4)
+    a = ap.parse_args(argv)
+    for drift in a.drift:
+        print(f"\nOracle tiles, drift {drift} × the scene's depth range:")
+        print("\n".join(markdown([oracle_row(a.n, (a.scale,), drift)], "oracle")[3:]), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -50,3 +50,18 @@ def test_tiles_row_scores_both_merges_on_a_tiny_checkpoint(depth_checkpoint):
     table = "\n".join(QT.markdown([row, row]))
     assert "| fine structure 2× | tiled 2×, detail |" in table and "| rooms 2× | one pass |" in table
     assert "1.00 | 1.00 |" in table  # one pass over itself
+
+
+def test_oracle_row_detail_merge_keeps_edges_and_drops_drift():
+    """The row with oracle tiles (true detail, drifting shape) on the bench's own scenes, at 2× (small, fast)."""
+    exact = QT.oracle_row(n=1, scales=(2,), drift=0.0)
+    bent = QT.oracle_row(n=1, scales=(2,), drift=0.2)
+    for kind in QT.SCENE_KINDS:
+        g = f"{kind} 2×{QT.SEP}"
+        one = exact[g + "one pass"]
+        for merge in ("coalign", "detail"):  # exact tiles: both merges restore the edges one pass blurs
+            assert exact[g + f"tiled 2×, {merge}"]["edge_abs_rel"] < 0.5 * one["edge_abs_rel"]
+            assert exact[g + f"tiled 2×, {merge}"]["edge_sharpness"] > 0.9 > one["edge_sharpness"]
+        # drifting tiles: kept whole they bend the scene; their detail alone does not
+        assert bent[g + "tiled 2×, detail"]["abs_rel"] < bent[g + "tiled 2×, coalign"]["abs_rel"]
+        assert bent[g + "tiled 2×, detail"]["edge_abs_rel"] < one["edge_abs_rel"]
