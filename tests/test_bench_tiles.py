@@ -21,7 +21,6 @@ def test_fine_scenes_add_thin_things_to_the_same_room():
     same = np.isclose(plain.depth, fine.depth)
     assert 0.5 < same.mean() < 0.99  # the same room and camera, with things in front of it
     assert (fine.depth[~same] < plain.depth[~same] + 1e-6).all()  # added objects only ever occlude
-    assert np.array_equal(render(seed, 96, 128, texture="flat").rgb, plain.rgb)  # a plain scene is unchanged
     assert set(np.unique(fine.labels)) <= set(range(-1, 5))
 
 
