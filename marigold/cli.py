@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--cache-dir", default=None, help="where a repo id is downloaded to")
     t = ap.add_argument_group("high resolution (see docs/tiling.md)",
                               "a global pass for the structure, then overlapping tiles at a higher working "
-                              "resolution for the detail, aligned and blended (images, --relief, --mesh)")
+                              "resolution for the detail, merged and blended (images, --relief, --mesh)")
     t.add_argument("--tile", action="store_true",
                    help="tiled inference at the working resolution (default 2x the processing resolution)")
     t.add_argument("--tile-factor", type=float, default=None, metavar="F",
@@ -63,6 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="working resolution's longest side in pixels (instead of --tile-factor)")
     t.add_argument("--tile-overlap", type=int, default=None, metavar="PX",
                    help="least overlap of neighbouring tiles, in working pixels (default a quarter tile)")
+    t.add_argument("--tile-merge", default=None, metavar="MERGE",
+                   help="detail (default: the global pass's structure, the tiles' detail) or coalign (whole tiles, "
+                        "one scale and shift each)")
     t = ap.add_argument_group("text-grounded segmentation (docs/segmentation.md)")
     t.add_argument("--prompt", action="append", default=None, metavar="WORD",
                    help="what to mask (repeatable); writes <stem>_mask_<prompt>.png (255 = the object) and "
@@ -347,8 +350,11 @@ def tile_options(args: argparse.Namespace, model, any_clip: bool) -> dict | None
     from .errors import InputError
     from .core.tiling import check_tiling
 
+    from .core.tiling import MERGES
+
     given = [o for o, v in (("--tile-factor", args.tile_factor), ("--tile-resolution", args.tile_resolution),
-                            ("--tile-overlap", args.tile_overlap)) if v is not None]
+                            ("--tile-overlap", args.tile_overlap), ("--tile-merge", args.tile_merge))
+             if v is not None]
     if not args.tile:
         if given:
             raise InputError(f"{', '.join(given)} set the tiling; add --tile to tile.")
@@ -365,9 +371,12 @@ def tile_options(args: argparse.Namespace, model, any_clip: bool) -> dict | None
         for k, v in names.items():
             msg = msg.replace(f"`{k}`", v)
         raise InputError(msg) from None
+    if args.tile_merge is not None and args.tile_merge not in MERGES:
+        raise InputError(f"--tile-merge must be one of {', '.join(MERGES)}; got {args.tile_merge!r}.")
     if any_clip:
         print("note: --tile applies to images; videos run untiled.", file=sys.stderr)
-    return dict(tile_factor=args.tile_factor, tile_resolution=args.tile_resolution, tile_overlap=args.tile_overlap)
+    return dict(tile_factor=args.tile_factor, tile_resolution=args.tile_resolution, tile_overlap=args.tile_overlap,
+                merge=args.tile_merge or MERGES[0])
 
 
 def predict_tiled_cli(model, photo, path: Path, kw: dict, tile_kw: dict):

@@ -244,12 +244,17 @@ def test_cli_tiles_images_and_relief(depth_checkpoint, tmp_path, capsys):
         assert I.open(out / f"{stem}_depth_16bit.png").size == size
         assert (out / f"{stem}_relief.stl").is_file()
     for bad, name in ((["--tile-overlap", "0"], "--tile-overlap"), (["--tile-overlap", "32"], "--tile-overlap"),
-                      (["--tile-factor", "0.5"], "--tile-factor")):
+                      (["--tile-factor", "0.5"], "--tile-factor"), (["--tile-merge", "average"], "--tile-merge")):
         assert cli.main(base + ["--tile", *bad]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and name in err and "`" not in err and len(err.splitlines()) == 1
     assert cli.main(base + ["--tile-factor", "3"]) == 2
     assert "add --tile" in capsys.readouterr().err
+    assert cli.main(base + ["--tile-merge", "coalign"]) == 2
+    assert "add --tile" in capsys.readouterr().err
+    (out / "big_depth_16bit.png").unlink()
+    assert cli.main(base + ["--tile", "--tile-factor", "3", "--tile-overlap", "8", "--tile-merge", "coalign"]) == 0
+    assert I.open(out / "big_depth_16bit.png").size == (80, 60)
 
 
 def test_hr_checkpoint_is_refused_in_one_line_pointing_to_tiling(make_checkpoint, tmp_path, monkeypatch):
