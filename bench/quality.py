@@ -24,10 +24,12 @@ is our own models, trained here on the CPU on synthetic data; no real weights):
   flicker: frame by frame with one seed (the same noise for every frame), frame by frame with a seed per frame,
   and our video mode (``marigold.predict_video``: co-aligned Marigold); AbsRel and δ1 with one alignment per
   clip, and the temporal error (``train.video_metrics``);
-* ``tiles``: 4 scenes rendered at 384×512 (4× the model's 128 px): one pass, and ``marigold.predict_tiled`` at 2×
-  and 4× (128-px tiles); AbsRel against the full-resolution truth (one alignment), the error on depth edges
-  (AbsRel on pixels within 2 px of a depth jump: the detail) and the seam ratio (mean |gradient| across tile
-  borders over that inside tiles; 1 = no seam);
+* ``tiles`` (bench/quality_tiles.py): held-out scenes, plain rooms and rooms with fine structure, rendered at 4×
+  and 8× the model's 128 px: one pass, and ``marigold.predict_tiled`` at 2×, 4× (and 8×) with both merges
+  (co-aligned whole tiles; the detail merge, the default); AbsRel against the full-resolution truth (one
+  alignment), the error on depth edges (AbsRel on pixels within 2 px of a depth jump: the detail), edge sharpness
+  (the depth step across true jumps over the truth's) and the seam ratio (mean |gradient| across tile borders over
+  that inside tiles; 1 = no seam);
 * ``stereo``: a second camera 0.1 m to the right renders the true right view; the left view warped with the
   model's depth (aligned to the truth by one scale and shift, disparity = f·b/Z, our z-buffered forward warp and
   background fill, ``marigold.geometry.stereo``) against that true view: mean |error| on the right view's valid
@@ -311,37 +313,11 @@ def _edges(depth: np.ndarray, valid: np.ndarray, width: int = 2) -> np.ndarray:
     return out & valid
 
 
-def tiles_row(model, n: int = 4, factor: int = 4) -> dict:
-    import torch
+def tiles_row(model, **kw) -> dict:
+    """The tiles row: bench/quality_tiles.py (scenes at 4× and 8×, both merges, edge sharpness)."""
+    from bench.quality_tiles import tiles_row as row
 
-    import marigold
-    from train.data.synthetic import render
-    from train.metrics import align, depth_metrics, tile_seam_ratio
-
-    big = (SIZE[0] * factor, SIZE[1] * factor)
-    res = model.default_processing_resolution or max(SIZE)
-    per: dict[str, list] = {}
-    for i in range(n):
-        s = render(HELDOUT + i, *big, texture="flat")
-        x = torch.from_numpy(s.rgb).permute(2, 0, 1)[None]  # [1,3,H,W]
-        edges = _edges(s.depth, s.valid)
-        runs = {"one pass": (marigold.predict(model, x, seed=0).prediction[0, 0].numpy(), None)}
-        for f in (2, factor):
-            t = marigold.predict_tiled(model, x, tile_factor=f, seed=0)
-            runs[f"tiled {f}×"] = (t.prediction[0, 0].numpy(), t.plans[0])
-        for name, (p, plan) in runs.items():
-            mask = s.valid & (s.depth > 1e-3)
-            aligned = align(p, s.depth, mask)  # one scale and shift over the whole scene
-            row = {"abs_rel": depth_metrics(aligned, s.depth, mask)["abs_rel"],
-                   "edge_abs_rel": depth_metrics(aligned, s.depth, mask & edges)["abs_rel"]}
-            if plan is not None:
-                wr = plan.size
-                q = torch.nn.functional.interpolate(torch.from_numpy(p)[None, None], size=wr, mode="bilinear",
-                                                    align_corners=False)[0, 0]  # [h,w] at the working size
-                row["seam_ratio"] = tile_seam_ratio(q, plan)
-            per.setdefault(name, []).append(row)
-    return {name: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} for name, rows in per.items()} | {
-        "_setup": {"size": f"{big[1]}×{big[0]}", "tile": res}}
+    return row(model, log=log, **kw)
 
 
 def stereo_row(models: dict, const: np.ndarray, n: int = 8, baseline: float = 0.1) -> dict:
@@ -479,15 +455,10 @@ def markdown(res: dict) -> str:
                     lines.append(f"| {name} | {kind} | {mode} | " + " | ".join(
                         _ms([v[k] for v in vals]) for k in ("abs_rel", "delta1", "temporal_error")) + " |")
     if "tiles" in res:
-        lines += ["", "Tiles (4 held-out scenes rendered at 4× the model's resolution); edge AbsRel = within 2 px of "
-                  "a depth jump; seam ratio 1 = no seam:", "",
-                  "| model | run | AbsRel | edge AbsRel | seam ratio |", "|---|---|---|---|---|"]
+        from bench.quality_tiles import markdown as tiles_markdown
+
         for name, per_seed in res["tiles"].items():
-            for run in (k for k in per_seed[0] if not k.startswith("_")):
-                vals = [s[run] for s in per_seed]
-                seam = _ms([v["seam_ratio"] for v in vals]) if "seam_ratio" in vals[0] else "–"
-                lines.append(f"| {name} | {run} | {_ms([v['abs_rel'] for v in vals])} | "
-                             f"{_ms([v['edge_abs_rel'] for v in vals])} | {seam} |")
+            lines += tiles_markdown(per_seed, name)
     if "stereo" in res:
         lines += ["", "Stereo: the right view synthesised from the left and a depth map, mean |error| against the "
                   "true right view (8 held-out scenes, baseline 0.1 m):", "", "| depth source | mean |error| |",

@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--cache-dir", default=None, help="where a repo id is downloaded to")
     t = ap.add_argument_group("high resolution (see docs/tiling.md)",
                               "a global pass for the structure, then overlapping tiles at a higher working "
-                              "resolution for the detail, aligned and blended (images, --relief, --mesh)")
+                              "resolution for the detail, merged and blended (images, --relief, --mesh)")
     t.add_argument("--tile", action="store_true",
                    help="tiled inference at the working resolution (default 2x the processing resolution)")
     t.add_argument("--tile-factor", type=float, default=None, metavar="F",
@@ -74,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="working resolution's longest side in pixels (instead of --tile-factor)")
     t.add_argument("--tile-overlap", type=int, default=None, metavar="PX",
                    help="least overlap of neighbouring tiles, in working pixels (default a quarter tile)")
+    t.add_argument("--tile-merge", default=None, metavar="MERGE",
+                   help="detail (default: the global pass's structure, the tiles' detail) or coalign (whole tiles, "
+                        "one scale and shift each)")
     t = ap.add_argument_group("text-grounded segmentation (docs/segmentation.md)")
     t.add_argument("--prompt", action="append", default=None, metavar="WORD",
                    help="what to mask (repeatable); writes <stem>_mask_<prompt>.png (255 = the object) and "

@@ -207,8 +207,9 @@ WORKFLOWS = {
         NOTE_MODELS + " This graph: a big photo → MarigoldTiledDepth → a depth map with the photo's detail, at its "
         "full size. Put a photo in ComfyUI/input/ and pick it in Load Image. A first pass at the processing "
         "resolution gives the structure; then overlapping tiles of that size over the photo at tile_factor × the "
-        "processing resolution (2 at 768: 1536 px, about 6 tiles) add the detail, each aligned to its neighbours "
-        "and blended without seams. Time grows with the tiles, memory does not. SaveDepth16 writes the 16-bit "
+        "processing resolution (2 at 768: 1536 px, about 6 tiles) add the detail: each tile is fitted to the first "
+        "pass and only its fine detail is kept (the first pass keeps the structure), blended without seams. "
+        "Time grows with the tiles, memory does not. SaveDepth16 writes the 16-bit "
         "PNG a displacement, relief or mesh needs; Colorize → Save Image the colour map.",
         [
             (1, "LoadImage", {"image": "example.png"}, {}),

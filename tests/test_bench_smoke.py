@@ -72,7 +72,7 @@ def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint, make_chec
            "image": {"mean map": Q.mean_map_row(const, n=2), "small": [Q.image_row(model, n=2)]},
            "react": {"small": [Q.react_row(model, n=2)]},
            "video": {"small": [Q.video_row(model, clips=1, frames=4)]},
-           "tiles": {"small": [Q.tiles_row(model, n=1, factor=2)]}}
+           "tiles": {"small": [Q.tiles_row(model, n=1, scales=(2,), variants=False)]}}
     st = Q.stereo_row({"small": model}, const, n=1)
     res["stereo"] = {k: [v] for k, v in st.items()}
     # the snippet row scores a folder jointly (3 frames) or frame by frame: the plain checkpoint stands in for both
@@ -92,10 +92,10 @@ def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint, make_chec
     assert all(math.isfinite(v) for v in res["react"]["small"][0].values())
     assert set(res["video"]["small"][0]["moving camera"]) == {"frames, one seed", "frames, a seed per frame",
                                                               "video mode"}
-    assert "seam_ratio" in res["tiles"]["small"][0]["tiled 2×"]
+    assert "seam_ratio" in res["tiles"]["small"][0]["rooms 2× | tiled 2×, detail"]
     assert 0.0 <= res["image"]["small"][0]["inverted"] <= 1.0
     table = Q.markdown(res)
-    for needle in ("| mean map |", "| small | moving camera | video mode |", "| small | tiled 2× |",
+    for needle in ("| mean map |", "| small | moving camera | video mode |", "| rooms 2× | tiled 2×, detail |",
                    "| true depth |", "| snippet | 4 |", "| snippet − single-frame (paired by seed) | 4 |",
                    "| iid-lighting | shading_mse |", "| untrained |", "| normals | normals_a11.25 (higher is better) |"):
         assert needle in table, needle

@@ -85,17 +85,20 @@ H, W = 200, 280
 
 
 @pytest.fixture(scope="module")
-def floor():
-    """The noise floor: the same oracle noise, no per-tile scale or shift, through the same tiling code."""
-    return run_oracle(scene(H, W), coord_image(H, W), distort=False)
+def floors():
+    """The noise floor per merge: the same oracle noise, no per-tile scale or shift, through the same code."""
+    return {m: run_oracle(scene(H, W), coord_image(H, W), distort=False, merge=m) for m in tiling.MERGES}
 
 
-def test_merge_reaches_the_noise_floor_without_seams(floor):
+@pytest.mark.parametrize("merge", tiling.MERGES)
+def test_merge_reaches_the_noise_floor_without_seams(floors, merge):
     h, w = H, W
     depth, image = scene(h, w), coord_image(h, w)
+    floor = floors[merge]
     plan = floor.plans[0]
     assert plan.count == 4 * 6 and plan.size == (h, w)
-    distorted = run_oracle(depth, image, distort=True)
+    distorted = run_oracle(depth, image, distort=True, merge=merge)
+    assert distorted.merge == merge
     e_floor = abs_rel_after_fit(floor.prediction[0, 0], depth)
     e = abs_rel_after_fit(distorted.prediction[0, 0], depth)
     assert e <= 1.1 * e_floor, (e, e_floor)
@@ -105,13 +108,15 @@ def test_merge_reaches_the_noise_floor_without_seams(floor):
     assert scales.shape == (plan.count,) and not torch.allclose(scales, torch.ones_like(scales), atol=0.05)
 
 
-def test_merge_without_alignment_shows_seams(monkeypatch, floor):
-    """The measures have teeth: tiles blended without their scale and shift fail both bounds."""
+def test_merge_without_alignment_shows_seams(monkeypatch, floors):
+    """The measures have teeth: tiles kept whole and blended without their scale and shift fail both bounds (the
+    detail merge without its fit: tests/test_tile_detail.py)."""
     depth, image = scene(H, W), coord_image(H, W)
     monkeypatch.setattr(tiling._AlignCanvas, "solve",
                         lambda self: (torch.ones(len(self.rows) - 1), torch.zeros(len(self.rows) - 1),
                                       torch.zeros(len(self.rows) - 1, dtype=torch.bool)))
-    bad = run_oracle(depth, image, distort=True)
+    bad = run_oracle(depth, image, distort=True, merge="coalign")
+    floor = floors["coalign"]
     assert abs_rel_after_fit(bad.prediction[0, 0], depth) > 1.1 * abs_rel_after_fit(floor.prediction[0, 0], depth)
     assert tile_seam_ratio(bad.prediction[0, 0], bad.plans[0]) > 1.1
 
@@ -239,12 +244,17 @@ def test_cli_tiles_images_and_relief(depth_checkpoint, tmp_path, capsys):
         assert I.open(out / f"{stem}_depth_16bit.png").size == size
         assert (out / f"{stem}_relief.stl").is_file()
     for bad, name in ((["--tile-overlap", "0"], "--tile-overlap"), (["--tile-overlap", "32"], "--tile-overlap"),
-                      (["--tile-factor", "0.5"], "--tile-factor")):
+                      (["--tile-factor", "0.5"], "--tile-factor"), (["--tile-merge", "average"], "--tile-merge")):
         assert cli.main(base + ["--tile", *bad]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and name in err and "`" not in err and len(err.splitlines()) == 1
     assert cli.main(base + ["--tile-factor", "3"]) == 2
     assert "add --tile" in capsys.readouterr().err
+    assert cli.main(base + ["--tile-merge", "coalign"]) == 2
+    assert "add --tile" in capsys.readouterr().err
+    (out / "big_depth_16bit.png").unlink()
+    assert cli.main(base + ["--tile", "--tile-factor", "3", "--tile-overlap", "8", "--tile-merge", "coalign"]) == 0
+    assert I.open(out / "big_depth_16bit.png").size == (80, 60)
 
 
 def test_hr_checkpoint_is_refused_in_one_line_pointing_to_tiling(make_checkpoint, tmp_path, monkeypatch):

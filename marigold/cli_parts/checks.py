@@ -96,15 +96,18 @@ def check_options(args: argparse.Namespace, items: list[Path]) -> None:
 def check_tiling_options(args: argparse.Namespace, res: int | None) -> None:
     """--tile's options against the tile size ``res`` (the processing resolution); None (the checkpoint's default,
     known once it is loaded) checks only that they come with --tile."""
-    from ..core.tiling import check_tiling
+    from ..core.tiling import MERGES, check_tiling
     from ..errors import InputError
 
     given = [o for o, v in (("--tile-factor", args.tile_factor), ("--tile-resolution", args.tile_resolution),
-                            ("--tile-overlap", args.tile_overlap)) if v is not None]
+                            ("--tile-overlap", args.tile_overlap), ("--tile-merge", args.tile_merge))
+             if v is not None]
     if not args.tile:
         if given:
             raise InputError(f"{', '.join(given)} set the tiling; add --tile to tile.")
         return
+    if args.tile_merge is not None and args.tile_merge not in MERGES:
+        raise InputError(f"--tile-merge must be one of {', '.join(MERGES)}; got {args.tile_merge!r}.")
     if res is None:
         return
     if res <= 0:

@@ -147,7 +147,10 @@ def tile_options(args: argparse.Namespace, model, any_clip: bool) -> dict | None
         return None
     if any_clip:
         print("note: --tile applies to images; videos run untiled.", file=sys.stderr)
-    return dict(tile_factor=args.tile_factor, tile_resolution=args.tile_resolution, tile_overlap=args.tile_overlap)
+    from ..core.tiling import MERGES
+
+    return dict(tile_factor=args.tile_factor, tile_resolution=args.tile_resolution, tile_overlap=args.tile_overlap,
+                merge=args.tile_merge or MERGES[0])
 
 
 def predict_tiled_cli(model, photo, path: Path, kw: dict, tile_kw: dict):

@@ -10,7 +10,9 @@
 - ``modality``: what a modality is (targets, encode/decode, conditioning, ensembling, writers); the entries are in
   ``marigold/modalities/``.
 - ``coalign``: one scale and shift per unit (video snippets, tiles) so that units agree where they overlap.
-- ``tiling``: high-resolution depth from a global pass and overlapping tiles, co-aligned and feathered.
+- ``tile_detail``: the tiled merge that takes the structure from the global pass and the detail from the tiles.
+- ``tiling``: high-resolution maps from a global pass and overlapping tiles, merged (``tile_detail``, or
+  co-aligned) and feathered.
 - ``fast``: the CPU speed levers applied at load; ``devices``: device and dtype choice.
 - ``snippet``: self-attention across a snippet's frames (video models' UNet); ``distributed``: a process's share.
 """

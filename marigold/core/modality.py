@@ -14,6 +14,10 @@ VAE decodes the target); what differs is described here, once:
 - what the checkpoint says (``pipeline``, ``prediction_type``, extra ``model_index.json`` keys) and what the CLI
   and the nodes write (``files``: the suffixes of the CLI's output files; :func:`write`);
 - for prompt modalities, what the CLI runs per image and prompt (``predict_prompt``);
+- how tiled inference splits its maps into structure (from the global pass) and detail (from the tiles):
+  ``tile_split`` (:mod:`marigold.core.tile_detail`): "affine" (depth-like: each tile fitted by one scale and
+  shift), "unit" (unit vectors: renormalised after the merge), "plain" (per channel, clipped to the targets'
+  ranges); None takes it from the ensembling rule and the targets;
 - how it is scored (``evaluation``: what ``train.evaluate`` and the trainer's validation run; by default chosen
   from the targets).
 
@@ -128,6 +132,18 @@ class Modality:
     # (imported by the trainer only; the library never imports it), or that object; None: by the targets (affine:
     # the depth protocol; other maps: per-target scores against the synthetic renders)
     evaluation: Any = None
+    # how tiled inference splits the maps into structure and detail (module docstring); None: from the entry
+    tile_split: str | None = None
+
+    @property
+    def tile_split_kind(self) -> str:
+        """``tile_split``, or what the entry implies: "affine" for affine ensembling, "unit" when every target
+        is a unit vector, else "plain"."""
+        if self.tile_split is not None:
+            return self.tile_split
+        if self.ensemble == "affine":
+            return "affine"
+        return "unit" if all(t.transfer == "unit" for t in self.targets) else "plain"
 
     @property
     def n_targets(self) -> int:
@@ -249,6 +265,9 @@ def register(m: Modality, *, replace: bool = False) -> Modality:
                          f"got {m.ensemble!r}.")
     if not m.targets:
         raise InputError(f"modality {m.name!r} has no targets.")
+    if m.tile_split not in (None, "affine", "unit", "plain"):
+        raise InputError(f"modality {m.name!r}: `tile_split` must be 'affine', 'unit', 'plain' or None; "
+                         f"got {m.tile_split!r}.")
     if m.name in MODALITIES and not replace and MODALITIES[m.name] != m:
         raise InputError(f"a modality named {m.name!r} is already registered; pass replace=True to redefine it.")
     MODALITIES[m.name] = m

@@ -8,17 +8,24 @@ estimate for the structure, high-resolution patches for the detail):
 2. the image resized to the **working resolution** (``tile_resolution`` px on the longest side, or
    ``tile_factor`` × the processing resolution) and cut into overlapping **tiles** of the processing resolution,
    each predicted at its native size (ensembled per tile, as today);
-3. depth and disparity: **co-alignment** (:func:`marigold.coalign.solve`, the solver the video path uses) finds
-   one scale and one shift per tile so that every tile agrees with its neighbours and with the global pass where
-   they overlap (the global pass is the fixed anchor; the comparison runs on a low-resolution canvas, so it is
-   cheap whatever the image size). Normals and intrinsics are blended as they are, without an affine fit;
-4. the aligned tiles are **blended** with feathered weights: linear ramps across each overlap that sum to one,
-   so no tile border shows (huawei-bayerlab/marigold-v2 ``evaluation/depth_completion/tiling.py`` blends its
-   tiles with the same kind of ramp).
+3. the **merge**, ``merge="detail"`` (the default, :mod:`marigold.core.tile_detail`): the global pass's low
+   frequencies and only the tiles' high frequencies, split at the pass's resolution, each tile's detail weighted
+   by how well its coarse shape agrees with the pass (depth-like maps: each tile fitted to the pass by one
+   scale and shift first), blended with feathered weights;
+   ``merge="coalign"`` (the merge before it): depth and disparity tiles kept whole, with one scale and shift
+   per tile solved so that every tile agrees with its neighbours and with the global pass where they overlap
+   (:func:`marigold.coalign.solve`, the solver the video path uses, on a low-resolution canvas); normals and
+   intrinsics blended as they are. Either way the feathered weights are ramps across each overlap that sum to
+   one (linear; raised-cosine for the detail merge), so no tile border shows (huawei-bayerlab/marigold-v2
+   ``evaluation/depth_completion/tiling.py`` blends its tiles with the same kind of ramp).
+
+On our own small model trained on synthetic scenes, tiles predicted whole and co-aligned made depth edges worse
+than one pass (bench/RESULTS.md, "Quality": a tile sees a narrow field of view and its shape drifts); docs/tiling.md
+says what is measured of each merge.
 
 Memory: the model's working set is one tile's (the tile size is the processing resolution), whatever the image
-size. What grows with the image are output-sized float maps: the working image, the blend's sum and weight, and
-(depth only) the tiles' own predictions, kept until the alignment is solved (about 1.3-2× the output map).
+size. What grows with the image are output-sized float maps: the working image, the global pass upsampled, the
+blend's sums, and the tiles' own predictions, kept until the merge (about 1.3-2× the output map each).
 
 A tile is a crop of the resized photo given to the same sampler (:func:`marigold.predict.iter_members`) with
 ``processing_resolution=0``, so any checkpoint tiles. An image whose working size fits in one tile runs untiled,
@@ -41,11 +48,13 @@ from .checkpoint import MarigoldModel
 from .modality import Modality
 from ..errors import InputError
 from .predict import CancelFn, Prediction, ProgressFn, ensemble_members, finish, iter_members, predict
+from .tile_detail import DetailMerge
 
 __all__ = ["TilePlan", "TiledPrediction", "plan_tiles", "working_size", "feather", "predict_tiled",
-           "DEFAULT_OVERLAP_FRACTION"]
+           "DEFAULT_OVERLAP_FRACTION", "MERGES"]
 
 DEFAULT_OVERLAP_FRACTION = 4  # default overlap: a quarter of the tile (192 px for 768-px tiles)
+MERGES = ("detail", "coalign")  # predict_tiled's `merge`: the first is the default
 ALIGN_CELLS = 32  # a tile's shorter side on the alignment canvas: plenty of cells to fit 2 numbers per tile
 
 # One tile (or the global pass) through the sampler and its ensembling: image [1,3,h,w] 0..1 and the
@@ -79,6 +88,7 @@ class TilePlan:
 class TiledPrediction(Prediction):
     """:class:`marigold.predict.Prediction` plus what the tiled run did: ``plans`` (one per image; None where
     an image ran untiled), ``scales``/``shifts`` (depth: each tile's alignment, ``[n_tiles]`` per image),
+    ``merge`` (which merge ran),
     ``replaced`` (depth: per image, the tiles replaced by the global pass: flat, or inverted) and ``notes``
     (what the user should know, e.g. an image that fit in one tile)."""
 
@@ -87,6 +97,7 @@ class TiledPrediction(Prediction):
     shifts: list[torch.Tensor] = field(default_factory=list)
     replaced: list[list[int]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    merge: str = MERGES[0]
 
 
 def _axis_starts(length: int, tile: int, overlap: int) -> tuple[int, ...]:
@@ -152,15 +163,19 @@ def _ramp(n: int, start: int, end: int, prev_end: int | None, next_start: int | 
     return r
 
 
-def feather(plan: TilePlan, row: int, col: int) -> torch.Tensor:
+def feather(plan: TilePlan, row: int, col: int, smooth: bool = False) -> torch.Tensor:
     """Blend weight ``[th,tw]`` of tile (row, col): a separable product of linear ramps across its overlaps
-    (1 along the canvas border, where no other tile takes over)."""
+    (1 along the canvas border, where no other tile takes over). ``smooth``: raised-cosine ramps instead
+    (``(1 − cos πr) / 2`` of the linear ramp ``r``: they still sum to one, and have no kink at the overlap's ends,
+    which a high-pass of the blend would turn into a line along each tile border)."""
     th, tw = plan.tile
     ys, xs = plan.ys, plan.xs
     wy = _ramp(th, ys[row], ys[row] + th, ys[row - 1] + th if row > 0 else None,
                ys[row + 1] if row + 1 < len(ys) else None)  # [th]
     wx = _ramp(tw, xs[col], xs[col] + tw, xs[col - 1] + tw if col > 0 else None,
                xs[col + 1] if col + 1 < len(xs) else None)  # [tw]
+    if smooth:
+        wy, wx = (0.5 - 0.5 * torch.cos(math.pi * wy)), (0.5 - 0.5 * torch.cos(math.pi * wx))
     return wy[:, None] * wx[None, :]  # [th,tw]
 
 
@@ -242,7 +257,7 @@ def predict_tiled(model: MarigoldModel, image: img.ImageInput, *, tile_factor: f
                   batch_size: int = 1, seed: int | torch.Generator | None = None, output_uncertainty: bool = False,
                   ensembling_kwargs: dict | None = None, progress: ProgressFn | None = None,
                   check_cancel: CancelFn | None = None, on_tile: Callable[[int, int], None] | None = None,
-                  predictor: TilePredictor | None = None) -> TiledPrediction:
+                  predictor: TilePredictor | None = None, merge: str = MERGES[0]) -> TiledPrediction:
     """:func:`marigold.predict.predict` with tiles (module docstring): same arguments, plus
 
     ``tile_factor`` (working resolution = factor × processing resolution; default 2) or ``tile_resolution``
@@ -251,8 +266,11 @@ def predict_tiled(model: MarigoldModel, image: img.ImageInput, *, tile_factor: f
     The tile is the processing resolution (default the checkpoint's, 768 for v1-1). ``match_input_resolution``
     resizes the result to the input's size; off, it stays at the working resolution. ``on_tile(done, total)``
     is called after each tile (``progress`` counts denoising steps over the whole run); ``check_cancel`` is
-    asked between steps and tiles. ``predictor`` replaces the model (tests: an oracle).
+    asked between steps and tiles. ``predictor`` replaces the model (tests: an oracle). ``merge``: "detail"
+    (structure from the global pass, detail from the tiles) or "coalign" (tiles kept whole, co-aligned).
     """
+    if merge not in MERGES:
+        raise InputError(f"`merge` must be one of {', '.join(repr(m) for m in MERGES)}; got {merge!r}.")
     res = model.default_processing_resolution if processing_resolution is None else processing_resolution
     res = 768 if res is None else res
     if not isinstance(res, int) or res <= 0:
@@ -287,7 +305,7 @@ def predict_tiled(model: MarigoldModel, image: img.ImageInput, *, tile_factor: f
             out = Prediction(torch.cat([finish(p, size, model.task, **finish_kw) for p, _ in preds]), None,
                              model.task, model.target_names)
         return TiledPrediction(out.prediction, out.uncertainty, out.task, out.target_names,
-                               plans=[None] * images.shape[0], notes=notes)
+                               plans=[None] * images.shape[0], notes=notes, merge=merge)
 
     task = model.task
     affine = model.modality.ensemble == "affine"  # depth-like maps get one scale and shift per tile
@@ -309,11 +327,11 @@ def predict_tiled(model: MarigoldModel, image: img.ImageInput, *, tile_factor: f
                   resample_method_input=resample_method_input, batch_size=batch_size,
                   seed=_one_generator(seed))
         predictor = _model_predictor(model, kw, ens_kw, output_uncertainty, step, check_cancel)
-    result = TiledPrediction(torch.empty(0), None, task, model.target_names, notes=notes)
+    result = TiledPrediction(torch.empty(0), None, task, model.target_names, notes=notes, merge=merge)
     preds, uncs = [], []
     for i in range(n):
-        p, u, scale, shift, rejected = _tile_one(images[i:i + 1], plan, res, model.modality, predictor, output_uncertainty,
-                                       check_cancel, offset, per_pass, on_tile)
+        p, u, scale, shift, rejected = _tile_one(images[i:i + 1], plan, res, model.modality, predictor,
+                                                 output_uncertainty, check_cancel, offset, per_pass, on_tile, merge)
         preds.append(finish(p, size, model.modality, **finish_kw))
         if u is not None:
             uncs.append(finish(u, size, "uncertainty", **finish_kw))
@@ -337,7 +355,7 @@ def _one_generator(seed: int | torch.Generator | None) -> torch.Generator | None
 
 def _tile_one(image: torch.Tensor, plan: TilePlan, res: int, modality: Modality, predictor: TilePredictor,
               uncertainty: bool, check_cancel: CancelFn | None, offset: list[int], per_pass: int,
-              on_tile: Callable[[int, int], None] | None):
+              on_tile: Callable[[int, int], None] | None, merge: str = MERGES[0]):
     """One image [1,3,H,W] → (prediction [1,C,WH,WW] at the working size, uncertainty or None, scale [T],
     shift [T], replaced [T])."""
     # 1. the global pass: the structure every tile is aligned to
@@ -345,6 +363,19 @@ def _tile_one(image: torch.Tensor, plan: TilePlan, res: int, modality: Modality,
     offset[0] += per_pass
     # 2. the photo at the working resolution, antialiased when it shrinks (as the sampler's own resize)
     work = img.resize(image, plan.size, "bilinear", antialias=True).clamp_(0.0, 1.0)  # [1,3,WH,WW]
+    if merge == "detail":
+        cols = len(plan.xs)
+        merger = DetailMerge(glob, plan, modality, uncertainty,
+                             lambda k: feather(plan, k // cols, k % cols, smooth=True))
+        for k, (y0, x0, y1, x1) in enumerate(plan.boxes()):
+            if check_cancel is not None:
+                check_cancel()
+            merger.add(k, *predictor(work[..., y0:y1, x0:x1], 0))  # [1,C,th,tw]
+            offset[0] += per_pass
+            if on_tile is not None:
+                on_tile(k + 1, plan.count)
+        del work
+        return merger.finish()
     depth = modality.ensemble == "affine"  # depth, disparity: align each tile; others: blend as they come
     canvas = _AlignCanvas(plan.size, plan.tile) if depth else None
     if depth:

@@ -29,9 +29,12 @@ def _write_depth(m: Modality, p: torch.Tensor, out_dir: Path, stem: str, options
 _DEPTH_FILES = ("_depth.png", "_depth_16bit.png", "_depth.npy", "_depth.exr")
 register(Modality("depth", "depth", (Target("depth", 1, "affine"),), "MarigoldDepthPipeline", "depth",
                   ensemble="affine", index_keys={"scale_invariant": True, "shift_invariant": True},
-                  writer=_write_depth, geometry=True, video=True, files=_DEPTH_FILES))
+                  writer=_write_depth, geometry=True, video=True, files=_DEPTH_FILES,
+                  # tiles: each fitted to the global pass by one scale and shift, their detail added to its structure
+                  tile_split="affine"))
 # RollingDepth and other inverse-depth models: the depth task, near = high
 register(Modality("disparity", "depth", (Target("disparity", 1, "affine"),), "MarigoldDepthPipeline", "disparity",
                   ensemble="affine", index_keys={"scale_invariant": True, "shift_invariant": True},
                   writer=_write_depth, geometry=True, video=True,
-                  files=("_depth.png", "_disparity_16bit.png", "_disparity.npy", "_disparity.exr")))
+                  files=("_depth.png", "_disparity_16bit.png", "_disparity.npy", "_disparity.exr"),
+                  tile_split="affine"))

@@ -16,7 +16,10 @@ register(Modality("iid-appearance", "intrinsics", (Target("albedo", 3, "srgb"), 
                       "material": {"prediction_space": "stack", "sub_target_names": ["roughness", "metallicity", None]},
                       "roughness": {"prediction_space": "linear"},
                       "metallicity": {"prediction_space": "linear"}}},
-                  files=("_albedo.png", "_material.png")))
+                  files=("_albedo.png", "_material.png"),
+                  # tiles: per channel, the global pass's low frequencies plus the tiles' high ones, no fit (the
+                  # maps are absolute), clipped to 0..1
+                  tile_split="plain"))
 register(Modality("iid-lighting", "intrinsics",
                   (Target("albedo", 3, "linear"), Target("shading", 3, "linear"), Target("residual", 3, "linear")),
                   "MarigoldIntrinsicsPipeline", "intrinsics",
@@ -25,4 +28,7 @@ register(Modality("iid-lighting", "intrinsics",
                       "albedo": {"prediction_space": "linear", "up_to_scale": False},
                       "shading": {"prediction_space": "linear", "up_to_scale": True},
                       "residual": {"prediction_space": "linear", "up_to_scale": True}}},
-                  files=("_albedo.png", "_shading.png", "_residual.png")))
+                  files=("_albedo.png", "_shading.png", "_residual.png"),
+                  # tiles: as appearance; shading and residual are up to a scale per prediction, which the merge
+                  # does not fit (a tile's scale error reaches only its detail, the structure is the pass's)
+                  tile_split="plain"))

@@ -22,4 +22,6 @@ def _write_normals(m: Modality, p: torch.Tensor, out_dir: Path, stem: str, optio
 
 register(Modality("normals", "normals", (Target("normals", 3, "unit", (-1.0, 1.0)),), "MarigoldNormalsPipeline",
                   "normals", ensemble="closest", default_reduction="closest", index_keys={"use_full_z_range": True},
-                  writer=_write_normals, files=("_normals.png", "_normals.npy")))
+                  writer=_write_normals, files=("_normals.png", "_normals.npy"),
+                  # tiles: the global pass's low frequencies plus the tiles' high ones, per channel, renormalised
+                  tile_split="unit"))

@@ -155,6 +155,30 @@ class _Scene:
         self.metallic = (mat.random(16) < 0.3) * mat.uniform(0.6, 1.0, size=16)  # a few surfaces are metal
         self.materials = False  # render the highlight into the image (render(materials=True))
 
+    def add_fine(self, rng: np.random.Generator) -> None:
+        """Fine structure (``render(..., fine=True)``): 3-6 thin poles (1.6-6 cm across) standing on the floor,
+        1-3 thin rails (a shelf's edge, 3-5 cm thick) and 8-16 small balls (4-12 cm radius) on the floor: detail
+        a 128-px view resolves only partly, for the tiled bench (bench/quality.py, ``tiles``)."""
+        def spot(margin: float) -> tuple[float, float]:
+            z = rng.uniform(1.2, self.back_z - margin - 0.2)
+            return rng.uniform(-1.3, 1.3) * z / 2.5, z
+
+        for _ in range(int(rng.integers(3, 7))):  # poles: floor to 0.8-2.2 m up (or the ceiling)
+            x, z = spot(0.1)
+            half = rng.uniform(0.008, 0.03, size=2)
+            top = max(self.floor_y - rng.uniform(0.8, 2.2), self.ceil_y if self.ceil_y is not None else -np.inf)
+            self.boxes.append((np.array([x - half[0], top, z - half[1]]),
+                               np.array([x + half[0], self.floor_y, z + half[1]])))
+        for _ in range(int(rng.integers(1, 4))):  # rails: 0.4-1.4 m long, 0.3-1.2 m above the floor
+            x, z = spot(0.1)
+            length, y = rng.uniform(0.2, 0.7), self.floor_y - rng.uniform(0.3, 1.2)
+            t = rng.uniform(0.015, 0.025)
+            self.boxes.append((np.array([x - length, y - t, z - 0.05]), np.array([x + length, y + t, z + 0.05])))
+        for _ in range(int(rng.integers(8, 17))):  # small balls on the floor
+            r = rng.uniform(0.04, 0.12)
+            x, z = spot(r)
+            self.spheres.append((np.array([x, self.floor_y - r, z]), r))
+
     def cast(self, d: np.ndarray, origin: np.ndarray | None = None, layers: dict | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Rays from ``origin`` (default: the world origin) along ``d`` [P,3] → (t [P] (inf = miss),
@@ -210,7 +234,7 @@ class _Scene:
                 n = (pts - c) / r
                 u = np.arctan2(n[:, 0], -n[:, 2]) / (2 * np.pi) + 0.5
                 v = np.arccos(np.clip(n[:, 1], -1, 1)) / np.pi
-                take(t, n, (u * 2, v), 6 + k)
+                take(t, n, (u * 2, v), 6 + k % 4)  # the fine scenes' many objects share the 4 ids
             # boxes: slab method
             for k, (lo, hi) in enumerate(self.boxes):
                 t1, t2 = (lo - o) / d, (hi - o) / d
@@ -225,7 +249,7 @@ class _Scene:
                 pts = o + d * t[:, None]
                 uv_a = np.where(axis == 0, pts[:, 2], pts[:, 0])
                 uv_b = np.where(axis == 1, pts[:, 2], pts[:, 1])
-                take(t, n, (uv_a, uv_b), 10 + k)
+                take(t, n, (uv_a, uv_b), 10 + k % 6)
         shade = self.ambient + (1 - self.ambient) * np.clip(normal @ self.light, 0, None)
         hit = np.isfinite(t_best)
         albedo = color.copy()
@@ -304,19 +328,23 @@ def _sample(rgb: np.ndarray, depth: np.ndarray, n_cam: np.ndarray, name: str) ->
 
 
 def render(seed: int, height: int, width: int, supersample: int = 2, objects: bool = True,
-           texture: str = "photo", camera_x: float = 0.0, shift_px: float = 0.0, materials: bool = False
-           ) -> DepthSample:
+           texture: str = "photo", camera_x: float = 0.0, shift_px: float = 0.0, materials: bool = False,
+           fine: bool = False) -> DepthSample:
     """Render scene ``seed`` at ``height × width``: RGB 0..1, planar depth (inf where the sky is), normals, and
     the intrinsic layers in ``targets`` (albedo, shading, residual, material; see the module docstring).
     ``objects=False`` leaves only the room (for geometry tests); ``texture="flat"``: see :data:`FLAT_PALETTE`;
     ``materials``: the image shows the specular highlight too (what intrinsics models train on).
     ``camera_x`` moves the camera sideways (metres, along its own x axis) and ``shift_px`` its sensor (the
-    picture moves right by that many pixels): the second camera of a stereo pair (see :func:`focal_px`)."""
+    picture moves right by that many pixels): the second camera of a stereo pair (see :func:`focal_px`).
+    ``fine``: the same room, camera and objects plus fine structure (:meth:`_Scene.add_fine`), drawn from a
+    stream of its own."""
     rng = np.random.default_rng(seed)
     scene = _Scene(rng, texture)
     scene.materials = materials
     if not objects:
         scene.spheres, scene.boxes = [], []
+    if fine:
+        scene.add_fine(np.random.default_rng([seed, 35]))
     fov = np.deg2rad(rng.uniform(50, 70))
     f = 0.5 * width * supersample / np.tan(fov / 2)
     pitch = rng.uniform(-0.15, 0.15)  # look slightly up or down
