@@ -91,7 +91,12 @@ def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint, make_chec
     assert "NaN" not in flat and "Infinity" not in flat
     assert all(math.isfinite(v) for v in res["react"]["small"][0].values())
     assert set(res["video"]["small"][0]["moving camera"]) == {"frames, one seed", "frames, a seed per frame",
-                                                              "video mode"}
+                                                              "video mode", "video mode + fusion",
+                                                              "frames, one seed + fusion"}
+    assert set(res["video"]["small"][0]) == set(Q.VIDEO_CLIPS)
+    ball = res["video"]["small"][0]["+ a ball rolling across"]["video mode + fusion"]
+    assert {"temporal_error_moving", "temporal_error_static", "tae"} <= set(ball)
+    assert "temporal_error_moving" not in res["video"]["small"][0]["moving camera"]["video mode"]
     assert "seam_ratio" in res["tiles"]["small"][0]["tiled 2×"]
     assert 0.0 <= res["image"]["small"][0]["inverted"] <= 1.0
     table = Q.markdown(res)

@@ -24,7 +24,7 @@ WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 P = "MarigoldSuite_"
 DISPLAY = {"LoadMarigold", "MarigoldDepth", "EnsembleAlign", "DepthToNormal", "Colorize", "MarigoldNormals",
            "MarigoldIntrinsics", "SaveDepth16", "MarigoldVideoDepth", "DepthToRelief", "DepthToMesh",
-           "DepthToStereo", "MarigoldSegment", "MarigoldTiledDepth"}
+           "DepthToStereo", "MarigoldSegment", "MarigoldTiledDepth", "MarigoldTemporalFusion"}
 W, H = comfy.PHOTO_SIZE  # the test photo
 FAST = {"processing_resolution": 64, "denoising_steps": 2}
 
