@@ -43,7 +43,8 @@ from ..errors import InputError
 from ..optional import require
 from .flow import consistent, dis_flow, warp
 
-__all__ = ["DEFAULT_STRENGTH", "MAX_HISTORY", "TemporalFusion", "fuse_depth", "fuse_image_batch", "check_strength"]
+__all__ = ["DEFAULT_STRENGTH", "MAX_HISTORY", "TemporalFusion", "fuse_depth", "fuse_image_batch", "check_strength",
+           "grey_frame", "iter_fused"]
 
 DEFAULT_STRENGTH = 1.0
 MAX_HISTORY = 0.9  # the history's weight where it agrees at strength 1: about ten frames of memory
@@ -79,6 +80,12 @@ def _fit(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float] | None:
     a = float(((x - xm) * (y - ym)).mean() / var)
     b = float(ym - a * xm)
     return (a, b) if math.isfinite(a) and math.isfinite(b) and a > 0 else None
+
+
+def grey_frame(frame: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``[3,H,W]`` 0..1 → the ``[1,h,w]`` grey copy :meth:`TemporalFusion.push` reads (a frame kept waiting costs
+    h·w floats, not the full frame)."""
+    return _grey(frame, size)[None]
 
 
 class TemporalFusion:
