@@ -58,7 +58,7 @@ def align(preds: torch.Tensor, rgbs, use_flow: bool) -> tuple[torch.Tensor, floa
     for t in range(preds.shape[0]):
         u = aligner.new_unit()
         aligner.contribute(u, t, preds[t])
-        aligner.observe(u, t, video._lowres(preds[t]))
+        aligner.observe(u, t, video.lowres(preds[t]))
         if prev is not None:
             if use_flow:
                 t0 = time.perf_counter()
@@ -69,11 +69,11 @@ def align(preds: torch.Tensor, rgbs, use_flow: bool) -> tuple[torch.Tensor, floa
                 warped = cv2.remap(preds[t - 1].numpy(), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                                    borderValue=float("nan"))
                 flow_time += time.perf_counter() - t0
-                obs = video._lowres(torch.from_numpy(warped))
+                obs = video.lowres(torch.from_numpy(warped))
                 mask = torch.isfinite(obs)
                 aligner.observe(u - 1, t, torch.nan_to_num(obs), mask)
             else:
-                aligner.observe(u - 1, t, video._lowres(prev))
+                aligner.observe(u - 1, t, video.lowres(prev))
         aligner.complete(t)
         prev = preds[t]
     out = dict(aligner.flush(range(preds.shape[0])))

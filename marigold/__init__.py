@@ -5,6 +5,7 @@
     out = marigold.predict(model, "photo.jpg" or PIL/ndarray/tensor, ensemble_size=5, seed=0)
     out.prediction  # [N,1,H,W] float32 in 0..1
     big = marigold.predict_tiled(model, "photo.jpg", tile_factor=2)  # high resolution: docs/tiling.md
+    metres = marigold.complete(model, "photo.jpg", sparse)  # metric depth from sparse measurements: docs/metric.md
 
     seg = marigold.segment(marigold.load("pcuenq/marigold-coco-segmentation"), "photo.jpg", "car")
     seg.mask  # [N,1,H,W] 0/1, 1 = the car (docs/segmentation.md)
@@ -31,9 +32,15 @@ from .core.prompts import prompt_embedding, prompt_embeddings
 from .modalities.segmentation import Segmentation, mask_from_painted, segment
 from .core.snippet import enable_snippet_attention, snippet_frames
 from .core.tiling import TiledPrediction, predict_tiled
+from .core.completion import Completion, complete
+from .core.metric import MetricDepth, fit_metric, metric_errors, parse_points
 from .geometry.stereo import StereoPair, stereo
 from .video.pipeline import PRESETS, ClipNormalizer, VideoFrame, VideoPrediction, clip_normalizer, iter_video_depth, \
     predict_video
+
+from .moved import install as _serve_old_paths  # noqa: E402
+
+_serve_old_paths(__name__)  # marigold.ensemble, marigold.checkpoint, ...: the modules that moved, with a warning
 
 __version__ = "0.1.0"
 __all__ = [
@@ -48,5 +55,6 @@ __all__ = [
     "prompt_embedding", "prompt_embeddings", "Segmentation", "mask_from_painted", "segment",
     "enable_snippet_attention", "snippet_frames", "StereoPair", "stereo",
     "TiledPrediction", "predict_tiled",
+    "Completion", "complete", "MetricDepth", "fit_metric", "metric_errors", "parse_points",
     "PRESETS", "ClipNormalizer", "VideoFrame", "VideoPrediction", "clip_normalizer", "iter_video_depth", "predict_video",
 ]

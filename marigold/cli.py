@@ -1,3 +1,5 @@
+# The command line's entry: its options (parse_args; the docstring below is --help's text), main and the `marigold`
+# script's entry. The work per image, prompt, clip and 3D / stereo file is in marigold/cli_parts/ (its __init__ lists it).
 """``python -m marigold IMAGE_VIDEO_OR_FOLDER... -o OUT_DIR``: depth (or normals, intrinsics) for images, and
 depth for videos.
 
@@ -16,6 +18,10 @@ camera saw it ``<stem>_mesh.<ext>``, ``--points`` a coloured point cloud ``<stem
 Stereo 3D (docs/stereo.md): ``--stereo sbs|hsbs|tb|anaglyph|cross`` writes ``<stem>_stereo.png`` per image and
 ``<name>_stereo.mp4`` per video (from the clip's one normalisation: the 3D strength does not pump), with
 ``--divergence`` and ``--convergence``.
+Metric depth (docs/metric.md): ``--sparse FILE_OR_FOLDER`` (16-bit PNG in mm, .npy / .exr in metres) or
+``--known X,Y,METRES ...`` writes ``<stem>_metric.npy`` / ``.exr``, ``<stem>_metric_16bit.png`` (mm) and
+``<stem>_metric.png`` (colour, with a metre scale) by depth completion (Marigold-DC), or by one scale and shift
+with ``--metric fit``; the 3D and stereo outputs then use those distances.
 Under ``accelerate launch`` / ``torchrun`` each process takes every N-th image, and all processes split each
 RollingDepth clip's snippets (README, "Several processes or GPUs").
 """
@@ -25,10 +31,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
-DEFAULT_CHECKPOINT = "prs-eth/marigold-depth-v1-1"
-SEGMENTATION_CHECKPOINT = "pcuenq/marigold-coco-segmentation"
+from .cli_parts import DEFAULT_CHECKPOINT, SEGMENTATION_CHECKPOINT
+from .cli_parts.outputs import RELIEF, STEREO_LAYOUTS
+# the names cli.py held before its work moved to cli_parts/ (tests and scripts import them from here)
+from .cli_parts.clips import run_clip, run_clip_split, split_clips  # noqa: F401
+from .cli_parts.images import predict_tiled_cli, run, tile_options  # noqa: F401
+from .cli_parts.inputs import collect_inputs, is_clip  # noqa: F401
+from .cli_parts.outputs import stereo_options, wants_geometry, write_geometry, write_stereo  # noqa: F401
+from .cli_parts.prompted import run_prompted  # noqa: F401
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -123,6 +134,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--mesh-resolution", type=int, default=1024, metavar="PX",
                    help="vertices along the longest side for --mesh and --points; 0 = the depth map's own "
                         "size (default 1024)")
+    m = ap.add_argument_group("metric depth (see docs/metric.md)",
+                              "depth in metres from sparse measurements (a LiDAR sweep, a phone's depth sensor, SfM "
+                              "points, or a few distances you know); --mesh, --points and --stereo then use it")
+    m.add_argument("--sparse", default=None, metavar="FILE_OR_FOLDER",
+                   help="measured depth: a 16-bit PNG in millimetres, or .npy / .exr in metres, 0 = unmeasured "
+                        "(a folder: one per image, named by its stem); writes <stem>_metric.npy, .exr, "
+                        "_metric_16bit.png (mm) and _metric.png (colour with a metre scale)")
+    m.add_argument("--known", nargs="+", action="extend", default=None, metavar="X,Y,METRES",
+                   help="known distances at pixels, e.g. --known 320,240,2.5 100,400,1.2 (for every image)")
+    m.add_argument("--metric", default="complete", choices=("complete", "fit"),
+                   help="complete: Marigold-DC depth completion, guided by the points (default); fit: one "
+                        "least-squares scale and shift of the plain prediction (seconds)")
+    m.add_argument("--complete-steps", type=int, default=None, metavar="N",
+                   help="completion steps (default 50 on a GPU, 10 on the CPU, at 768 / 512 px)")
     s = ap.add_argument_group("stereo 3D (see docs/stereo.md)")
     s.add_argument("--stereo", choices=STEREO_LAYOUTS, default=None,
                    help="write <stem>_stereo.png per image and <name>_stereo.mp4 per video: sbs (full side by "
@@ -142,385 +167,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.checkpoint = SEGMENTATION_CHECKPOINT if args.prompt else DEFAULT_CHECKPOINT
     return args
 
-
-STEREO_LAYOUTS = ("sbs", "hsbs", "tb", "anaglyph", "cross")  # marigold.stereo.LAYOUTS, without importing torch
-
-
-def stereo_options(args: argparse.Namespace) -> dict:
-    return dict(divergence=args.divergence, convergence=args.convergence, far_over_near=args.stereo_far_over_near)
-
-
-def write_stereo(args: argparse.Namespace, depth, photo, out_dir: Path, stem: str, space: str) -> None:
-    """``<stem>_stereo.png`` from one depth map ``[1,H,W]`` and its photo."""
-    from .io import images as io
-    from .geometry.stereo import stereo
-
-    pair = stereo(photo, depth[None], space=space, **stereo_options(args))
-    for note in pair.notes:
-        print(f"note: {stem}: {note}", file=sys.stderr)
-    io.save_rgb(pair.compose(args.stereo)[0], out_dir / f"{stem}_stereo.png")
-
-
-# the relief's defaults, as the library states them (kept here so --help works without importing torch)
-RELIEF = dict(size_mm=100.0, resolution_px=512, embossing=20.0, plane_near=0.0, plane_far=1.0, median_size=3,
-              frame_mm=5.0, frame_near_mm=1.0, back_mm=1.0)
-
-
-def wants_geometry(args: argparse.Namespace) -> bool:
-    return bool(args.relief or args.mesh or args.points)
-
-
-def write_geometry(args: argparse.Namespace, depth, image, out_dir: Path, stem: str, space: str = "depth") -> None:
-    """The 3D files asked for, from one depth map ``[1,H,W]`` (``space``: "depth", near = 0, or "disparity",
-    near = high) and the photo it was predicted from."""
-    from .geometry import mesh
-    from .geometry.relief import relief
-
-    if args.relief:
-        solid = relief(depth, image, size_mm=args.relief_size_mm, resolution_px=args.relief_resolution,
-                       embossing=args.embossing, plane_near=args.plane_near, plane_far=args.plane_far,
-                       median_size=args.median_size, frame_mm=args.frame_mm, frame_near_mm=args.frame_near_mm,
-                       back_mm=args.back_mm, space=space)
-        mesh.save_3d(solid, out_dir / f"{stem}_relief.{args.relief}")
-    cam = dict(fov_degrees=args.fov, far_over_near=args.far_over_near, resolution_px=args.mesh_resolution,
-               space=space)
-    if args.mesh:
-        surface = mesh.depth_to_mesh(depth, image, edge_threshold=args.edge_threshold, **cam)
-        mesh.save_3d(surface, out_dir / f"{stem}_mesh.{args.mesh}")
-    if args.points:
-        mesh.save_3d(mesh.depth_to_points(depth, image, **cam), out_dir / f"{stem}_points.ply")
-
-
-def collect_inputs(inputs: list[str], video: bool = False) -> list[Path]:
-    """Files and folders → image files, video files and (with ``video``) frame folders, in the given order.
-
-    A folder gives its image files and its video files; with ``video`` a folder of images is itself one clip
-    (returned as the folder), and a folder with only video files still gives those files.
-    """
-    from .errors import InputError
-    from .io.images import IMAGE_SUFFIXES
-    from .video.io import VIDEO_SUFFIXES
-
-    files: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            images = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-            videos = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES)
-            if not images and not videos:
-                raise InputError(f"{p}: no image or video files in this folder "
-                                 f"({', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))}).")
-            files.extend(([p] if images else []) if video else images)
-            files.extend(videos)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise InputError(f"{p}: no such file or folder.")
-    return files
-
-
-def is_clip(path: Path) -> bool:
-    """A video file, or a folder (only collected as a clip under --video)."""
-    from .video.io import is_video_file
-
-    return path.is_dir() or is_video_file(path)
-
-
-def _stems(files: list[Path]) -> list[str]:
-    """Output stems; a stem seen twice (same name in two folders) gets a suffix so nothing is overwritten."""
-    seen: dict[str, int] = {}
-    out = []
-    for f in files:
-        stem = f.name if f.is_dir() else f.stem
-        n = seen.get(stem, 0)
-        seen[stem] = n + 1
-        out.append(stem if n == 0 else f"{stem}_{n}")
-    return out
-
-
-def run(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    from .io import colorize, images as io
-    from .core.checkpoint import load
-    from .core.distributed import world
-    from .errors import InputError, MarigoldError
-    from .core.modality import write
-    from .core.predict import predict
-
-    items = collect_inputs(args.inputs, video=args.video)
-    w = world()  # under accelerate launch / torchrun: this process's share, named as in a single run
-    out_dir = Path(args.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model = load(args.checkpoint, device=w.device(args.device), dtype=args.dtype, cache_dir=args.cache_dir,
-                 base=args.base)
-    if args.prompt and not model.takes_prompt:
-        raise InputError(f"--prompt was given, but {args.checkpoint} is a Marigold {model.task} checkpoint, which "
-                         f"takes no prompt; use a segmentation checkpoint (--checkpoint {SEGMENTATION_CHECKPOINT}).")
-    if model.takes_prompt:
-        if args.stereo or wants_geometry(args):
-            raise InputError(f"--stereo, --relief, --mesh and --points need a depth checkpoint; {args.checkpoint} "
-                             f"is a {model.task} checkpoint.")
-        return run_prompted(model, args, items, out_dir, w)
-    pairs = list(zip(items, _stems(items)))
-    # several processes: a RollingDepth clip's snippets are split across all of them, clip after clip; other
-    # inputs (images, and clips that cannot be split) are shared out whole, every N-th to each process
-    modality = model.modality
-    split = w.size > 1 and modality.video and split_clips(model, args, w, any(is_clip(f) for f in items))
-    together = [(f, stem) for f, stem in pairs if split and is_clip(f)]
-    named = w.shard([(f, stem) for f, stem in pairs if not (split and is_clip(f))])
-    clips = [(f, stem) for f, stem in named if is_clip(f)]
-    files = [(f, stem) for f, stem in named if not is_clip(f)]
-    if clips and not modality.video:
-        raise InputError(f"Videos need a depth checkpoint (RollingDepth or a Marigold depth model); "
-                         f"{args.checkpoint} is a {model.task} checkpoint. Videos given: "
-                         f"{', '.join(str(c) for c, _ in clips)}.")
-    tile_kw = tile_options(args, model, bool(clips))
-    if wants_geometry(args) and not modality.geometry:
-        raise InputError(f"--relief, --mesh and --points need a depth checkpoint; {args.checkpoint} is a "
-                         f"{model.task} checkpoint.")
-    if args.stereo and not modality.geometry:
-        raise InputError(f"--stereo needs a depth checkpoint; {args.checkpoint} is a {model.task} checkpoint.")
-    failed = []
-    desc = "Marigold" if w.size == 1 else f"Marigold [{w.rank + 1}/{w.size}]"
-    for f, stem in tqdm(files, desc=desc, unit="image", disable=len(files) < 2):
-        try:
-            photo = io.load_image(f)
-            kw = dict(num_inference_steps=args.steps, ensemble_size=args.ensemble,
-                      processing_resolution=args.processing_resolution, batch_size=args.batch_size,
-                      seed=args.seed, output_uncertainty=args.uncertainty and args.ensemble > 2)
-            if tile_kw is not None:
-                out = predict_tiled_cli(model, photo, f, kw, tile_kw)
-            else:
-                out = predict(model, photo, **kw)
-        except Exception as e:  # one bad file must not lose the others
-            if not isinstance(e, MarigoldError):
-                raise
-            print(f"error: {e}", file=sys.stderr)
-            failed.append(f)
-            continue
-        p = out.prediction[0]  # [C,H,W]
-        # the modality's writer (marigold.modality): depth/disparity maps, normals, one PNG per target...
-        write(modality, p, out_dir, stem, {"colormap": args.colormap, "npy": args.npy, "exr": args.exr})
-        if modality.geometry and wants_geometry(args):
-            try:
-                write_geometry(args, p, photo, out_dir, stem, modality.prediction_type)
-            except MarigoldError as e:  # the depth files are written; say what the 3D step refused
-                print(f"error: {f}: {e}", file=sys.stderr)
-                failed.append(f)
-        if modality.geometry and args.stereo:
-            try:
-                write_stereo(args, p, photo, out_dir, stem, modality.prediction_type)
-            except MarigoldError as e:  # the depth files are written; say what the stereo step refused
-                print(f"error: {f}: {e}", file=sys.stderr)
-                if f not in failed:
-                    failed.append(f)
-        if out.uncertainty is not None:
-            io.save_rgb(colorize.uncertainty_to_gray(out.uncertainty)[0], out_dir / f"{stem}_uncertainty.png")
-    for f, stem in clips:
-        try:
-            run_clip(model, f, stem, out_dir, args)
-        except MarigoldError as e:  # a bad video is one line, and the others are still processed
-            print(f"error: {e}", file=sys.stderr)
-            failed.append(f)
-    for f, stem in together:
-        try:
-            run_clip_split(model, f, stem, out_dir, args, w)
-        except MarigoldError as e:  # every process fails alike (errors travel with the collectives): rank 0 says it
-            if w.is_main:
-                print(f"error: {e}", file=sys.stderr)
-                failed.append(f)
-    if failed:
-        clips += together if w.is_main else []
-        what = "inputs" if clips and files else "videos" if clips else "images"
-        where = "" if w.size == 1 else f" in process {w.rank + 1} of {w.size}"
-        total = len(named) + (len(together) if w.is_main else 0)
-        print(f"{len(failed)} of {total} {what} failed{where}: {', '.join(map(str, failed))}",
-              file=sys.stderr)
-        return 1
-    return 0
-
-
-def tile_options(args: argparse.Namespace, model, any_clip: bool) -> dict | None:
-    """--tile's options for :func:`marigold.tiling.predict_tiled`, checked once (a bad one is one line and
-    nothing runs), or None without --tile."""
-    from .errors import InputError
-    from .core.tiling import check_tiling
-
-    given = [o for o, v in (("--tile-factor", args.tile_factor), ("--tile-resolution", args.tile_resolution),
-                            ("--tile-overlap", args.tile_overlap)) if v is not None]
-    if not args.tile:
-        if given:
-            raise InputError(f"{', '.join(given)} set the tiling; add --tile to tile.")
-        return None
-    res = args.processing_resolution if args.processing_resolution is not None else \
-        (model.default_processing_resolution or 768)
-    if res <= 0:
-        raise InputError("--tile needs a positive --processing-resolution (it is the tile size); got 0 (native).")
-    names = {"tile_factor": "--tile-factor", "tile_resolution": "--tile-resolution", "tile_overlap": "--tile-overlap"}
-    try:
-        check_tiling(res, args.tile_overlap, args.tile_factor, args.tile_resolution)
-    except InputError as e:  # the library names its arguments; here the user typed options
-        msg = str(e)
-        for k, v in names.items():
-            msg = msg.replace(f"`{k}`", v)
-        raise InputError(msg) from None
-    if any_clip:
-        print("note: --tile applies to images; videos run untiled.", file=sys.stderr)
-    return dict(tile_factor=args.tile_factor, tile_resolution=args.tile_resolution, tile_overlap=args.tile_overlap)
-
-
-def predict_tiled_cli(model, photo, path: Path, kw: dict, tile_kw: dict):
-    """One image tiled, with a bar per tile and the run's notes on stderr."""
-    import warnings
-
-    from tqdm.auto import tqdm
-
-    from .core.tiling import predict_tiled
-
-    bar = None
-
-    def on_tile(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc=f"{path.name}: tiles", unit="tile", leave=False)
-        bar.update(done - bar.n)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the notes come back on the result, said once below
-        try:
-            out = predict_tiled(model, photo, on_tile=on_tile, **tile_kw, **kw)
-        finally:
-            if bar is not None:
-                bar.close()
-    for note in out.notes:
-        print(f"note: {path}: {note}", file=sys.stderr)
-    return out
-
-
-def run_prompted(model, args: argparse.Namespace, items: list[Path], out_dir: Path, w) -> int:
-    """A prompt model (text-grounded segmentation): every image × every --prompt through its entry's
-    ``predict_prompt``, written by its writer (segmentation: ``<stem>_mask_<prompt>.png`` and
-    ``<stem>_painted_<prompt>.png``); a bad prompt or image is one line and the others are still processed."""
-    from tqdm.auto import tqdm
-
-    from .core.modality import write
-    from .core.prompts import prompt_embeddings, prompt_slug
-    from .errors import InputError, MarigoldError
-    from .io import colorize, images as io
-
-    modality = model.modality
-    if not args.prompt:
-        raise InputError(f"{args.checkpoint} is a {model.task} checkpoint: name what to mask with --prompt "
-                         f"(e.g. --prompt car; repeatable).")
-    if modality.predict_prompt is None:
-        raise InputError(f"{args.checkpoint} is a {modality.name} checkpoint, whose modality entry names no "
-                         f"predict_prompt for the command line.")
-    failed: list[str] = []
-    prompts = []
-    for p, got in prompt_embeddings(model, args.prompt).items():  # all prompts encoded with one text-encoder load
-        if isinstance(got, MarigoldError):
-            print(f"error: --prompt {p!r}: {got}", file=sys.stderr)
-            failed.append(f"--prompt {p!r}")
-        else:
-            prompts.append(p)
-    clips = [f for f in items if is_clip(f)]
-    for c in clips:
-        print(f"error: {c}: {model.task} takes images, not videos.", file=sys.stderr)
-        failed.append(str(c))
-    files = w.shard([(f, stem) for f, stem in zip(items, _stems(items)) if not is_clip(f)])
-    # the entry's own options (segmentation: --threshold, --no-clean, --keep-white), for its sampler and writer
-    options = {"threshold": args.threshold, "clean": not args.no_clean, "tone_down": not args.keep_white}
-    for f, stem in tqdm(files, desc="Marigold", unit="image", disable=len(files) < 2):
-        try:
-            photo = io.load_image(f)
-        except MarigoldError as e:
-            print(f"error: {e}", file=sys.stderr)
-            failed.append(str(f))
-            continue
-        for p in prompts:
-            try:
-                pred, unc = modality.predict_prompt(
-                    model, photo, p, options, num_inference_steps=args.steps, ensemble_size=args.ensemble,
-                    processing_resolution=args.processing_resolution, batch_size=args.batch_size, seed=args.seed,
-                    output_uncertainty=args.uncertainty and args.ensemble > 1)
-            except MarigoldError as e:
-                print(f"error: {f}: {e}", file=sys.stderr)
-                failed.append(f"{f} ({p})")
-                continue
-            write(modality, pred[0], out_dir, stem, {"prompt": p, **options})
-            if unc is not None:
-                io.save_rgb(colorize.uncertainty_to_gray(unc)[0], out_dir / f"{stem}_uncertainty_{prompt_slug(p)}.png")
-    if failed:
-        print(f"{len(failed)} failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def split_clips(model, args: argparse.Namespace, w, any_clip: bool) -> bool:
-    """Whether several processes split each clip (a RollingDepth checkpoint's snippets without refinement, or a
-    Marigold checkpoint's frames); otherwise each clip runs whole on one process, and rank 0 says why in one line."""
-    from .video.pipeline import PRESETS
-
-    refine = args.refine_steps if args.refine_steps is not None else PRESETS[args.preset].refine_steps
-    if not model.video_model or not refine:  # a Marigold checkpoint's video mode never refines
-        return True
-    if any_clip and w.is_main:
-        print(f"note: each clip runs whole on one of the {w.size} processes: refinement (--refine-steps {refine}) "
-              f"reads neighbouring frames at every step; --refine-steps 0 splits a clip's snippets across the "
-              f"processes.", file=sys.stderr)
-    return False
-
-
-def run_clip(model, path: Path, name: str, out_dir: Path, args: argparse.Namespace) -> None:
-    """One video file or frame folder → ``<name>_depth.mp4`` and ``<name>_<space>_16bit/`` (one normalisation),
-    and with --stereo ``<name>_stereo.mp4`` from that same normalisation, the photo frames read a second time
-    alongside (one frame in memory, whatever the clip's length)."""
-    from .errors import MarigoldError
-    from .video.pipeline import iter_video_depth
-    from .video.io import open_video
-    from .video.output import export_clip, parse_dilations
-
-    source = open_video(path, fps=args.fps)
-    frames = iter_video_depth(model, source, preset=args.preset, dilations=parse_dilations(args.dilations),
-                              snippet_length=args.snippet_length, refine_steps=args.refine_steps,
-                              processing_resolution=args.processing_resolution, seed=args.seed or 0,
-                              batch_size=args.batch_size, frame_count=source.frame_count)
-    stereo_video, refused = None, None
-    if args.stereo:
-        from .geometry.stereo import StereoVideoWriter
-
-        try:  # bad stereo options must not cost the depth files: they are refused after those are written
-            stereo_video = StereoVideoWriter(out_dir / f"{name}_stereo.mp4", source.fps, args.stereo,
-                                             space=frames.space, **stereo_options(args))
-        except MarigoldError as e:
-            refused = e
-    if stereo_video is None:
-        export_clip(frames, out_dir, name, source.fps, space=frames.space, cmap=args.colormap, keep_raw=args.npy,
-                    total=source.frame_count)
-        if refused is not None:
-            raise refused
-        return
-    photos = iter(source)
-    with stereo_video:
-        export_clip(frames, out_dir, name, source.fps, space=frames.space, cmap=args.colormap, keep_raw=args.npy,
-                    total=source.frame_count, on_frame=lambda i, d: stereo_video.write(next(photos), d))
-
-
-def run_clip_split(model, path: Path, name: str, out_dir: Path, args: argparse.Namespace, w) -> None:
-    """One clip's snippets split across every process (each must call this), the files as :func:`run_clip`'s."""
-    from .video.distributed import Collective, run_split_clip
-    from .video.io import open_video
-    from .video.output import parse_dilations
-
-    source = open_video(path, fps=args.fps)  # a bad file fails in every process alike, before any collective
-    if args.stereo and w.is_main:
-        print(f"note: {name}: --stereo is not written when a clip's snippets are split across processes; run "
-              f"this clip in one process for <name>_stereo.mp4.", file=sys.stderr)
-    run_split_clip(model, source, out_dir, name, Collective(w), preset=args.preset,
-                   dilations=parse_dilations(args.dilations), snippet_length=args.snippet_length,
-                   processing_resolution=args.processing_resolution, seed=args.seed or 0,
-                   batch_size=args.batch_size, cmap=args.colormap, keep_raw=args.npy)
 
 
 def entry() -> None:

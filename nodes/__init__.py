@@ -11,6 +11,7 @@ from comfy_api.latest import ComfyExtension, io
 
 from . import comfy_glue
 from .loader import LoadMarigold
+from .metric import LoadSparseDepth, MarigoldDepthCompletion, MarigoldFitMetric
 from .predict import EnsembleAlign, MarigoldDepth, MarigoldIntrinsics, MarigoldNormals, MarigoldTiledDepth
 from .save import SaveDepth16
 from .segment import MarigoldSegment
@@ -19,11 +20,12 @@ from .video import MarigoldTemporalFusion, MarigoldVideoDepth
 from .visual import Colorize, DepthToNormal
 
 NODES = [LoadMarigold, MarigoldDepth, EnsembleAlign, MarigoldTiledDepth, DepthToNormal, Colorize, MarigoldNormals,
-         MarigoldIntrinsics, SaveDepth16, MarigoldVideoDepth, MarigoldTemporalFusion, DepthToStereo, MarigoldSegment]
+         MarigoldIntrinsics, SaveDepth16, MarigoldVideoDepth, MarigoldTemporalFusion, DepthToStereo, MarigoldSegment,
+         LoadSparseDepth, MarigoldDepthCompletion, MarigoldFitMetric]
 if hasattr(io, "File3DAny"):  # ComfyUI's 3D file wire (Save 3D Model, Preview 3D take it); older ComfyUI lacks it
-    from .geometry import DepthToMesh, DepthToRelief
+    from .geometry import DepthToMesh, DepthToPoints, DepthToRelief
 
-    NODES += [DepthToRelief, DepthToMesh]
+    NODES += [DepthToRelief, DepthToMesh, DepthToPoints]
 
 
 class MarigoldExtension(ComfyExtension):

@@ -16,7 +16,7 @@ except ImportError:  # nodes/ is a top-level package: the installed library
 if _IN_PACK:
     # only the probe above may fall back: an ImportError from here on is real and must surface
     from .. import marigold  # noqa: F811
-    from ..marigold.core import checkpoint, devices, image, tiling
+    from ..marigold.core import checkpoint, completion, devices, image, metric, tiling
     from ..marigold.geometry import mesh, relief, stereo
     from ..marigold.io import colorize
     from ..marigold.io import images as io
@@ -26,7 +26,7 @@ if _IN_PACK:
     from ..marigold.video import pipeline as video
 else:
     import marigold
-    from marigold.core import checkpoint, devices, image, tiling
+    from marigold.core import checkpoint, completion, devices, image, metric, tiling
     from marigold.geometry import mesh, relief, stereo
     from marigold.io import colorize
     from marigold.io import images as io
@@ -35,5 +35,5 @@ else:
     from marigold.video import output as video_output
     from marigold.video import pipeline as video
 
-__all__ = ["marigold", "checkpoint", "devices", "image", "tiling", "mesh", "relief", "stereo", "segmentation",
-           "colorize", "io", "video", "video_fusion", "video_output"]
+__all__ = ["marigold", "checkpoint", "completion", "metric", "devices", "image", "tiling", "mesh", "relief", "stereo",
+           "segmentation", "colorize", "io", "video", "video_fusion", "video_output"]

@@ -50,6 +50,30 @@ def local_checkpoints() -> dict[str, str]:
     return found
 
 
+def input_files(suffixes: tuple[str, ...]) -> list[str]:
+    """Files in ComfyUI's input folder ending in one of ``suffixes``, sorted: what LoadImage lists, but by suffix
+    (a 16-bit depth PNG, an .npy or .exr is no picture to it)."""
+    root = folder_paths.get_input_directory()
+    if not os.path.isdir(root):
+        return []
+    return sorted(f for f in os.listdir(root) if f.lower().endswith(suffixes) and not f.startswith(".")
+                  and os.path.isfile(os.path.join(root, f)))
+
+
+def input_path(name: str) -> str:
+    """A name from :func:`input_files` (or ComfyUI's annotated ``name [input]``) → its path."""
+    return folder_paths.get_annotated_filepath(name)
+
+
+def input_fingerprint(name: str) -> str:
+    """Changes when the file does (size and modification time), so that ComfyUI's cache reruns the node."""
+    try:
+        st = os.stat(input_path(name))
+    except OSError:
+        return f"{name}: missing"
+    return f"{name}:{st.st_size}:{st.st_mtime_ns}"
+
+
 class Progress:
     """``progress(done, total)`` for the core, shown on the running node's progress bar."""
 
@@ -140,6 +164,13 @@ BYTES_PER_PIXEL_PER_DTYPE_BYTE = 2600
 def sampling_memory(loaded: LoadedMarigold, pixels: int, batch_size: int) -> int:
     item = torch.empty((), dtype=loaded.model.dtype).element_size()
     return int(pixels * batch_size * item * BYTES_PER_PIXEL_PER_DTYPE_BYTE)
+
+
+def completion_memory(loaded: LoadedMarigold, pixels: int) -> int:
+    """Depth completion keeps one UNet forward's and one VAE decode's activations for the backward pass (with
+    activation checkpointing, the core's default): asked as two plain sampling items' worth. An estimate from the
+    same per-pixel figure, not a measurement of the backward pass."""
+    return sampling_memory(loaded, pixels, 2)
 
 
 def prepare(loaded: LoadedMarigold, memory_required: int = 0) -> marigold.MarigoldModel:

@@ -1,4 +1,5 @@
-"""SaveDepth16: depth IMAGEs as 16-bit PNG, float32 EXR or float32 NPY into ComfyUI's output folder."""
+"""SaveDepth16: depth IMAGEs as 16-bit PNG, float32 EXR or float32 NPY into ComfyUI's output folder; metric depth
+(the MARIGOLD_METRIC_DEPTH wire) as a 16-bit PNG in millimetres or EXR / NPY in metres."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import folder_paths
 from comfy_api.latest import io, ui
 
 from ._core import io as core_io
-from .wires import CATEGORY, PREFIX
+from ._core import marigold
+from .wires import CATEGORY, PREFIX, MetricDepthType
 from .visual import depth_from_image
 
 FORMATS = {"png16": ".png", "exr": ".exr", "npy": ".npy"}
@@ -23,9 +25,13 @@ class SaveDepth16(io.ComfyNode):
             category=CATEGORY,
             description="Saves depth without 8-bit banding: 16-bit greyscale PNG (depth × 65535), a float32 "
                         "OpenEXR (channel Z) or a float32 NumPy array (.npy), one file per frame, into the "
-                        "output folder.",
+                        "output folder. Metric depth (MarigoldDepthCompletion, MarigoldFitMetric) is saved in "
+                        "its units: the PNG in millimetres (what depth sensors write), EXR / NPY in metres.",
             inputs=[
-                io.Image.Input("depth"),
+                io.Image.Input("depth", optional=True, tooltip="A depth IMAGE, 0..1 (unused when metric is wired)."),
+                MetricDepthType.Input("metric", optional=True,
+                                      tooltip="Depth in metres: png16 in millimetres (up to 65.535 m), exr and "
+                                              "npy in metres."),
                 io.String.Input("filename_prefix", default="marigold/depth"),
                 io.Combo.Input("format", options=list(FORMATS), default="png16"),
             ],
@@ -34,8 +40,14 @@ class SaveDepth16(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, depth, filename_prefix, format) -> io.NodeOutput:
-        d = depth_from_image(depth)  # [N,1,H,W]
+    def execute(cls, filename_prefix, format, depth=None, metric=None) -> io.NodeOutput:
+        if metric is not None:
+            d = metric.depth  # [N,1,H,W] metres
+        elif depth is not None:
+            d = depth_from_image(depth)  # [N,1,H,W] 0..1
+        else:
+            raise marigold.InputError("SaveDepth16 needs a depth: wire a depth IMAGE into depth, or metric depth "
+                                     "(MarigoldDepthCompletion, MarigoldFitMetric) into metric.")
         out_dir = folder_paths.get_output_directory()
         folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
             filename_prefix, out_dir, d.shape[-1], d.shape[-2])
@@ -44,7 +56,7 @@ class SaveDepth16(io.ComfyNode):
             file = f"{name}_{counter + i:05}_{FORMATS[format]}"
             path = os.path.join(folder, file)
             if format == "png16":
-                core_io.save_depth_16bit(d[i], path)
+                (core_io.save_depth_mm if metric is not None else core_io.save_depth_16bit)(d[i], path)
             elif format == "exr":
                 core_io.save_exr(d[i], path)
             else:

@@ -10,7 +10,7 @@ from . import comfy_glue
 from ._core import image as core_image
 from ._core import marigold
 from ._core import stereo as core_stereo
-from .wires import CATEGORY, PREFIX
+from .wires import CATEGORY, PREFIX, MetricDepthType
 
 
 
@@ -41,11 +41,17 @@ class DepthToStereo(io.ComfyNode):
                         "in which nearer pixels win, and what one eye sees behind an edge filled from the "
                         "background (no ghosts). For video, feed MarigoldVideoDepth's depth: one normalisation "
                         "for the clip, so the 3D strength does not pump. Outputs full or half side by side, "
-                        "top-bottom, a red-cyan anaglyph or a cross-eyed pair.",
+                        "top-bottom, a red-cyan anaglyph or a cross-eyed pair. With metric depth wired, the "
+                        "parallax follows the scene's true far/near ratio.",
             inputs=[
                 io.Image.Input("image", tooltip="The photos or the clip's frames, IMAGE [B,H,W,C]."),
-                io.Image.Input("depth", tooltip="Their depth (one per image), e.g. from MarigoldDepth or "
-                                                "MarigoldVideoDepth."),
+                io.Image.Input("depth", optional=True,
+                               tooltip="Their depth (one per image), e.g. from MarigoldDepth or MarigoldVideoDepth "
+                                       "(unused when metric is wired)."),
+                MetricDepthType.Input("metric", optional=True,
+                                      tooltip="Depth in metres (MarigoldDepthCompletion, MarigoldFitMetric): the "
+                                              "parallax follows its own far/near ratio; depth, depth_near and "
+                                              "far_over_near are not used."),
                 io.Combo.Input("depth_near", options=list(NEAR), default=list(NEAR)[0],
                                tooltip="Which end of the depth picture is near. MarigoldVideoDepth with a "
                                        "RollingDepth checkpoint gives near = dark but affine in inverse depth."),
@@ -71,10 +77,20 @@ class DepthToStereo(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, depth, depth_near, layout, divergence, convergence, far_over_near,
-                balance) -> io.NodeOutput:
-        flip, space = NEAR[depth_near]
-        d = core_image.from_bhwc(depth)[:, :1]  # [B,1,H,W]
+    def execute(cls, image, depth_near, layout, divergence, convergence, far_over_near, balance, depth=None,
+                metric=None) -> io.NodeOutput:
+        if metric is not None:
+            # one far/near ratio for the whole batch, taken here: the core warps a few frames at a time and would
+            # take a metric map's ratio per chunk; as depth 0..1 with this ratio the warp is the same (the core's
+            # own check: tests/test_completion.py)
+            d, far_over_near = core_stereo.from_metric(metric.depth)  # [B,1,H,W] 0..1, near = 0
+            flip, space = False, "depth"
+        elif depth is not None:
+            flip, space = NEAR[depth_near]
+            d = core_image.from_bhwc(depth)[:, :1]  # [B,1,H,W]
+        else:
+            raise marigold.InputError("DepthToStereo needs a depth: wire a depth IMAGE into depth, or metric depth "
+                                      "(MarigoldDepthCompletion, MarigoldFitMetric) into metric.")
         frames = core_stereo.stereo_frames(
             core_image.from_bhwc(image), 1.0 - d if flip else d, LAYOUTS[layout], divergence=divergence,
             convergence=convergence, far_over_near=far_over_near, balance=balance, space=space,

@@ -14,6 +14,8 @@ PREFIX = "MarigoldSuite_"  # node ids are global across packs; kijai's pack owns
 
 MarigoldModelType = io.Custom("MARIGOLD_MODEL")
 MembersType = io.Custom("MARIGOLD_MEMBERS")
+SparseDepthType = io.Custom("MARIGOLD_SPARSE_DEPTH")
+MetricDepthType = io.Custom("MARIGOLD_METRIC_DEPTH")
 RESAMPLE = list(core_image.RESAMPLE_METHODS)
 
 
@@ -31,6 +33,32 @@ class MembersBatch:
     def __repr__(self) -> str:
         e = self.frames[0].values.shape[0] if self.frames else 0
         return f"<Marigold {self.task} members: {len(self.frames)} frame(s) × {e}>"
+
+
+@dataclass
+class SparseDepth:
+    """What flows along a MARIGOLD_SPARSE_DEPTH wire: one measured map for every image of a batch."""
+
+    values: "np.ndarray"  # noqa: F821  [H,W] float32 metres, 0 = unmeasured
+    source: str
+
+    def __repr__(self) -> str:
+        h, w = self.values.shape
+        return f"<sparse depth {self.source}: {w}×{h}, {int((self.values > 0).sum())} points>"
+
+
+@dataclass
+class MetricBatch:
+    """What flows along a MARIGOLD_METRIC_DEPTH wire: distances in metres, and how they were made."""
+
+    depth: "torch.Tensor"  # noqa: F821  [B,1,H,W] float32 metres on the CPU
+    method: str  # "completion (Marigold-DC)" or "fit (depth|disparity)"
+    note: str = ""
+
+    def __repr__(self) -> str:
+        b, _, h, w = self.depth.shape
+        return f"<metric depth by {self.method}: {b} × {w}×{h}, {float(self.depth.min()):.3g}–" \
+               f"{float(self.depth.max()):.3g} m>"
 
 
 def sampling_inputs(default_ensemble: int = 1, default_resolution: int = 768) -> list:

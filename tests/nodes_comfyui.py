@@ -225,10 +225,32 @@ with av.open(sys.argv[1], "w") as c:
 """
 
 
+SPARSE_POINTS, SPARSE_RANGE_M = 300, (1.5, 4.0)  # input/example_sparse.png: measured pixels, their depth range
+
+
+def sparse_depth_file(path: Path) -> np.ndarray:
+    """A LiDAR-like sparse depth of the photo's size as a depth sensor writes it: 16-bit PNG in millimetres, 0 =
+    unmeasured; SPARSE_POINTS pixels of a floor-like slope from SPARSE_RANGE_M[1] (top) to [0] (bottom).
+    Returns the map in metres (what the file holds)."""
+    import numpy as np
+    from PIL import Image
+
+    w, h = PHOTO_SIZE
+    near, far = SPARSE_RANGE_M
+    rng = np.random.default_rng(1)
+    slope = np.linspace(far, near, h, dtype=np.float32)[:, None].repeat(w, 1)  # [H,W] metres
+    mm = np.zeros((h, w), np.uint16)
+    pick = rng.choice(h * w, SPARSE_POINTS, replace=False)
+    mm.reshape(-1)[pick] = np.round(slope.reshape(-1)[pick] * 1000).astype(np.uint16)
+    Image.fromarray(mm).save(path)  # mode I;16
+    return mm.astype(np.float32) / 1000.0
+
+
 def prepare_base(base: Path, make_checkpoint, python: Path, comfy: Path, sd15: bool = True) -> Path:
     """This pack linked into ``custom_nodes/``, tiny checkpoints in ``models/marigold/`` (``tiny-<name>`` and
-    ``my-finetune``), ``input/example.png``, ``input/example.mp4`` and ``input/long.mp4``, and (``sd15``) full-size random SD1.5 and
-    depth ControlNet files under the names the ControlNet workflow uses (tests/nodes_sd15_fake.py)."""
+    ``my-finetune``), ``input/example.png`` and its sparse depth ``input/example_sparse.png``,
+    ``input/example.mp4`` and ``input/long.mp4``, and (``sd15``) full-size random SD1.5 and depth ControlNet files
+    under the names the ControlNet workflow uses (tests/nodes_sd15_fake.py)."""
     import numpy as np
     from PIL import Image
 
@@ -244,6 +266,7 @@ def prepare_base(base: Path, make_checkpoint, python: Path, comfy: Path, sd15: b
     rng = np.random.default_rng(0)
     w, h = PHOTO_SIZE
     Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(base / "input" / "example.png")
+    sparse_depth_file(base / "input" / "example_sparse.png")
     subprocess.run([str(python), "-c", _MAKE_VIDEO, str(base / "input" / "example.mp4"), str(CLIP_FRAMES)], check=True)
     subprocess.run([str(python), "-c", _MAKE_VIDEO, str(base / "input" / "long.mp4"), "48"], check=True)
     if sd15:

@@ -244,3 +244,59 @@ def test_temporal_fusion_node_takes_any_depth_batch():
 def test_video_node_runs_a_marigold_depth_checkpoint(model):
     depth, lo, hi = N.video.MarigoldVideoDepth.execute(model=model, frames=CLIP[:3], **VIDEO).args
     assert depth.shape == (3, 40, 56, 3) and depth.min() == 0.0 and depth.max() == 1.0 and lo < hi
+
+
+# --- MarigoldDepthCompletion -------------------------------------------------------------------------------------
+
+COMPLETE = dict(known_points="5,5,2.0; 50,35,4.0", denoising_steps=3, ensemble_size=2, processing_resolution=32,
+                seed=0)
+
+
+def test_completion_node_progress_per_step_under_comfyuis_inference_mode(model, progress_events):
+    with torch.inference_mode():  # ComfyUI runs every node so (execution.py); the completion needs gradients
+        metric, depth, preview = N.metric.MarigoldDepthCompletion.execute(model=model, image=IMAGE,
+                                                                          **COMPLETE).args
+    assert metric.depth.shape == (2, 1, 40, 56) and depth.shape == (2, 40, 56, 3)
+    assert preview.shape[:3] == (2, 40, preview.shape[2]) and preview.shape[2] > 56  # the metre scale bar beside
+    assert float(depth.min()) == 0.0 and float(depth.max()) == 1.0  # one range for the batch, near = 0
+    assert 1.5 < float(metric.depth.min()) and float(metric.depth.max()) < 5.0  # the points' metres, not 0..1
+    total = 2 * 2 * 3  # images × members × steps
+    assert progress_events[-1] == (total, total)
+
+
+def test_completion_node_cancel_between_steps(model, monkeypatch):
+    seen = []
+    original = N.comfy_glue.Progress.__call__
+
+    def progress(self, done, total):
+        original(self, done, total)
+        seen.append(done)
+        if done == 2:
+            mm.interrupt_current_processing(True)
+
+    monkeypatch.setattr(N.comfy_glue.Progress, "__call__", progress)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            N.metric.MarigoldDepthCompletion.execute(model=model, image=IMAGE, **COMPLETE)
+    finally:
+        mm.interrupt_current_processing(False)
+    assert max(seen) == 2  # no step ran after the cancel
+
+
+def test_stereo_node_takes_one_far_near_ratio_for_a_metric_batch():
+    """Frames are warped four at a time; a metric batch must still get ONE far/near ratio (its own), so a frame's
+    pair does not depend on which frames share its chunk."""
+    near = torch.linspace(1.0, 2.0, 40 * 56).reshape(1, 1, 40, 56)  # [1,1,H,W] metres: 1..2 m
+    far = near * 2.0  # 2..4 m: the batch's far/near ratio is 4, the first four frames' own only 2
+    photo = torch.rand(1, 40, 56, 3)
+    options = dict(depth_near="dark (Marigold)", layout="side by side (full)", divergence=4.0, convergence=0.5,
+                   far_over_near=3.0, balance=0.0)
+
+    def run(*maps):
+        metric = N.wires.MetricBatch(torch.cat(maps), "test")
+        return N.stereo.DepthToStereo.execute(image=photo, metric=metric, **options).args[0]
+
+    long, short = run(near, near, near, near, far), run(near, far)
+    assert long.shape == (5, 40, 112, 3)
+    assert torch.allclose(long[0], short[0], atol=1e-5) and torch.allclose(long[4], short[1], atol=1e-5)
+    assert not torch.allclose(long[0], run(near)[0], atol=1e-3)  # the ratio does matter: 2 alone, 4 with far

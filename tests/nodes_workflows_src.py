@@ -223,6 +223,31 @@ WORKFLOWS = {
             (7, P + "SaveDepth16", {"filename_prefix": "marigold/tiled_depth", "format": "png16"},
              {"depth": (3, 0)}),
         ]),
+    "marigold_metric_depth": (
+        NOTE_MODELS + " This graph: a photo and sparse measured depth (a LiDAR sweep, a phone's depth sensor, SfM "
+        "points) → depth in metres → the scene as a mesh in metres. Put the photo and its sparse depth in "
+        "ComfyUI/input/ and pick them in Load Image and LoadSparseDepth: a 16-bit PNG in millimetres, or .npy / "
+        ".exr in metres, the photo's size, 0 where unmeasured. No file? Unwire sparse and type distances you know "
+        "in known_points (x,y,metres; ...). MarigoldDepthCompletion (Marigold-DC) steers the depth model towards "
+        "the measurements at every step: 50 steps on a GPU, 10 on a CPU (slower than MarigoldDepth). Save 3D Model "
+        "writes ComfyUI/output/marigold/metric_scene_00001_.glb in metres, SaveDepth16 the map in millimetres, "
+        "Save Image the colour map with its metre scale.",
+        [
+            (1, "LoadImage", {"image": "example.png"}, {}),
+            (2, P + "LoadSparseDepth", {"file": "example_sparse.png"}, {}),
+            (3, P + "LoadMarigold", {"checkpoint": "prs-eth/marigold-depth-v1-0", "dtype": "auto"}, {}),
+            (4, P + "MarigoldDepthCompletion", {"known_points": "", "denoising_steps": 0, "ensemble_size": 1,
+                                                "processing_resolution": 0, "seed": 0},
+             {"model": (3, 0), "image": (1, 0), "sparse": (2, 0)}),
+            (5, P + "DepthToMesh", {"depth_near": "dark (Marigold)", "format": "glb", "fov_degrees": 60.0,
+                                    "far_over_near": 3.0, "edge_threshold": 0.04, "resolution_px": 1024,
+                                    "batch_index": 0}, {"image": (1, 0), "metric": (4, 0)}),
+            (6, "Preview3D", {}, {"model_file": (5, 0)}),
+            (7, "SaveGLB", {"filename_prefix": "marigold/metric_scene"}, {"mesh": (5, 0)}),
+            (8, "SaveImage", {"filename_prefix": "marigold/metric_depth"}, {"images": (4, 2)}),
+            (9, P + "SaveDepth16", {"filename_prefix": "marigold/metric_depth", "format": "png16"},
+             {"metric": (4, 0)}),
+        ]),
     "marigold_segment_inpaint": (
         NOTE_MODELS + " This graph: photo + word → mask → inpaint. MarigoldSegment masks what the prompt names "
         "(pcuenq/marigold-coco-segmentation downloads into models/marigold/ with the Stable Diffusion 2 parts it "

@@ -237,9 +237,11 @@ def test_text_encoder_runs_before_the_unet_and_vae_are_read(make_checkpoint, tmp
     folder = make_checkpoint("depth", copy_to=tmp_path / "fresh")
     (folder / checkpoint.EMBEDDING_FILE).unlink(missing_ok=True)
     order: list[str] = []
-    compute, read = checkpoint._compute_empty_embedding, checkpoint._read_state
-    monkeypatch.setattr(checkpoint, "_compute_empty_embedding", lambda f: (order.append("encoder"), compute(f))[1])
-    monkeypatch.setattr(checkpoint, "_read_state", lambda *a: (order.append("weights"), read(*a))[1])
+    from marigold.core import loader, text_encoder  # where checkpoint.py's encoder and weight reading now live
+
+    compute, read = text_encoder._compute_empty_embedding, loader._read_state
+    monkeypatch.setattr(text_encoder, "_compute_empty_embedding", lambda f: (order.append("encoder"), compute(f))[1])
+    monkeypatch.setattr(loader, "_read_state", lambda *a: (order.append("weights"), read(*a))[1])
     marigold.load(folder, device="cpu", dtype="fp32", progress=False)
     assert order[0] == "encoder" and order.count("encoder") == 1 and order.count("weights") == 2
     order.clear()

@@ -149,7 +149,7 @@ def test_units_are_split_in_contiguous_blocks_in_the_single_process_order():
 
 
 def test_solve_units_and_aligned_mean_give_what_the_streaming_aligner_gives():
-    from marigold.video.pipeline import StreamingAligner, _lowres
+    from marigold.video.pipeline import StreamingAligner, lowres
     from marigold.video.distributed import UnitRow
 
     g = torch.Generator().manual_seed(0)
@@ -163,8 +163,8 @@ def test_solve_units_and_aligned_mean_give_what_the_streaming_aligner_gives():
         for j, f in enumerate(s):
             value = (truth[f] - shift) / scale + 0.01 * torch.randn(24, 32, generator=g)  # [PH,PW]
             stream.contribute(u, f, value)
-            stream.observe(u, f, _lowres(value))
-            rows.append((UnitRow((u, j), u, f, _lowres(value)), value))
+            stream.observe(u, f, lowres(value))
+            rows.append((UnitRow((u, j), u, f, lowres(value)), value))
     origin = min(float(v.min()) for _, v in rows)
     expected = dict(stream.flush(range(6)))  # one global solve, then each frame's mean
     # the rows handed over in another order (as gathered from several processes) are solved in the stream's

@@ -51,8 +51,9 @@ def test_cli_refuses_bad_relief_options_with_a_message(depth_checkpoint, tmp_pat
     r = subprocess.run([sys.executable, "-m", "marigold", str(tmp_path / "p.png"), "-o", str(tmp_path / "o"),
                         "--checkpoint", str(depth_checkpoint), "--processing-resolution", "32", "--relief", "obj",
                         "--plane-near", "0.7", "--plane-far", "0.3"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 1 and "plane_near < plane_far" in r.stderr and "Traceback" not in r.stderr
-    assert (tmp_path / "o" / "p_depth_16bit.png").is_file() and not (tmp_path / "o" / "p_relief.obj").exists()
+    # refused before any depth is predicted (tests/test_cli_checks.py), naming the options typed
+    assert r.returncode == 2 and "--plane-near < --plane-far" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o" / "p_depth_16bit.png").exists() and not (tmp_path / "o" / "p_relief.obj").exists()
 
 
 def test_geometry_bench_runs_end_to_end(tmp_path):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "marigold"
 
@@ -66,6 +68,83 @@ def test_no_import_circles_between_parts():
         if node not in state:
             visit(node, [])
     assert "video" not in edges.get("core", set()) and "geometry" not in edges.get("core", set())
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _file_imports(path: Path, known: set[str]) -> set[str]:
+    """The files (module names in ``known``) that ``path`` imports: at module level and lazily inside functions
+    alike, but not under ``if TYPE_CHECKING:`` (annotations only, never run). ``from a.b import c`` counts as
+    a.b.c where that is a module, else a.b; a parent package run on the way (a.__init__) does not count."""
+    name = _module(path)
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+
+    def file_of(mod: str) -> str | None:
+        parts = mod.split(".")
+        while parts and ".".join(parts) not in known:
+            parts.pop()
+        return ".".join(parts) or None
+
+    found: set[str | None] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                for c in child.orelse:
+                    visit(ast.Module(body=[c], type_ignores=[]))
+                continue
+            if isinstance(child, ast.ImportFrom):
+                base = package[:len(package) - child.level + 1] if child.level else []
+                mod = ".".join(base + ([child.module] if child.module else []))
+                found.update(file_of(f"{mod}.{a.name}") if f"{mod}.{a.name}" in known else file_of(mod)
+                             for a in child.names)
+            elif isinstance(child, ast.Import):
+                found.update(file_of(a.name) for a in child.names)
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return {m for m in found if m and m != name}
+
+
+def _file_circles(folder: str) -> list[list[str]]:
+    """Every import circle between the files of ``folder`` (strongly connected groups of two or more)."""
+    paths = {_module(p): p for p in (ROOT / folder).rglob("*.py")}
+    edges = {m: _file_imports(p, set(paths)) for m, p in paths.items()}
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def strong(v: str) -> None:  # Tarjan's strongly connected components
+        order[v] = low[v] = len(order)
+        stack.append(v)
+        for w in edges[v]:
+            if w not in order:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], order[w])
+        if low[v] == order[v]:
+            group = stack[stack.index(v):]
+            del stack[stack.index(v):]
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for v in sorted(edges):
+        if v not in order:
+            strong(v)
+    return circles
+
+
+@pytest.mark.parametrize("folder", ["marigold", "train"])
+def test_no_import_circles_between_files(folder):
+    """No file imports, through any chain, a file that imports it back: each circle has one file that knows
+    too much (issue #37: checkpoint ↔ modality ↔ prompts, coco ↔ segmentation, train.data ↔ segmentation)."""
+    circles = _file_circles(folder)
+    assert not circles, "import circles: " + "; ".join(" ↔ ".join(c) for c in circles)
 
 
 def test_readme_first_screen_is_short_and_starts_with_the_two_commands():

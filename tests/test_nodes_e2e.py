@@ -24,7 +24,8 @@ WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 P = "MarigoldSuite_"
 DISPLAY = {"LoadMarigold", "MarigoldDepth", "EnsembleAlign", "DepthToNormal", "Colorize", "MarigoldNormals",
            "MarigoldIntrinsics", "SaveDepth16", "MarigoldVideoDepth", "DepthToRelief", "DepthToMesh",
-           "DepthToStereo", "MarigoldSegment", "MarigoldTiledDepth", "MarigoldTemporalFusion"}
+           "DepthToStereo", "MarigoldSegment", "MarigoldTiledDepth", "LoadSparseDepth", "MarigoldDepthCompletion",
+           "MarigoldFitMetric", "DepthToPoints", "MarigoldTemporalFusion"}
 W, H = comfy.PHOTO_SIZE  # the test photo
 FAST = {"processing_resolution": 64, "denoising_steps": 2}
 
@@ -489,6 +490,108 @@ def test_geometry_nodes_refuse_a_one_pixel_depth(server):
     g["e"] = {"class_type": "EmptyImage", "inputs": {"width": 1, "height": 1, "batch_size": 1, "color": 0}}
     err = error_of(server.run(g))
     assert "at least 2 pixels" in err["exception_message"]
+    assert_still_serving(server)
+
+
+# --- metric depth: completion, fit, and the 3D / stereo / 16-bit outputs in metres ---------------------------------
+
+
+def test_metric_workflow_writes_a_mesh_in_the_maps_metres(server):
+    import trimesh
+
+    api = tiny(to_api(server, ROOT / "workflows" / "marigold_metric_depth.json"),
+               **{"prs-eth/marigold-depth-v1-0": "marigold/tiny-depth"})
+    entry = _run_ok(server, api)
+    by_type = {v["class_type"]: k for k, v in api.items()}
+    (png,) = outputs(server, entry, by_type[P + "SaveDepth16"])
+    metres = np.asarray(Image.open(png), dtype=np.float32) / 1000.0  # [H,W] the metric map, written in mm
+    assert metres.shape == (H, W)
+    near, far = comfy.SPARSE_RANGE_M  # the LiDAR-like file's range: the map is in its metres, not 0..1
+    assert 0.9 * near < metres.min() < metres.max() < 1.1 * far
+    (saved,), shown = _saved_3d(server, entry, api)
+    assert saved.suffix == ".glb" and shown.is_file()
+    mesh = trimesh.load(saved, force="mesh", process=False)
+    z = -np.asarray(mesh.vertices)[:, 2]  # distance along the optical axis
+    assert len(z) == W * H  # one vertex per pixel
+    assert z.min() == pytest.approx(metres.min(), abs=1e-3) and z.max() == pytest.approx(metres.max(), abs=1e-3)
+    (colour,) = outputs(server, entry, by_type["SaveImage"])
+    cw, ch = Image.open(colour).size
+    assert ch == H and cw > W  # the colour map with its metre scale bar beside it
+
+
+def test_fit_metric_goes_through_two_known_points_and_feeds_points_stereo_and_npy(server):
+    import trimesh
+
+    photo = np.asarray(Image.open(server.base / "input" / "example.png").convert("RGB"), np.float32) / 255.0
+    p1, p2 = photo[20, 10, 0], photo[40, 70, 0]  # the "depth" the fit reads: the photo's first channel
+    assert p1 != p2
+    g = dict(LOAD)
+    g["f"] = {"class_type": P + "MarigoldFitMetric", "inputs": {
+        "depth": ["i", 0], "depth_near": "dark (Marigold)", "known_points": "10,20,2.0; 70,40,5.0", "robust": False}}
+    g["s"] = {"class_type": P + "SaveDepth16", "inputs": {"metric": ["f", 0], "filename_prefix": "t/fit",
+                                                          "format": "npy"}}
+    g["p"] = {"class_type": P + "DepthToPoints", "inputs": {
+        "metric": ["f", 0], "image": ["i", 0], "depth_near": "dark (Marigold)", "fov_degrees": 60.0,
+        "far_over_near": 3.0, "resolution_px": 0, "batch_index": 0}}
+    g["g"] = {"class_type": "SaveGLB", "inputs": {"mesh": ["p", 0], "filename_prefix": "t/points"}}
+    g["st"] = {"class_type": P + "DepthToStereo", "inputs": {
+        "image": ["i", 0], "metric": ["f", 0], "depth_near": "dark (Marigold)", "layout": "side by side (full)",
+        "divergence": 2.0, "convergence": 0.5, "far_over_near": 3.0, "balance": 0.0}}
+    g["si"] = {"class_type": "SaveImage", "inputs": {"images": ["st", 0], "filename_prefix": "t/stereo"}}
+    entry = _run_ok(server, g)
+    (npy,) = outputs(server, entry, "s")
+    m = np.load(npy)  # [H,W] metres
+    assert m.shape == (H, W)
+    assert m[20, 10] == pytest.approx(2.0, rel=1e-4) and m[40, 70] == pytest.approx(5.0, rel=1e-4)
+    s = (5.0 - 2.0) / (p2 - p1)  # the line through both points, everywhere it stays a positive distance
+    line = 2.0 + s * (photo[..., 0] - p1)
+    ok = line > 0.05
+    np.testing.assert_allclose(m[ok], line[ok], rtol=1e-4)
+    (f,) = entry["outputs"]["g"]["3d"]
+    cloud = trimesh.load(server.base / "output" / f["subfolder"] / f["filename"])
+    assert f["filename"].endswith(".ply") and len(cloud.vertices) == W * H
+    z = -np.asarray(cloud.vertices)[:, 2]
+    assert z.min() == pytest.approx(float(m.min()), rel=1e-5) and z.max() == pytest.approx(float(m.max()), rel=1e-5)
+    (pair,) = outputs(server, entry, "si")
+    assert Image.open(pair).size == (2 * W, H)
+
+
+def _completion_graph(checkpoint="marigold/tiny-depth", sparse="example_sparse.png", **inputs) -> dict:
+    g = dict(LOAD)
+    g["m"] = {"class_type": P + "LoadMarigold", "inputs": {"checkpoint": checkpoint, "dtype": "fp32"}}
+    g["c"] = {"class_type": P + "MarigoldDepthCompletion", "inputs": {
+        "model": ["m", 0], "image": ["i", 0], "known_points": "", "denoising_steps": 2, "ensemble_size": 1,
+        "processing_resolution": 64, "seed": 0, **inputs}}
+    if sparse:
+        g["sp"] = {"class_type": P + "LoadSparseDepth", "inputs": {"file": sparse}}
+        g["c"]["inputs"]["sparse"] = ["sp", 0]
+    g["s"] = {"class_type": P + "SaveDepth16", "inputs": {"metric": ["c", 0], "filename_prefix": "t/metric",
+                                                          "format": "npy"}}
+    return g
+
+
+@pytest.mark.parametrize("case,message", [
+    (dict(sparse=None, known_points="10,10,0"), "no valid point"),
+    (dict(sparse=None), "needs measured depth"),
+    (dict(sparse=None, known_points="500,10,2.0"), "lies outside"),
+    (dict(sparse=None, known_points="10;10;2"), "x,y,depth"),
+    (dict(checkpoint="marigold/tiny-normals"), "needs a Marigold depth checkpoint"),
+    (dict(checkpoint="marigold/tiny-rollingdepth"), "affine depth checkpoint"),
+    (dict(sparse="small_sparse.npy"), "sparse depth is 8×6, the image 96×64"),
+], ids=["zero-depth", "nothing-measured", "point-outside", "bad-points", "normals-model", "video-model",
+        "other-size"])
+def test_metric_nodes_answer_bad_input_with_a_message(server, case, message):
+    np.save(server.base / "input" / "small_sparse.npy", np.full((6, 8), 2.0, np.float32))
+    err = error_of(server.run(_completion_graph(**case)))
+    assert message in err["exception_message"], err["exception_message"]
+    assert "Traceback" not in err["exception_message"]
+
+
+def test_3d_nodes_without_depth_or_metric_say_so(server):
+    g = _geometry_graph("DepthToMesh", ["i", 0])
+    del g["g"]["inputs"]["depth"]
+    err = error_of(server.run(g))
+    assert "DepthToMesh needs a depth" in err["exception_message"], err["exception_message"]
     assert_still_serving(server)
 
 

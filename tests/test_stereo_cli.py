@@ -52,11 +52,11 @@ def test_stereo_for_a_photo_and_a_clip_with_bad_inputs_beside(depth_checkpoint, 
                      for k in range(T)]) * 255
     assert np.abs(frames - ours).mean() < 4.0  # H.264 at crf 18 on a 64-px frame
 
-    # bad stereo options: one line naming the option; the depth files are still written
+    # bad stereo options: one line naming the option, before any depth is predicted (tests/test_cli_checks.py)
     r = _cli(src / "photo.png", "-o", tmp_path / "o2", "--checkpoint", depth_checkpoint, "--processing-resolution",
              "32", "--stereo", "anaglyph", "--divergence", "-1")
-    assert r.returncode == 1 and "`divergence`" in r.stderr and "Traceback" not in r.stderr
-    assert (tmp_path / "o2" / "photo_depth_16bit.png").is_file() and not (tmp_path / "o2" / "photo_stereo.png").exists()
+    assert r.returncode == 2 and "error: --divergence must be" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o2" / "photo_depth_16bit.png").exists() and not (tmp_path / "o2" / "photo_stereo.png").exists()
 
 
 def test_stereo_bench_runs_end_to_end(depth_checkpoint, tmp_path):

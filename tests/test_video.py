@@ -109,7 +109,7 @@ def _feed_snippets(aligner, truth, snippets, scales, shifts, emit_every=None, sp
             for f in snippets[k]:
                 m = (truth[f] - shifts[k]) / scales[k]
                 aligner.contribute(u, f, m)
-                aligner.observe(u, f, video._lowres(m))
+                aligner.observe(u, f, video.lowres(m))
         if emit_every is not None and t - emitted + 1 > emit_every:
             upto = t - span + 1
             for f in range(emitted, upto):
@@ -273,7 +273,7 @@ def test_rollingdepth_runs_the_reference_snippets_and_short_clip_is_the_global_s
     expected = video.snippet_indices(9, 3, 1) + video.snippet_indices(9, 3, 2)
     assert sorted(units.values()) == sorted(expected)
     # the global solve, written out: every (snippet, frame) row at once, merged per frame
-    maps = torch.stack([video._lowres(v) for _, _, v in seen])
+    maps = torch.stack([video.lowres(v) for _, _, v in seen])
     unit = torch.tensor([u for u, _, _ in seen])
     group = torch.tensor([f for _, f, _ in seen])
     kinds = {u: fs[1] - fs[0] for u, fs in units.items()}

@@ -79,7 +79,7 @@ def _read(path: Path) -> dict:
 
 def _base_modality(folder: Path, index: dict) -> Modality | None:
     """The modality a Marigold base checkpoint was trained for (None: not a Marigold folder)."""
-    if not (index.get("modality") or index.get("_class_name") in ckpt._TASKS):
+    if not (index.get("modality") or index.get("_class_name") in ckpt.PIPELINE_TASKS):
         return None
     try:
         return for_checkpoint(index)
@@ -175,7 +175,7 @@ def export_marigold(out: str | os.PathLike, base: Base, unet: torch.nn.Module, n
     if with_text:
         _link_or_copy_tree(base.folder / "text_encoder", out / "text_encoder")
         _link_or_copy_tree(base.folder / "tokenizer", out / "tokenizer")
-    fingerprint = ckpt._text_encoder_fingerprint(out) if with_text else None
+    fingerprint = ckpt.text_encoder_fingerprint(out) if with_text else None
     save_file({"embedding": base.empty_text_embedding.float().contiguous()}, str(out / ckpt.EMBEDDING_FILE),
               metadata={"text_encoder": fingerprint} if fingerprint else None)
     index = {

@@ -1,6 +1,9 @@
 """The image path: load a checkpoint, sample its target, ensemble the members.
 
-- ``checkpoint``: resolve a repo id or folder, download, check the layout, load the parts; the text-embedding cache.
+- ``checkpoint``: every loading name in one place (``load``, ``resolve``, ``inspect``, ``MarigoldModel``, …), from
+  ``published`` (known repos and pipeline classes), ``files`` (configs, safetensors checks), ``hub`` (resolve,
+  download, UNet-only + base), ``inspection``, ``text_encoder`` (the empty-text embedding cache), ``model`` and
+  ``loader`` (``load``, the safetensors reader).
 - ``image``: inputs to ``[N,3,H,W]`` 0..1, resize, pad to /8 and back.
 - ``predict``: the image-conditioned latent sampler (one loop for every modality) and its finishing steps.
 - ``ensemble``: affine-invariant and per-modality ensembling with uncertainty.

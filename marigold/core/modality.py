@@ -39,8 +39,8 @@ import torch
 
 from ..errors import CheckpointError, InputError
 
-if TYPE_CHECKING:  # no import circle at run time: the loader imports this module
-    from .checkpoint import MarigoldModel
+if TYPE_CHECKING:  # annotations only: the model's module imports this one
+    from .model import MarigoldModel
 
 
 @dataclass(frozen=True)

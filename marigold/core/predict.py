@@ -59,18 +59,22 @@ class Prediction:
     target_names: list[str]
 
 
-def _check_options(model: MarigoldModel, steps: int, ensemble_size: int, processing_resolution: int,
-                   batch_size: int, resample_input: str) -> None:
-    if not isinstance(steps, int) or steps < 1:
+def check_options(steps: int | None, ensemble_size: int, processing_resolution: int | None, batch_size: int,
+                  resample_input: str = "bilinear") -> None:
+    """Refuse bad sampling settings with one line naming the parameter; None (the checkpoint's default, resolved
+    later) passes for ``steps`` and ``processing_resolution``."""
+    if steps is not None and (not isinstance(steps, int) or steps < 1):
         raise InputError(f"`num_inference_steps` must be a positive integer; got {steps!r}.")
     if not isinstance(ensemble_size, int) or ensemble_size < 1:
         raise InputError(f"`ensemble_size` must be a positive integer; got {ensemble_size!r}.")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"`batch_size` must be a positive integer; got {batch_size!r}.")
-    if not isinstance(processing_resolution, int) or processing_resolution < 0:
+    if processing_resolution is None:
+        pass
+    elif not isinstance(processing_resolution, int) or processing_resolution < 0:
         raise InputError(f"`processing_resolution` must be 0 (native) or a positive integer; "
                          f"got {processing_resolution!r}.")
-    if processing_resolution % img.LATENT_FACTOR:
+    elif processing_resolution % img.LATENT_FACTOR:
         raise InputError(f"`processing_resolution` must be a multiple of {img.LATENT_FACTOR}; "
                          f"got {processing_resolution}.")
     img.check_resample(resample_input, "resample_method_input")
@@ -104,7 +108,7 @@ def iter_members(model: MarigoldModel, image: img.ImageInput, *, num_inference_s
         raise InputError("`num_inference_steps` is not set and the checkpoint names no default_denoising_steps.")
     res = model.default_processing_resolution if processing_resolution is None else processing_resolution
     res = 768 if res is None else res
-    _check_options(model, steps, ensemble_size, res, batch_size, resample_method_input)
+    check_options(steps, ensemble_size, res, batch_size, resample_method_input)
     images = img.to_tensor(image)  # [N,3,H,W] 0..1
     n, e, t_count = images.shape[0], ensemble_size, model.n_targets
     size = tuple(images.shape[-2:])

@@ -4,7 +4,7 @@ The frozen SD2 text encoder (354M parameters, 1.4 GB in fp32) is loaded only whe
 whose embedding is not cached yet, encodes every such prompt of the call in one go, and is freed before the UNet
 runs, so that it is never held beside the UNet and VAE. Each embedding (``[1,77,D]``, padded to the tokenizer's 77
 positions as Cocogold's trainer encodes its class names) is cached on the model for the session and on disk beside
-the empty-prompt one (:func:`marigold.core.checkpoint.empty_text_embedding`): a few hundred KB per prompt, keyed by the
+the empty-prompt one (:func:`marigold.core.text_encoder.empty_text_embedding`): a few hundred KB per prompt, keyed by the
 prompt and the text encoder's files. Models that take no prompt never load the text encoder for this.
 """
 
@@ -14,11 +14,15 @@ import hashlib
 from dataclasses import dataclass, field
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from .checkpoint import MarigoldModel, _embedding_cache_paths, _text_encoder_fingerprint, load_text_model
 from ..errors import CheckpointError, InputError
+from .text_encoder import embedding_cache_paths, load_text_model, text_encoder_fingerprint
+
+if TYPE_CHECKING:  # annotations only: the model's module imports marigold.core.modality, which imports this one
+    from .model import MarigoldModel
 
 PROMPT_DIR = "marigold_prompt_embeddings"
 MAX_TOKENS = 77  # CLIP's context, start and end tokens included
@@ -43,7 +47,7 @@ def check_prompt(model: MarigoldModel, prompt: object) -> str:
 
 def _cache_files(model: MarigoldModel, prompt: str) -> list[Path]:
     name = hashlib.sha256(prompt.encode()).hexdigest()[:20] + ".safetensors"
-    beside, user = _embedding_cache_paths(model.path, model.cache_dir)
+    beside, user = embedding_cache_paths(model.path, model.cache_dir)
     return [beside.parent / PROMPT_DIR / name, user.parent / user.stem / name]
 
 
@@ -101,7 +105,7 @@ def prompt_embeddings(model: MarigoldModel, prompts: list[str]) -> dict[str, tor
     that one bad prompt does not stop the others). Prompts are checked with :func:`check_prompt` first."""
     out: dict[str, torch.Tensor | InputError] = {}
     todo: list[str] = []
-    fingerprint = _text_encoder_fingerprint(model.path)
+    fingerprint = text_encoder_fingerprint(model.path)
     for raw in prompts:
         try:
             p = check_prompt(model, raw)

@@ -5,3 +5,7 @@
 - ``relief``: a watertight bas-relief in millimetres for 3D printing.
 - ``stereo``: left and right views by a depth-ordered forward warp, SBS / TB / anaglyph / cross-eyed layouts.
 """
+
+from ..moved import package_getattr  # noqa: E402
+
+__getattr__ = package_getattr(__name__)  # the names the flat geometry.py held, deprecated (marigold/moved/)

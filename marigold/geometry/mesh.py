@@ -5,6 +5,8 @@ principal point in the middle), as :func:`marigold.geometry.normals.depth_to_nor
 affine-invariant, so its 0..1 values are first given a metric meaning: 0 → distance 1 (the near plane), 1 →
 ``far_over_near``. Maps whose near is bright (Depth Anything, MiDaS, depth ControlNet hints) are affine
 *disparity*; pass ``space="disparity"`` and 1 → distance 1, 0 → ``far_over_near``, linear in 1/distance.
+Metric maps (``space="metric"``: :func:`marigold.complete`, :func:`marigold.fit_metric`) are distances already,
+in their own units: no ratio is assumed and the mesh comes out in those units.
 
 Coordinates follow glTF (and Marigold's normals): x right, y up, the camera at the origin looking down -z, so
 any glTF viewer opens the scene as the photo was taken. One vertex per pixel, vertex ``k`` is pixel
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
     import trimesh
 
 DepthLike = Union[torch.Tensor, np.ndarray, Image.Image]
-SPACES = ("depth", "disparity")
+SPACES = ("depth", "disparity", "metric")
 MESH_FORMATS = ("glb", "obj", "ply", "stl")
 GREY = 0.5  # colour of the parts that have no pixel (a relief's frame, sides and back)
 
@@ -76,8 +78,9 @@ def depth_array(depth: DepthLike, name: str = "depth") -> np.ndarray:
 
 def check_space(space: str) -> None:
     if space not in SPACES:
-        raise InputError(f"`space` must be 'depth' (near = 0, dark: Marigold) or 'disparity' (near = 1, bright: "
-                         f"Depth Anything, MiDaS, ControlNet hints); got {space!r}.")
+        raise InputError(f"`space` must be 'depth' (near = 0, dark: Marigold), 'disparity' (near = 1, bright: "
+                         f"Depth Anything, MiDaS, ControlNet hints) or 'metric' (distances, e.g. metres: "
+                         f"marigold.complete); got {space!r}.")
 
 
 def fill_invalid(d: np.ndarray, far_value: str = "max", name: str = "depth") -> tuple[np.ndarray, np.ndarray]:
@@ -94,6 +97,13 @@ def fill_invalid(d: np.ndarray, far_value: str = "max", name: str = "depth") -> 
     return np.where(valid, d, fill).astype(np.float32), valid
 
 
+def check_resolution(resolution_px: int | None, minimum: int = 2) -> None:
+    """``resolution_px``: None or 0 (the map's own size), or at least ``minimum`` vertices along the longest side."""
+    if resolution_px and resolution_px < minimum:
+        raise InputError(f"`resolution_px` must be at least {minimum} (or 0 = the map's own size); "
+                         f"got {resolution_px}.")
+
+
 def grid_size(size: tuple[int, int], resolution_px: int | None, minimum: int = 2,
               name: str = "depth") -> tuple[int, int]:
     """(H, W) → the vertex grid: longest side ``resolution_px`` (None or 0 = as it is), aspect ratio kept."""
@@ -102,9 +112,7 @@ def grid_size(size: tuple[int, int], resolution_px: int | None, minimum: int = 2
         raise InputError(f"`{name}` of {w}×{h} pixels is too small: a mesh needs at least {minimum} pixels on "
                          f"each side.")
     if resolution_px:
-        if resolution_px < minimum:
-            raise InputError(f"`resolution_px` must be at least {minimum} (or 0 = the map's own size); "
-                             f"got {resolution_px}.")
+        check_resolution(resolution_px, minimum)
         m = max(h, w)
         h, w = max(1, round(h * resolution_px / m)), max(1, round(w * resolution_px / m))
     if min(h, w) < minimum:
@@ -159,7 +167,7 @@ def median_filter(d: np.ndarray, size: int) -> np.ndarray:
 # --- camera geometry ----------------------------------------------------------------------------------------
 
 
-def _check_camera(fov_degrees: float, far_over_near: float) -> None:
+def check_camera(fov_degrees: float, far_over_near: float) -> None:
     if not 1.0 <= fov_degrees <= 179.0:
         raise InputError(f"`fov_degrees` must be between 1 and 179 degrees; got {fov_degrees}.")
     if not far_over_near > 1.0:
@@ -167,8 +175,19 @@ def _check_camera(fov_degrees: float, far_over_near: float) -> None:
                          f"got {far_over_near}.")
 
 
+def check_edge_threshold(edge_threshold: float) -> None:
+    if not edge_threshold >= 0:
+        raise InputError(f"`edge_threshold` must be ≥ 0 (0 = keep every triangle); got {edge_threshold}.")
+
+
 def distance_from(d: np.ndarray, far_over_near: float, space: str) -> np.ndarray:
-    """0..1 depth (or disparity) → distance along the optical axis, near = 1, far = ``far_over_near``."""
+    """0..1 depth (or disparity) → distance along the optical axis, near = 1, far = ``far_over_near``; metric
+    maps are distances already (``far_over_near`` unused)."""
+    if space == "metric":
+        if (d <= 0).any():
+            raise InputError(f"metric depth has {int((d <= 0).sum())} values ≤ 0; a distance is positive "
+                             f"(NaN marks a pixel with no depth).")
+        return d
     d = np.clip(d, 0.0, 1.0)
     if space == "depth":
         return 1.0 + d * (far_over_near - 1.0)
@@ -225,16 +244,16 @@ def depth_to_mesh(depth: DepthLike, image=None, fov_degrees: float = 60.0, far_o
     ``depth``: one map, 0..1 (``space="depth"``: 0 = near, Marigold; ``"disparity"``: 1 = near). ``image``:
     the photo (any form :func:`marigold.core.image.to_tensor` takes, same aspect ratio) or None (no colours).
     ``fov_degrees``: horizontal field of view. ``far_over_near``: how many times farther depth 1 is than
-    depth 0 (resolves the affine ambiguity; 3 as DepthToNormal). ``edge_threshold``: drop a triangle whose
+    depth 0 (resolves the affine ambiguity; 3 as DepthToNormal; unused for ``space="metric"``, whose distances
+    give the mesh its units). ``edge_threshold``: drop a triangle whose
     depth span exceeds this fraction of its nearest depth (0 = keep all). ``resolution_px``: at most this many
     vertices along the longest side (a larger map is shrunk; None = the map's own size). NaN pixels get no
     triangles.
     """
     import trimesh
 
-    _check_camera(fov_degrees, far_over_near)
-    if not edge_threshold >= 0:
-        raise InputError(f"`edge_threshold` must be ≥ 0 (0 = keep every triangle); got {edge_threshold}.")
+    check_camera(fov_degrees, far_over_near)
+    check_edge_threshold(edge_threshold)
     d, valid, colors = _prepare(depth, image, resolution_px, space, 2)
     h, w = d.shape
     z = distance_from(d, far_over_near, space).astype(np.float32)  # [h,w]
@@ -257,7 +276,7 @@ def depth_to_points(depth: DepthLike, image=None, fov_degrees: float = 60.0, far
     """A depth map → one coloured 3D point per valid pixel (same camera as :func:`depth_to_mesh`)."""
     import trimesh
 
-    _check_camera(fov_degrees, far_over_near)
+    check_camera(fov_degrees, far_over_near)
     d, valid, colors = _prepare(depth, image, resolution_px, space, 1)
     z = distance_from(d, far_over_near, space).astype(np.float32)
     keep = valid.reshape(-1)

@@ -53,7 +53,7 @@ def relief(depth: DepthLike, image=None, *, size_mm: float = 100.0, resolution_p
     import trimesh
 
     check_space(space)
-    _check(size_mm, embossing, plane_near, plane_far, median_size, frame_mm, back_mm)
+    check_options(size_mm, embossing, plane_near, plane_far, median_size, frame_mm, back_mm)
     d = depth_array(depth)
     if space == "disparity":
         d = -d  # only the order matters: the map is normalised to its own range below
@@ -116,7 +116,9 @@ def relief(depth: DepthLike, image=None, *, size_mm: float = 100.0, resolution_p
     return mesh
 
 
-def _check(size_mm, embossing, plane_near, plane_far, median_size, frame_mm, back_mm) -> None:
+def check_options(size_mm: float, embossing: float, plane_near: float, plane_far: float, median_size: int,
+                  frame_mm: float, back_mm: float) -> None:
+    """Refuse out-of-range relief settings with one line naming the parameter (the CLI runs it up front)."""
     if not size_mm > 0:
         raise InputError(f"`size_mm` (the model's longest side) must be greater than 0; got {size_mm}.")
     if not 0 <= embossing <= 100:

@@ -6,7 +6,8 @@ How a view is made (see docs/stereo.md for the choices and their measurements):
 1. **Depth → disparity.** A stereo shift is proportional to *inverse* distance. Marigold's 0..1 depth is
    affine-invariant, so it is first given a metric meaning as everywhere in this package (``marigold.mesh``,
    DepthToNormal): 0 → distance 1, 1 → ``far_over_near``; a disparity map (``space="disparity"``, near = 1:
-   RollingDepth, Depth Anything) is already affine in inverse distance and needs no ratio. The shift between the
+   RollingDepth, Depth Anything) is already affine in inverse distance and needs no ratio; a metric map
+   (``space="metric"``: distances, :func:`marigold.complete`) gives its own ratio (farthest over nearest). The shift between the
    two views is then ``divergence`` percent of the width between the nearest and the farthest depth, and zero at
    the depth ``convergence`` (0 = nearest, 1 = farthest: the screen plane).
 2. **Forward warp with a z-buffer.** Each row is a chain of segments between neighbouring pixels; every segment
@@ -40,7 +41,7 @@ LAYOUT_HELP = {"sbs": "full side by side (left | right, twice the width)",
                "tb": "top-bottom (left above right, twice the height)",
                "anaglyph": "red-cyan anaglyph (Dubois), for red-cyan glasses",
                "cross": "cross-eyed side by side (right | left)"}
-SPACES = ("depth", "disparity")
+SPACES = ("depth", "disparity", "metric")
 DEFAULTS = dict(divergence=2.0, convergence=0.5, far_over_near=3.0, balance=0.0, max_stretch=0.25)
 MAX_DIVERGENCE = 10.0  # percent of the width; iw3 calls 0-2 reasonable, beyond 10 % no eye fuses the pair
 
@@ -91,8 +92,9 @@ def check_options(divergence: float, convergence: float, far_over_near: float = 
     if bad(max_stretch) or not max_stretch >= 0.0:
         raise InputError(f"`max_stretch` must be 0 or more (pixels); got {max_stretch}.")
     if space not in SPACES:
-        raise InputError(f"`space` must be 'depth' (near = 0, dark: Marigold) or 'disparity' (near = 1, bright: "
-                         f"RollingDepth, Depth Anything, MiDaS); got {space!r}.")
+        raise InputError(f"`space` must be 'depth' (near = 0, dark: Marigold), 'disparity' (near = 1, bright: "
+                         f"RollingDepth, Depth Anything, MiDaS) or 'metric' (distances: marigold.complete); "
+                         f"got {space!r}.")
 
 
 def check_layout(layout: str) -> None:
@@ -143,6 +145,21 @@ def _as_images(image, depth) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     return img, d, notes
 
 
+def from_metric(depth: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Metric distances ``[N,1,H,W]`` (NaN/inf = no depth) → (0..1 depth, near = 0, NaN kept; far/near ratio):
+    one ratio for the batch, so that the frames of a clip keep one parallax scale."""
+    finite = torch.isfinite(depth)
+    z = depth[finite]
+    if z.numel() == 0:
+        raise InputError("metric depth has no finite value.")
+    if bool((z <= 0).any()):
+        raise InputError(f"metric depth has {int((z <= 0).sum())} values ≤ 0; a distance is positive.")
+    lo, hi = float(z.min()), float(z.max())
+    if hi <= lo * (1 + 1e-6):
+        return torch.where(finite, torch.zeros_like(depth), depth), 1.0 + 1e-3  # a flat wall: no parallax to give
+    return (depth - lo) / (hi - lo), hi / lo
+
+
 # --- depth → disparity --------------------------------------------------------------------------------------
 
 
@@ -169,6 +186,9 @@ def disparity(depth: torch.Tensor, width: int, divergence: float = 2.0, converge
     the depth at which a physical stereo camera pair with converged (sensor-shifted) optics sees no parallax.
     """
     check_options(divergence, convergence, far_over_near, 0.0, space)
+    if space == "metric":
+        depth, far_over_near = from_metric(depth)  # [N,1,H,W] 0..1 and the map's own ratio
+        space = "depth"
     q = inverse_distance(depth, far_over_near, space)  # [N,1,H,W]
     qc = inverse_distance(torch.tensor(convergence if space == "depth" else 1.0 - convergence),
                           far_over_near, space).item()
@@ -315,7 +335,7 @@ def stereo(image, depth, divergence: float = DEFAULTS["divergence"],
         convergence: the depth that sits on the screen plane (0 = nearest: all behind the screen; 1 = farthest:
             all in front of it).
         far_over_near: how many times farther depth 1 is than depth 0 (``space="depth"`` only; a disparity
-            map's shift does not depend on it). Same meaning as for DepthToMesh and DepthToNormal.
+            map's shift does not depend on it; a metric map, ``space="metric"``, gives its own). Same meaning as for DepthToMesh and DepthToNormal.
         balance: how the shift is split: 0 = half to each eye; 1 = the input is the left eye (the right view
             takes the whole shift); -1 = the input is the right eye.
         max_stretch: a segment between neighbours stretched by more than this many pixels is a depth jump: cut
@@ -328,6 +348,8 @@ def stereo(image, depth, divergence: float = DEFAULTS["divergence"],
     img, d, notes = _as_images(image, depth)
     if bool(torch.isnan(d).any()) or bool(torch.isinf(d).any()):
         notes.append("NaN or infinite depth treated as the farthest")
+    if space == "metric":  # the map's own far/near ratio replaces the guess (disparity() converts it)
+        notes.append(f"metric depth: far/near = {from_metric(d)[1]:.3g} from the map (far_over_near not used)")
     w = img.shape[-1]
     shift, dist = disparity(d, w, divergence, convergence, far_over_near, space)  # [N,1,H,W] ×2
     # a point nearer than the screen (shift > 0) moves right in the left eye and left in the right eye

@@ -114,3 +114,41 @@ def save_rgb(rgb: torch.Tensor | np.ndarray, path: str | os.PathLike) -> Path:
 def _format(path) -> str:
     return {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}.get(
         Path(path).suffix.lower(), "PNG")
+
+
+SPARSE_SUFFIXES = (".png", ".npy", ".exr")
+
+
+def load_sparse_depth(path: str | os.PathLike) -> np.ndarray:
+    """Sparse measured depth → ``[H,W]`` float32 in metres, 0 where unmeasured: a 16-bit PNG in millimetres
+    (0 = none, the convention of depth sensors and of ScanNet), ``.npy`` or ``.exr`` in metres (0 or NaN = none)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in SPARSE_SUFFIXES:
+        raise InputError(f"{p}: sparse depth must be a 16-bit PNG (millimetres), .npy or .exr (metres); got "
+                         f"{p.suffix or 'no suffix'}.")
+    if not p.is_file():
+        raise InputError(f"{p}: no such sparse depth file.")
+    if suffix == ".png":
+        with Image.open(p) as im:
+            if im.mode not in ("I;16", "I;16B", "I;16L", "I"):
+                raise InputError(f"{p}: a sparse depth PNG must be 16-bit greyscale in millimetres; got mode {im.mode}.")
+            d = np.asarray(im, dtype=np.float32) / 1000.0
+    elif suffix == ".npy":
+        try:
+            d = np.load(p, allow_pickle=False)
+        except ValueError as e:
+            raise InputError(f"{p}: not a plain .npy array ({e}).") from None
+        d = np.squeeze(np.asarray(d, dtype=np.float32))
+    else:
+        d = read_exr(p)
+    if d.ndim != 2:
+        raise InputError(f"{p}: sparse depth must be one map [H,W]; got shape {tuple(d.shape)}.")
+    return np.nan_to_num(d, nan=0.0, posinf=np.inf, neginf=-np.inf)
+
+
+def save_depth_mm(depth: torch.Tensor | np.ndarray, path: str | os.PathLike) -> Path:
+    """Metric depth in metres → 16-bit PNG in millimetres (0 = none, 65.535 m at most: farther is clipped)."""
+    d = _depth_2d(depth)
+    mm = np.clip(np.nan_to_num(d, nan=0.0) * 1000.0 + 0.5, 0, 65535).astype(np.uint16)
+    return _atomic_save(Path(path), lambda p: Image.fromarray(mm).save(p, format="PNG"))

@@ -72,7 +72,7 @@ def mask_from_painted(painted: torch.Tensor, threshold: float = THRESHOLD, clean
     return open_mask(mask) if clean else mask
 
 
-def _check(threshold: float) -> None:
+def check_threshold(threshold: float) -> None:
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold <= 1.0:
         raise InputError(f"`threshold` must be a number in (0, 1]; got {threshold!r}.")
 
@@ -91,7 +91,7 @@ def segment(model: MarigoldModel, image: img.ImageInput, prompt: str, *, thresho
     what they mean for :func:`marigold.predict`. Ensemble members' painted images are averaged before thresholding.
     """
     prompt = check_prompt(model, prompt)
-    _check(threshold)
+    check_threshold(threshold)
     img.check_resample(resample_method_output, "resample_method_output")
     prompt_embedding(model, prompt)  # encoded (text encoder loaded and freed) before the UNet runs; then cached
     images = img.to_tensor(image)  # [N,3,H,W] 0..1

@@ -2,14 +2,14 @@
 across ``accelerate launch`` / ``torchrun`` processes, co-aligned once, written once.
 
 Rank 0 counts the frames first (a video file is decoded once for this: a container's count can be wrong). Every
-process then runs the same plan (:func:`marigold.video.pipeline.plan_snippets`, :func:`marigold.video.pipeline.rolling_units`:
+process then runs the same plan (:func:`marigold.video.snippets.plan_snippets`, :func:`marigold.video.snippets.rolling_units`:
 the snippets in the order a single process creates its units) and takes a contiguous block of it, balanced by
 snippet count; it encodes only the frames its snippets read (a block boundary re-encodes at most
-``(n-1)·g_max`` frames) and runs its snippets with the single process's :class:`~marigold.video.pipeline.SnippetRunner`.
+``(n-1)·g_max`` frames) and runs its snippets with the single process's :class:`~marigold.video.snippets.SnippetRunner`.
 Then:
 
 1. each snippet's decoded maps go to a hidden folder in ``OUT`` (shared by the processes: one machine, or
-   ``OUT`` on a shared filesystem), and its low-resolution rows (:func:`marigold.video.pipeline._lowres`, 1/100 of a map)
+   ``OUT`` on a shared filesystem), and its low-resolution rows (:func:`marigold.video.streaming.lowres`, 1/100 of a map)
    are gathered on rank 0 with the minimum of its maps (the co-alignment's origin);
 2. rank 0 solves ONCE over the whole clip's rows with :meth:`StreamingAligner.solve` (the same
    :func:`marigold.core.coalign.solve` call, options and row order as a single process) and broadcasts every unit's
@@ -164,7 +164,7 @@ def solve_units(comm: Collective, kinds: dict[int, int], rows: Sequence[UnitRow]
     minimum map value on rank 0; solve once there (:meth:`StreamingAligner.solve`, all units free, scale 1 /
     shift 0 to start, origin = the minimum over all processes); return every unit's (scales, shifts) in every
     process. The units of all processes must number 0..U-1."""
-    from .pipeline import StreamingAligner
+    from .streaming import StreamingAligner
 
     got = comm.gather((dict(kinds), list(rows), float(origin)))
     result, error = None, None
@@ -327,7 +327,9 @@ def _split_snippets(stream, source, comm: Collective, n_frames: int, units_dir: 
     0; this process's block of frames averaged into ``store``. Returns the assembly's error (None if fine)."""
     from tqdm.auto import tqdm
 
-    from .pipeline import SnippetRunner, _frames, _lowres, plan_snippets, rolling_units, snippet_kind
+    from .frames import iter_frames
+    from .snippets import SnippetRunner, plan_snippets, rolling_units, snippet_kind
+    from .streaming import lowres
 
     model = stream.model
     n, plan_dilations, notes = plan_snippets(n_frames, stream.dilations, stream.snippet_length,
@@ -361,12 +363,12 @@ def _split_snippets(stream, source, comm: Collective, n_frames: int, units_dir: 
             for u, values in zip(batch, runner.run(latents, [units[u] for u in batch])):
                 torch.save(torch.stack(values), units_dir / f"{u:07d}.pt")  # [n,PH,PW]
                 for j, (f, value) in enumerate(zip(units[u], values)):
-                    rows.append(UnitRow((u, j), u, f, _lowres(value)))
+                    rows.append(UnitRow((u, j), u, f, lowres(value)))
                     local_min = min(local_min, float(value.min()))
             bar.update(len(batch))
 
         with torch.inference_mode():
-            for t, frame in enumerate(_frames(source)):
+            for t, frame in enumerate(iter_frames(source)):
                 if t > last:
                     break
                 if t < first:
@@ -420,7 +422,8 @@ def _split_frames(stream, source, comm: Collective, n_frames: int, units_dir: Pa
     from tqdm.auto import tqdm
 
     from .frame_align import solve_frames
-    from .pipeline import _frames, _lowres
+    from .frames import iter_frames
+    from .streaming import lowres
 
     own = split_range(n_frames, comm.world)
     rows: dict[int, torch.Tensor] = {}
@@ -430,14 +433,14 @@ def _split_frames(stream, source, comm: Collective, n_frames: int, units_dir: Pa
         bar = tqdm(total=len(own), desc=f"{name}: frames [{comm.rank + 1}/{comm.size}]", unit="frame",
                    disable=not progress)
         with torch.inference_mode():
-            for t, frame in enumerate(_frames(source)):
+            for t, frame in enumerate(iter_frames(source)):
                 if t >= own.stop:
                     break
                 if t < own.start:
                     continue
                 value = stream.predict_frame(frame)  # [PH,PW]
                 torch.save(value, units_dir / f"{t:07d}.pt")
-                rows[t] = _lowres(value)
+                rows[t] = lowres(value)
                 bar.update(1)
         bar.close()
         if len(rows) != len(own):

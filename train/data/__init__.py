@@ -17,117 +17,13 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 import torch
 
 from .common import DepthSample, augment_rgb, prepare
-
-
-IMAGE_SETS = ("synthetic", "hypersim", "vkitti", "folder", "interiorverse", "hypersim-iid")
-# loaders added by code outside this package (a new modality's data): name → factory(path, **options)
-REGISTERED: dict = {}
-# loaders of one modality only (its samples are not DepthSample: segmentation's image + prompt + mask): task →
-# {name → (factory, needs_path)}; such a task trains on these sets only, and they serve no other task
-TASK_SETS: dict[str, dict] = {}
-# how such a task's samples become the trainer's tensors: task → prepare(sample, size, flip, **options) → dict
-PREPARERS: dict = {}
-
-
-def register_dataset(name: str, factory, *, needs_path: bool = False, task: str | None = None,
-                     prepare=None) -> None:
-    """Make ``name`` usable in data specs (``--data NAME[:PATH]``): ``factory(path, **options)`` returns a
-    data set whose items are :class:`DepthSample` (``len()``, ``[i]``, ``native_size``). With the modality's
-    entry in :mod:`marigold.modality`, this is all a new modality needs.
-
-    ``task``: the set serves that modality only (its items are that modality's own samples, e.g.
-    :class:`train.data.segmentation.SegmentationSample`), under ``name`` even where another set of that name
-    exists for the other tasks; ``prepare(sample, size, flip, **stream_options)`` then turns its samples into the
-    trainer's tensors (once per task)."""
-    if task is None:
-        REGISTERED[name] = (factory, needs_path)
-    else:
-        TASK_SETS.setdefault(task, {})[name] = (factory, needs_path)
-    if prepare is not None:
-        PREPARERS[task] = prepare
-
-
-def _task_set_names() -> tuple[str, ...]:
-    return tuple(dict.fromkeys(n for sets in TASK_SETS.values() for n in sets))
-
-
-def parse_spec(spec: Any, video: bool = False) -> dict:
-    """``"name[:path][@prob]"`` or a mapping → ``{"name", "path", "prob", ...}``; ``video``: a video set
-    (snippet mode, :mod:`train.data.video`)."""
-    if isinstance(spec, dict):
-        out = dict(spec)
-    else:
-        text = str(spec)
-        prob = None
-        if "@" in text:
-            text, p = text.rsplit("@", 1)
-            prob = float(p)
-        name, _, path = text.partition(":")
-        out = {"name": name, "path": path or None, "prob": prob}
-    out.setdefault("path", None)
-    out.setdefault("prob", None)
-    from .video import VIDEO_SETS
-
-    known = VIDEO_SETS if video else tuple(dict.fromkeys(IMAGE_SETS + tuple(REGISTERED) + _task_set_names()))
-    if out["name"] not in known:
-        what = "video set (snippet mode)" if video else "data set"
-        other = IMAGE_SETS if video else VIDEO_SETS
-        hint = (f" {out['name']!r} is a{' video' if not video else 'n image'} set: "
-                f"{'use --mode snippet' if not video else 'snippet mode trains on videos'}."
-                if out["name"] in other else "")
-        raise ValueError(f"unknown {what} {out['name']!r}; use one of {', '.join(known)} (NAME:PATH).{hint}")
-    optional_path = ("synthetic", "synthetic-video") + tuple(k for k, (_, p) in REGISTERED.items() if not p) \
-        + tuple(k for sets in TASK_SETS.values() for k, (_, p) in sets.items() if not p)
-    if out["name"] not in optional_path and not out["path"]:
-        raise ValueError(f"data set {out['name']!r} needs a path: {out['name']}:/path/to/it")
-    return out
-
-
-def build_dataset(spec: dict, task: str = "depth"):
-    name, path = spec["name"], spec.get("path")
-    kw = {k: v for k, v in spec.items() if k not in ("name", "path", "prob", "resolution")}
-    if task in TASK_SETS:  # a task with sets of its own (segmentation: image, class name, mask) trains on those
-        sets = TASK_SETS[task]
-        if name not in sets:
-            raise ValueError(f"--task {task} trains on {' or '.join(sets)}; got {name!r}.")
-        return sets[name][0](path, **kw)
-    if name in REGISTERED:
-        return REGISTERED[name][0](path, **kw)
-    owners = [k for k, sets in TASK_SETS.items() if name in sets]
-    if owners and name not in IMAGE_SETS:  # e.g. coco (panoptic masks): segmentation only
-        raise ValueError(f"{name} trains --task {' or --task '.join(owners)} only.")
-    if name == "synthetic":
-        from .synthetic import SyntheticDataset
-        return SyntheticDataset(**({"texture": path} if path else {}), **kw)  # synthetic:flat
-    if name == "hypersim":
-        from .hypersim import HypersimDataset
-        return HypersimDataset(path, **kw)
-    if name == "interiorverse":
-        from .iid_sets import InteriorVerseDataset
-        return InteriorVerseDataset(path, **kw)
-    if name == "hypersim-iid":
-        from .iid_sets import HypersimIIDDataset
-        return HypersimIIDDataset(path, **kw)
-    if name == "vkitti":
-        from .vkitti import VKittiDataset
-        return VKittiDataset(path, **kw)
-    from .folder import FolderDataset
-    return FolderDataset(path, **kw)
-
-
-def training_size(native: tuple[int, int], resolution: int | None) -> tuple[int, int]:
-    """Longest side → ``resolution`` (keeping the aspect), both sides rounded to a multiple of 8."""
-    h, w = native
-    if resolution:
-        s = resolution / max(h, w)
-        h, w = h * s, w * s
-    return max(8, int(round(h / 8)) * 8), max(8, int(round(w / 8)) * 8)
+from .registry import PREPARERS, REGISTERED, TASK_SETS, register_dataset  # noqa: F401  (the package's names)
+from .specs import IMAGE_SETS, VIDEO_SETS, build_dataset, parse_spec, training_size  # noqa: F401
 
 
 @dataclass

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .segmentation import SegmentationSample
+from .common import SegmentationSample
 
 COCOGOLD_CLASSES = ("car", "dining table", "chair", "train", "airplane", "giraffe", "clock", "toilet", "bed", "bird",
                     "truck", "cat", "horse", "dog")

@@ -40,6 +40,16 @@ class DepthSample:
     labels: np.ndarray | None = None
 
 
+@dataclass
+class SegmentationSample:
+    """Text-grounded segmentation's sample (train.data.segmentation, train.data.coco)."""
+
+    rgb: np.ndarray  # [H,W,3] float32 0..1
+    mask: np.ndarray  # [H,W] bool: the pixels of ``prompt``
+    prompt: str  # the class name
+    name: str = ""
+
+
 Sample = DepthSample  # the name for samples that carry other targets than depth
 
 

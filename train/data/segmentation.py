@@ -8,21 +8,15 @@ annotations (:mod:`train.data.coco`) or the synthetic scenes' per-surface labels
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .common import SegmentationSample  # shared with train.data.coco, which this module loads lazily
+
 TARGETS = ("painted", "binary")
 
 
-@dataclass
-class SegmentationSample:
-    rgb: np.ndarray  # [H,W,3] float32 0..1
-    mask: np.ndarray  # [H,W] bool: the pixels of ``prompt``
-    prompt: str  # the class name
-    name: str = ""
 
 
 def painted(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -110,7 +104,7 @@ def _coco(path: str, **options):
 
 # --task segmentation trains on these (image, class name, mask) sets only: the synthetic scenes' surfaces, or COCO
 # panoptic (coco:/path/to/coco), which no other task takes
-from . import register_dataset  # noqa: E402  (train.data imports this module at its end)
+from .registry import register_dataset  # noqa: E402
 
 register_dataset("synthetic", _synthetic, task="segmentation", prepare=prepare_segmentation)
 register_dataset("coco", _coco, needs_path=True, task="segmentation")

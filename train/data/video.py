@@ -24,8 +24,7 @@ import numpy as np
 import torch
 
 from .common import QUANTILE, DepthSample, fill_invalid, flip_sample, resize_sample
-
-VIDEO_SETS = ("synthetic-video", "video-folder", "tartanair", "pointodyssey", "scannet-video", "bonn", "dydtof")
+from .specs import VIDEO_SETS, parse_spec, training_size  # noqa: F401  (VIDEO_SETS: its old home)
 
 
 def normalize_snippet(depth: np.ndarray, valid: np.ndarray, space: str = "disparity",
@@ -135,8 +134,6 @@ class SnippetStream(torch.utils.data.Dataset):
 def make_snippet_stream(specs: list, resolution: int | None, batch_size: int, seed: int, flip_p: float,
                         frames: int = 3, max_dilation: int = 10, space: str = "disparity",
                         joint: bool = True) -> SnippetStream:
-    from . import parse_spec, training_size
-
     specs = [parse_spec(s, video=True) for s in specs]
     datasets = [build_video_dataset(s) for s in specs]
     probs = [s["prob"] for s in specs]
