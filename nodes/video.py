@@ -47,6 +47,12 @@ class MarigoldVideoDepth(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
                 io.Int.Input("batch_size", default=1, min=1, max=64, advanced=True,
                              tooltip="Snippets denoised together; larger is faster on a big GPU, needs more memory."),
+                # optional, so that graphs saved before it load unchanged (their widgets end at batch_size)
+                io.Float.Input("temporal_strength", default=video_fusion.VIDEO_MODE_STRENGTH, min=0.0, max=1.0,
+                               step=0.05, optional=True,
+                               tooltip="Marigold checkpoints: temporal fusion along the optical flow after the "
+                                       "frames are aligned (what MarigoldTemporalFusion does); 0 = off. Needs "
+                                       "OpenCV; RollingDepth checkpoints ignore it."),
             ],
             outputs=[io.Image.Output(display_name="depth"),
                      io.Float.Output(display_name="range_low",
@@ -56,7 +62,7 @@ class MarigoldVideoDepth(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, frames, preset, dilations, snippet_length, refine_steps, processing_resolution, seed,
-                batch_size) -> io.NodeOutput:
+                batch_size, temporal_strength=None) -> io.NodeOutput:
         if not model.model.modality.video:
             raise marigold.InputError(
                 f"MarigoldVideoDepth needs a depth checkpoint (RollingDepth, e.g. prs-eth/rollingdepth-v1-0, or a "
@@ -70,7 +76,8 @@ class MarigoldVideoDepth(io.ComfyNode):
         pred = video.predict_video(
             m, clip, preset=preset, dilations=video_output.parse_dilations(dilations), snippet_length=n,
             refine_steps=None if refine_steps < 0 else refine_steps, processing_resolution=res, seed=seed,
-            batch_size=batch_size, progress=comfy_glue.Progress(), check_cancel=comfy_glue.check_cancel)
+            batch_size=batch_size, progress=comfy_glue.Progress(), check_cancel=comfy_glue.check_cancel,
+            temporal_strength=None if model.model.video_model else temporal_strength)
         depth = video_output.near_zero(pred.depth, pred.space)  # [T,1,H,W]
         lo, hi = pred.value_range
         return io.NodeOutput(core_image.to_bhwc(depth), float(lo), float(hi))

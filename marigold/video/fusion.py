@@ -52,6 +52,21 @@ AGREE = 3.0  # τ in robust standard deviations of the frame's residuals against
 MIN_PIXELS = 0.05  # fewer consistent pixels than this share: fit on all pixels (a cut, a flash)
 
 
+# video mode's default strength: 0, since on the instrument (bench/RESULTS.md, "Quality", issue #34) the fusion
+# took the temporal error of Marigold's video mode down by a few per cent only, far from the issue's bar
+VIDEO_MODE_STRENGTH = 0.0
+
+
+def fusion_default() -> float:
+    """The strength video mode runs at when none is given: :data:`VIDEO_MODE_STRENGTH` where OpenCV is installed,
+    else 0 (the fusion needs its optical flow; the ``flow`` extra brings it)."""
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        return 0.0
+    return VIDEO_MODE_STRENGTH
+
+
 def check_strength(strength) -> float:
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= float(strength) <= 1.0:
         raise InputError(f"temporal strength must be a number in 0..1 (0 = no fusion); got {strength!r}.")
