@@ -20,10 +20,13 @@ is our own models, trained here on the CPU on synthetic data; no real weights):
   96×128, against the training set's mean map (the constant a model that ignores its input converges to);
 * ``react``: does the model look at the picture? Mean |difference| of its 0..1 maps between the same scene at
   0.8× and 1.2× exposure, between two noise seeds, and between different scenes (8 scenes);
-* ``video``: whole held-out clips with a moving camera (32 frames), plain and with a ±20 % per-frame exposure
-  flicker: frame by frame with one seed (the same noise for every frame), frame by frame with a seed per frame,
-  and our video mode (``marigold.predict_video``: co-aligned Marigold); AbsRel and δ1 with one alignment per
-  clip, and the temporal error (``train.video_metrics``);
+* ``video``: whole held-out clips with a moving camera (32 frames), plain, with each per-frame appearance change of
+  real footage (``train.video_eval.appearance_flicker``: ±20 % exposure, white balance, sensor noise, JPEG) and
+  all four, and with a ball rolling across (``moving``): frame by frame with one seed (the same noise for every
+  frame), frame by frame with a seed per frame (plain and exposure clips only), our video mode
+  (``marigold.predict_video``: co-aligned Marigold), and the temporal fusion (``marigold.video.fusion``) after
+  the video mode and after the frames; AbsRel and δ1 with one alignment per clip, the temporal error on all,
+  static and moving pixels, and Video Depth Anything's TAE (``train.video_metrics``);
 * ``tiles`` (bench/quality_tiles.py): held-out scenes, plain rooms and rooms with fine structure, rendered at 4×
   and 8× the model's 128 px: one pass, and ``marigold.predict_tiled`` at 2×, 4× (and 8×) with both merges
   (co-aligned whole tiles; the detail merge, the default); AbsRel against the full-resolution truth (one
@@ -269,29 +272,73 @@ def flicker(rgb: np.ndarray, strength: float, seed: int) -> np.ndarray:
     return np.clip(rgb * g, 0, 1).astype(np.float32)
 
 
-def video_row(model, clips: int = 3, frames: int = 32) -> dict:
+# the video row's clips: name → (a ball rolling across, per-frame appearance changes of train.video_eval)
+VIDEO_CLIPS = {"moving camera": (False, ()),
+               "moving camera + ±20% exposure flicker": (False, ("exposure",)),
+               "+ white balance flicker": (False, ("white balance",)),
+               "+ sensor noise": (False, ("noise",)),
+               "+ JPEG (quality 25-60 per frame)": (False, ("jpeg",)),
+               "+ all four": (False, ("exposure", "white balance", "noise", "jpeg")),
+               "+ a ball rolling across": (True, ()),
+               "+ a ball rolling across + all four": (True, ("exposure", "white balance", "noise", "jpeg"))}
+VIDEO_METRICS = ("abs_rel", "delta1", "temporal_error", "temporal_error_static", "temporal_error_moving", "tae")
+
+
+def _video_modes(model, rgb: np.ndarray, modes: tuple[str, ...], strength: float) -> dict[str, np.ndarray]:
+    """Each mode's ``[T,H,W]`` prediction of one clip ``rgb`` ``[T,H,W,3]``."""
+    import inspect
+
     import torch
 
     import marigold
-    from train.video_eval import synthetic_videos
+    from marigold.video.fusion import fuse_depth
+
+    x = torch.from_numpy(rgb).permute(0, 3, 1, 2)  # [T,3,H,W]
+    # today's video mode: per-frame scale and shift only (where the fusion is wired in, with it switched off)
+    wired = "temporal_strength" in inspect.signature(marigold.predict_video).parameters
+    plain = {"temporal_strength": 0.0} if wired else {}
+    out: dict[str, np.ndarray] = {}
+    if any(m.startswith("frames, one seed") for m in modes):
+        out["frames, one seed"] = np.stack([_depth_of(model, f) for f in rgb])
+    if "frames, a seed per frame" in modes:  # one seed for the batch: every frame draws its own noise
+        out["frames, a seed per frame"] = marigold.predict(model, x, seed=0).prediction[:, 0].numpy()
+    if any(m.startswith("video mode") for m in modes):
+        # at the checkpoint's own 128 px, as the frames run (the video mode takes a checkpoint's own resolution
+        # when it is not the presets' 768)
+        out["video mode"] = marigold.predict_video(model, x, seed=0, **plain).depth[:, 0].numpy()
+    for base in ("frames, one seed", "video mode"):  # the fusion of marigold.video.fusion on each's output
+        if f"{base} + fusion" in modes:
+            out[f"{base} + fusion"] = fuse_depth(x, torch.from_numpy(out[base]), strength).numpy()
+    return {m: out[m] for m in modes}
+
+
+def video_row(model, clips: int = 3, frames: int = 32, kinds: list[str] | None = None,
+              modes: tuple[str, ...] = ("frames, one seed", "frames, a seed per frame", "video mode",
+                                        "video mode + fusion", "frames, one seed + fusion"),
+              strength: float | None = None) -> dict:
+    """Held-out clips (``kinds`` ⊆ :data:`VIDEO_CLIPS`, default all) through each of ``modes``: AbsRel, δ1 (one
+    alignment per clip), temporal error (all, static and moving-object pixels) and VDA's TAE, means over clips."""
+    from marigold.video.fusion import DEFAULT_STRENGTH
+    from train.video_eval import appearance_flicker, synthetic_videos
     from train.video_metrics import evaluate_video
 
+    strength = DEFAULT_STRENGTH if strength is None else strength
+    sets = {moving: synthetic_videos(clips, frames, *SIZE, split="heldout", path="random", texture="flat",
+                                     moving=moving) for moving in {VIDEO_CLIPS[k][0] for k in kinds or VIDEO_CLIPS}}
     out: dict[str, dict] = {}
-    for kind, strength in (("moving camera", 0.0), ("moving camera + ±20% exposure flicker", 0.2)):
-        per: dict[str, list] = {"frames, one seed": [], "frames, a seed per frame": [], "video mode": []}
-        for i, c in enumerate(synthetic_videos(clips, frames, *SIZE, split="heldout", path="random", texture="flat")):
-            rgb = flicker(c.rgb, strength, seed=i) if strength else c.rgb
-            x = torch.from_numpy(rgb).permute(0, 3, 1, 2)  # [T,3,H,W]
-            preds = {"frames, one seed": np.stack([_depth_of(model, f) for f in rgb]),
-                     # one seed for the batch: every frame draws its own noise
-                     "frames, a seed per frame": marigold.predict(model, x, seed=0).prediction[:, 0].numpy(),
-                     # at the checkpoint's own 128 px, as the frames run (the video mode takes a checkpoint's
-                     # own resolution when it is not the presets' 768)
-                     "video mode": marigold.predict_video(model, x, seed=0).depth[:, 0].numpy()}
-            for mode, p in preds.items():
-                m = evaluate_video(p, c.depth, c.valid, space="depth", intrinsics=c.intrinsics, poses=c.poses)
-                per[mode].append([m["abs_rel"], m["delta1"], m["temporal_error"]])
-        out[kind] = {mode: dict(zip(("abs_rel", "delta1", "temporal_error"), np.mean(v, 0).tolist()))
+    for kind in kinds or VIDEO_CLIPS:
+        moving, flick = VIDEO_CLIPS[kind]
+        # the seed-per-frame control only where the first table had it: it is the plain flicker's, not ours
+        want = tuple(m for m in modes if m != "frames, a seed per frame" or kind in list(VIDEO_CLIPS)[:2])
+        per: dict[str, list] = {m: [] for m in want}
+        for i, c in enumerate(sets[moving]):
+            rgb = appearance_flicker(c.rgb, flick, seed=i) if flick else c.rgb
+            for mode, p in _video_modes(model, rgb, want, strength).items():
+                m = evaluate_video(p, c.depth, c.valid, space="depth", intrinsics=c.intrinsics, poses=c.poses,
+                                   moving=c.moving, motion=c.motion, with_tae=True)
+                per[mode].append([m.get(k, np.nan) for k in VIDEO_METRICS])
+        # a metric a clip set does not have (TE on moving pixels without the ball) is left out, never NaN
+        out[kind] = {mode: {k: float(x) for k, x in zip(VIDEO_METRICS, np.array(v, float).mean(0)) if np.isfinite(x)}
                      for mode, v in per.items()}
     return out
 
@@ -446,14 +493,18 @@ def markdown(res: dict) -> str:
                                                       ("exposure", "seed", "scene", "exposure_over_seed",
                                                        "scene_over_exposure")) + " |")
     if "video" in res:
-        lines += ["", "Held-out clips (3 × 32 frames, moving camera), one alignment per clip; TE = temporal error:",
-                  "", "| model | clips | mode | AbsRel | δ1 | TE |", "|---|---|---|---|---|---|"]
+        lines += ["", "Held-out clips (3 × 32 frames, moving camera), one alignment per clip; TE = temporal error "
+                  "(all pixels, static, on the rolling ball); TAE = Video Depth Anything's (a fraction; VDA prints "
+                  "×100); fusion = marigold.video.fusion:",
+                  "", "| model | clips | mode | AbsRel | δ1 | TE | TE static | TE moving | TAE |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for name, per_seed in res["video"].items():
             for kind in per_seed[0]:
                 for mode in per_seed[0][kind]:
                     vals = [s[kind][mode] for s in per_seed]
                     lines.append(f"| {name} | {kind} | {mode} | " + " | ".join(
-                        _ms([v[k] for v in vals]) for k in ("abs_rel", "delta1", "temporal_error")) + " |")
+                        _ms([v[k] for v in vals]) if all(k in v for v in vals) else "–"
+                        for k in VIDEO_METRICS) + " |")
     if "tiles" in res:
         from bench.quality_tiles import markdown as tiles_markdown
 

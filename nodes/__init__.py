@@ -16,12 +16,12 @@ from .predict import EnsembleAlign, MarigoldDepth, MarigoldIntrinsics, MarigoldN
 from .save import SaveDepth16
 from .segment import MarigoldSegment
 from .stereo import DepthToStereo
-from .video import MarigoldVideoDepth
+from .video import MarigoldTemporalFusion, MarigoldVideoDepth
 from .visual import Colorize, DepthToNormal
 
 NODES = [LoadMarigold, MarigoldDepth, EnsembleAlign, MarigoldTiledDepth, DepthToNormal, Colorize, MarigoldNormals,
-         MarigoldIntrinsics, SaveDepth16, MarigoldVideoDepth, DepthToStereo, MarigoldSegment, LoadSparseDepth,
-         MarigoldDepthCompletion, MarigoldFitMetric]
+         MarigoldIntrinsics, SaveDepth16, MarigoldVideoDepth, MarigoldTemporalFusion, DepthToStereo, MarigoldSegment,
+         LoadSparseDepth, MarigoldDepthCompletion, MarigoldFitMetric]
 if hasattr(io, "File3DAny"):  # ComfyUI's 3D file wire (Save 3D Model, Preview 3D take it); older ComfyUI lacks it
     from .geometry import DepthToMesh, DepthToPoints, DepthToRelief
 

@@ -21,6 +21,7 @@ if _IN_PACK:
     from ..marigold.io import colorize
     from ..marigold.io import images as io
     from ..marigold.modalities import segmentation  # the module (``marigold.segment`` is its function)
+    from ..marigold.video import fusion as video_fusion
     from ..marigold.video import output as video_output
     from ..marigold.video import pipeline as video
 else:
@@ -30,8 +31,9 @@ else:
     from marigold.io import colorize
     from marigold.io import images as io
     from marigold.modalities import segmentation  # the module (``marigold.segment`` is its function)
+    from marigold.video import fusion as video_fusion
     from marigold.video import output as video_output
     from marigold.video import pipeline as video
 
 __all__ = ["marigold", "checkpoint", "completion", "metric", "devices", "image", "tiling", "mesh", "relief", "stereo",
-           "segmentation", "colorize", "io", "video", "video_output"]
+           "segmentation", "colorize", "io", "video", "video_fusion", "video_output"]

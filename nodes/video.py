@@ -1,4 +1,5 @@
-"""MarigoldVideoDepth: a clip of frames (IMAGE batch) → depth frames with ONE normalisation for the clip."""
+"""MarigoldVideoDepth: a clip of frames (IMAGE batch) → depth frames with ONE normalisation for the clip.
+MarigoldTemporalFusion: any model's per-frame depth batch fused along the optical flow of its frames."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from comfy_api.latest import io
 
 from . import comfy_glue
 from ._core import image as core_image
-from ._core import marigold, video, video_output
+from ._core import marigold, video, video_fusion, video_output
 from .wires import CATEGORY, PREFIX, MarigoldModelType
 
 PRESET_NOTE = ("fast: dilations 1,25, no refinement, 768 px; full: 1,10,25, 10 refinement steps, 1024 px; "
@@ -46,6 +47,12 @@ class MarigoldVideoDepth(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
                 io.Int.Input("batch_size", default=1, min=1, max=64, advanced=True,
                              tooltip="Snippets denoised together; larger is faster on a big GPU, needs more memory."),
+                # optional, so that graphs saved before it load unchanged (their widgets end at batch_size)
+                io.Float.Input("temporal_strength", default=video_fusion.VIDEO_MODE_STRENGTH, min=0.0, max=1.0,
+                               step=0.05, optional=True,
+                               tooltip="Marigold checkpoints: temporal fusion along the optical flow after the "
+                                       "frames are aligned (what MarigoldTemporalFusion does); 0 = off. Needs "
+                                       "OpenCV; RollingDepth checkpoints ignore it."),
             ],
             outputs=[io.Image.Output(display_name="depth"),
                      io.Float.Output(display_name="range_low",
@@ -55,7 +62,7 @@ class MarigoldVideoDepth(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, frames, preset, dilations, snippet_length, refine_steps, processing_resolution, seed,
-                batch_size) -> io.NodeOutput:
+                batch_size, temporal_strength=None) -> io.NodeOutput:
         if not model.model.modality.video:
             raise marigold.InputError(
                 f"MarigoldVideoDepth needs a depth checkpoint (RollingDepth, e.g. prs-eth/rollingdepth-v1-0, or a "
@@ -69,7 +76,37 @@ class MarigoldVideoDepth(io.ComfyNode):
         pred = video.predict_video(
             m, clip, preset=preset, dilations=video_output.parse_dilations(dilations), snippet_length=n,
             refine_steps=None if refine_steps < 0 else refine_steps, processing_resolution=res, seed=seed,
-            batch_size=batch_size, progress=comfy_glue.Progress(), check_cancel=comfy_glue.check_cancel)
+            batch_size=batch_size, progress=comfy_glue.Progress(), check_cancel=comfy_glue.check_cancel,
+            temporal_strength=None if model.model.video_model else temporal_strength)
         depth = video_output.near_zero(pred.depth, pred.space)  # [T,1,H,W]
         lo, hi = pred.value_range
         return io.NodeOutput(core_image.to_bhwc(depth), float(lo), float(hi))
+
+
+class MarigoldTemporalFusion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=PREFIX + "MarigoldTemporalFusion",
+            display_name="MarigoldTemporalFusion",
+            category=CATEGORY,
+            description="Removes the flicker of per-frame depth from ANY model (Depth Anything, Lotus-D, Marigold "
+                        "from ComfyUI core, ours): each frame's depth is blended with the previous frame's result "
+                        "carried along the optical flow of the frames, where the flow is reliable and the two agree "
+                        "(after fitting the frame's scale and shift to it); where something moves or appears, the "
+                        "frame's own depth wins, so nothing trails behind. Needs OpenCV (pip install "
+                        "opencv-python-headless). Near may be dark or bright: the output keeps the input's "
+                        "convention and range (one mapping for the whole batch).",
+            inputs=[
+                io.Image.Input("frames", tooltip="The clip's frames in order, IMAGE [T,H,W,C]."),
+                io.Image.Input("depth", tooltip="One depth image per frame, IMAGE [T,h,w,C], from any depth node."),
+                io.Float.Input("strength", default=video_fusion.DEFAULT_STRENGTH, min=0.0, max=1.0, step=0.05,
+                               tooltip="How much of the history is kept where it agrees: 0 = the depth unchanged, "
+                                       "1 = up to 90 % (about ten frames of memory)."),
+            ],
+            outputs=[io.Image.Output(display_name="depth")],
+        )
+
+    @classmethod
+    def execute(cls, frames, depth, strength) -> io.NodeOutput:
+        return io.NodeOutput(video_fusion.fuse_image_batch(frames, depth, strength))

@@ -232,6 +232,15 @@ def test_video_node_cancel_stops_within_one_snippet(rolling, monkeypatch):
     assert seen == [1]  # no snippet ran after the cancel
 
 
+def test_temporal_fusion_node_takes_any_depth_batch():
+    depth = torch.rand(5, 40, 56, 1).expand(-1, -1, -1, 3)  # another model's depth IMAGE batch
+    (same,) = N.video.MarigoldTemporalFusion.execute(frames=CLIP[:5], depth=depth, strength=0.0).args
+    assert torch.equal(same, depth)  # strength 0: the input itself
+    (fused,) = N.video.MarigoldTemporalFusion.execute(frames=CLIP[:5], depth=depth, strength=1.0).args
+    assert fused.shape == (5, 40, 56, 3) and 0.0 <= fused.min() and fused.max() <= 1.0
+    assert not torch.equal(fused, depth)
+
+
 def test_video_node_runs_a_marigold_depth_checkpoint(model):
     depth, lo, hi = N.video.MarigoldVideoDepth.execute(model=model, frames=CLIP[:3], **VIDEO).args
     assert depth.shape == (3, 40, 56, 3) and depth.min() == 0.0 and depth.max() == 1.0 and lo < hi

@@ -73,6 +73,8 @@ def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint, make_chec
            "react": {"small": [Q.react_row(model, n=2)]},
            "video": {"small": [Q.video_row(model, clips=1, frames=4)]},
            "tiles": {"small": [Q.tiles_row(model, n=1, scales=(2,), variants=False)]}}
+    res["completion"] = {"small": [Q.completion_row(model, n=1, points=(10,), steps=2)]}
+    assert set(res["completion"]["small"][0]["10"]) == {"completion", "fit", "nearest", "linear"}
     st = Q.stereo_row({"small": model}, const, n=1)
     res["stereo"] = {k: [v] for k, v in st.items()}
     # the snippet row scores a folder jointly (3 frames) or frame by frame: the plain checkpoint stands in for both
@@ -91,13 +93,18 @@ def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint, make_chec
     assert "NaN" not in flat and "Infinity" not in flat
     assert all(math.isfinite(v) for v in res["react"]["small"][0].values())
     assert set(res["video"]["small"][0]["moving camera"]) == {"frames, one seed", "frames, a seed per frame",
-                                                              "video mode"}
+                                                              "video mode", "video mode + fusion",
+                                                              "frames, one seed + fusion"}
+    assert set(res["video"]["small"][0]) == set(Q.VIDEO_CLIPS)
+    ball = res["video"]["small"][0]["+ a ball rolling across"]["video mode + fusion"]
+    assert {"temporal_error_moving", "temporal_error_static", "tae"} <= set(ball)
+    assert "temporal_error_moving" not in res["video"]["small"][0]["moving camera"]["video mode"]
     assert "seam_ratio" in res["tiles"]["small"][0]["rooms 2× | tiled 2×, detail"]
     assert 0.0 <= res["image"]["small"][0]["inverted"] <= 1.0
     table = Q.markdown(res)
     for needle in ("| mean map |", "| small | moving camera | video mode |", "| rooms 2× | tiled 2×, detail |",
                    "| true depth |", "| snippet | 4 |", "| snippet − single-frame (paired by seed) | 4 |",
-                   "| iid-lighting | shading_mse |", "| untrained |", "| normals | normals_a11.25 (higher is better) |"):
+                   "| iid-lighting | shading_mse |", "| untrained |", "| 10 | ", "| normals | normals_a11.25 (higher is better) |"):
         assert needle in table, needle
     # IID rows of runs on differently fitted stand-ins (one task rerun alone) say which fit each row grew from
     res.update(iid_pools={"iid-lighting": 2, "iid-appearance": 3}, iid_bases={

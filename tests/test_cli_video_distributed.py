@@ -123,7 +123,7 @@ def test_two_processes_split_a_marigold_clips_frames_and_write_what_one_process_
     ckpt = make_checkpoint("depth")
     (ckpt / EMBEDDING_FILE).unlink(missing_ok=True)  # as above: one run computes it, the other reads it
     args = ["-m", "marigold", str(tmp_path / "walk.mp4"), "--video", "--checkpoint", str(ckpt),
-            "--processing-resolution", "64", "--dtype", "fp32", "--npy", "--seed", "3"]
+            "--processing-resolution", "64", "--dtype", "fp32", "--npy", "--seed", "3", "--temporal-strength", "0"]
     one = _launch(args, tmp_path / "one", 1)
     assert one.returncode == 0, one.stderr[-3000:]
     two = _launch(args, tmp_path / "two", 2)
@@ -198,7 +198,8 @@ def test_a_clip_longer_than_the_window_is_solved_once_over_the_whole_clip(make_c
                            progress=False, **opts)
     outs = {}
     for window in (len(clip), None):
-        frames = iter_video_depth(model, FrameFolder(tmp_path), window=window, **opts)
+        # the split path has no temporal fusion (it runs in frame order: the CLI runs such a clip whole)
+        frames = iter_video_depth(model, FrameFolder(tmp_path), window=window, temporal_strength=0.0, **opts)
         outs[window] = export_clip(frames, tmp_path / f"w{window}", "c", 30, space=frames.space, keep_raw=True,
                                    progress=False)
     raw = {k: np.stack([np.load(p) for p in sorted(c.raw.iterdir())]) for k, c in [("split", split), *outs.items()]}
@@ -220,9 +221,11 @@ def test_split_clips_says_why_a_clip_runs_whole(capsys):
     assert split_clips(Model(), parse_args(["x.mp4", "-o", "o", "--preset", "full", "--refine-steps", "0"]), w, True)
     assert not split_clips(Model(), parse_args(["x.mp4", "-o", "o", "--preset", "full"]), World(1, 2), True)
     assert capsys.readouterr().err == ""  # said once, by rank 0
-    Model.video_model = False  # a Marigold checkpoint's video mode never refines: its frames are always split
-    assert split_clips(Model(), parse_args(["x.mp4", "-o", "o", "--preset", "full"]), w, True)
+    Model.video_model = False  # a Marigold checkpoint's video mode never refines, but its fusion runs in order
+    assert split_clips(Model(), parse_args(["x.mp4", "-o", "o", "--preset", "full"]), w, True)  # fusion off
     assert capsys.readouterr().err == ""
+    assert not split_clips(Model(), parse_args(["x.mp4", "-o", "o", "--temporal-strength", "0.5"]), w, True)
+    assert "--temporal-strength 0" in capsys.readouterr().err
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ P = "MarigoldSuite_"
 DISPLAY = {"LoadMarigold", "MarigoldDepth", "EnsembleAlign", "DepthToNormal", "Colorize", "MarigoldNormals",
            "MarigoldIntrinsics", "SaveDepth16", "MarigoldVideoDepth", "DepthToRelief", "DepthToMesh",
            "DepthToStereo", "MarigoldSegment", "MarigoldTiledDepth", "LoadSparseDepth", "MarigoldDepthCompletion",
-           "MarigoldFitMetric", "DepthToPoints"}
+           "MarigoldFitMetric", "DepthToPoints", "MarigoldTemporalFusion"}
 W, H = comfy.PHOTO_SIZE  # the test photo
 FAST = {"processing_resolution": 64, "denoising_steps": 2}
 

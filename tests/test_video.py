@@ -182,7 +182,9 @@ def test_marigold_mode_removes_per_frame_affine_jumps(depth_model, monkeypatch):
     monkeypatch.setattr(sys.modules["marigold.core.predict"], "iter_members", fake_members)
     for window in (None, 4):
         calls.clear()
-        stream = video.iter_video_depth(depth_model, torch.zeros(n_frames, 3, *SIZE), seed=7, window=window)
+        # the alignment alone (the temporal fusion after it has its own tests, below and tests/test_fusion.py)
+        stream = video.iter_video_depth(depth_model, torch.zeros(n_frames, 3, *SIZE), seed=7, window=window,
+                                        temporal_strength=0.0)
         out = torch.stack([f.value[0] for f in stream])  # [T,48,64]
         assert calls == [7] * n_frames  # every frame sampled from the same seed: the same noise
         a = torch.stack([out.reshape(-1), torch.ones(out.numel())], 1).double()
@@ -212,7 +214,7 @@ def test_marigold_mode_streaming_does_not_flatten_the_clip(depth_model, monkeypa
 
     monkeypatch.setattr(sys.modules["marigold.core.predict"], "iter_members", fake_members)
     out = torch.stack([f.value[0] for f in video.iter_video_depth(depth_model, torch.zeros(n_frames, 3, *SIZE),
-                                                                  seed=0, window=16)])  # [T,48,64]
+                                                                  seed=0, window=16, temporal_strength=0.0)])
     spread = out.reshape(n_frames, -1).std(dim=1)  # [T] each aligned frame's contrast
     assert spread[-8:].min() > 0.5 * spread[:8].mean(), spread
     # and the frames still follow one map: each aligned frame correlates with the base map
@@ -247,6 +249,29 @@ def test_tiny_marigold_predict_video(depth_model):
     assert pred.depth.min() == 0 and pred.depth.max() == 1
     assert torch.equal(pred.depth, video.predict_video(depth_model, list(clip), processing_resolution=RES,
                                                        seed=1).depth)
+
+
+def test_marigold_video_mode_runs_the_temporal_fusion_after_the_alignment(depth_model):
+    """A Marigold checkpoint's video mode with temporal_strength > 0: the per-frame alignment, then
+    marigold.video.fusion over its frames in order (at processing resolution, here the clip's own size); strength 0
+    (the default) is the alignment alone."""
+    from marigold.video.fusion import DEFAULT_STRENGTH, TemporalFusion
+
+    clip = _clip(6)
+    kw = dict(processing_resolution=RES, seed=1, window=4)  # frames wait in the aligner before the fusion
+    plain = [f.value[0] for f in video.iter_video_depth(depth_model, clip, temporal_strength=0.0, **kw)]
+    assert torch.equal(torch.stack(plain), torch.stack([f.value[0] for f in video.iter_video_depth(
+        depth_model, clip, **kw)]))  # off by default: today's output
+    fused = [f.value[0] for f in video.iter_video_depth(depth_model, clip, temporal_strength=DEFAULT_STRENGTH, **kw)]
+    ref = TemporalFusion(DEFAULT_STRENGTH)
+    expect = [ref.push(frame, p) for frame, p in zip(clip, plain)]
+    assert not torch.equal(torch.stack(fused), torch.stack(plain))
+    for a, b in zip(fused, expect):
+        assert (a - b).abs().max().item() < 1e-5
+    stream = video.iter_video_depth(depth_model, clip, temporal_strength=0.5, **kw)
+    assert stream.temporal_strength == 0.5
+    with pytest.raises(InputError, match="temporal strength"):
+        video.iter_video_depth(depth_model, clip, temporal_strength=2.0)
 
 
 def _record_units(monkeypatch):
@@ -456,7 +481,7 @@ def test_marigold_mode_beats_frame_by_frame_on_a_moving_camera(depth_model, monk
 
         monkeypatch.setattr(sys.modules["marigold.core.predict"], "iter_members", fake_members)
         stream = video.iter_video_depth(depth_model, torch.zeros(48, 3, 96, 128), seed=0, window=16,
-                                        processing_resolution=128)
+                                        processing_resolution=128, temporal_strength=0.0)
         out = np.stack([f.value[0].numpy() for f in stream])  # [T,96,128]
         score = {name: evaluate_video(p, clip.depth, clip.valid, space="depth", intrinsics=clip.intrinsics,
                                       poses=clip.poses) for name, p in (("frames", maps), ("video", out),

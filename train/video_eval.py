@@ -23,9 +23,51 @@ from .video_metrics import evaluate_video
 
 
 def synthetic_videos(n: int = 4, frames: int = 48, height: int = 48, width: int = 64,
-                     split: str = "heldout", path: str = "random", texture: str = "photo") -> list[VideoClip]:
-    ds = SyntheticVideoDataset(n, frames, height, width, split, path=path, texture=texture)
+                     split: str = "heldout", path: str = "random", texture: str = "photo",
+                     moving: bool = False) -> list[VideoClip]:
+    ds = SyntheticVideoDataset(n, frames, height, width, split, path=path, texture=texture, moving=moving)
     return [ds.clip(i) for i in range(n)]
+
+
+# What real footage does to a clip from frame to frame, each switchable (:func:`appearance_flicker`). Strengths
+# are what a phone or webcam shows in auto mode: auto-exposure steps of up to ±20 %, auto white balance moving the
+# red and blue gains by up to ±12 %, shot + read noise (σ² = 0.002·x + 0.01², about 2.6 % at mid-grey, new every
+# frame), and JPEG at a quality drawn per frame in 25..60 (8×8 blocks that move with the content).
+FLICKER_KINDS = ("exposure", "white balance", "noise", "jpeg")
+
+
+def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray((np.clip(frame, 0, 1) * 255).round().astype(np.uint8)).save(buf, "JPEG", quality=int(quality))
+    return np.asarray(Image.open(buf).convert("RGB"), np.float32) / 255.0
+
+
+def appearance_flicker(rgb: np.ndarray, kinds: Iterable[str], seed: int = 0) -> np.ndarray:
+    """``[T,H,W,3]`` 0..1 → the same clip with each frame's own exposure, white balance, sensor noise and/or JPEG
+    compression (``kinds`` ⊆ :data:`FLICKER_KINDS`, applied in that order, as a camera does), clipped to 0..1.
+    Each kind draws from its own stream of ``seed``, so switching one on leaves the others' draws as they were."""
+    kinds = set(kinds)
+    if kinds - set(FLICKER_KINDS):
+        raise ValueError(f"flicker kinds must be among {', '.join(FLICKER_KINDS)}; got {sorted(kinds)}.")
+    t = rgb.shape[0]
+    out = rgb.astype(np.float32)
+    if "exposure" in kinds:  # the ±20 % of bench.quality's first flicker row, same draws
+        out = out * np.random.default_rng(seed).uniform(0.8, 1.2, (t, 1, 1, 1)).astype(np.float32)
+    if "white balance" in kinds:
+        g = np.exp(np.random.default_rng([seed, 1]).uniform(-0.12, 0.12, (t, 2)))  # red, blue gains
+        out = out * np.stack([g[:, 0], np.ones(t), g[:, 1]], 1)[:, None, None, :].astype(np.float32)
+    out = np.clip(out, 0, 1)
+    if "noise" in kinds:
+        rng = np.random.default_rng([seed, 2])
+        out = np.clip(out + np.sqrt(0.002 * out + 0.01**2) * rng.standard_normal(out.shape).astype(np.float32), 0, 1)
+    if "jpeg" in kinds:
+        q = np.random.default_rng([seed, 3]).integers(25, 61, t)
+        out = np.stack([_jpeg(f, qi) for f, qi in zip(out, q)])
+    return out.astype(np.float32)
 
 
 def _mean(rows: list[dict]) -> dict:

@@ -63,6 +63,10 @@ def check_options(args: argparse.Namespace, items: list[Path]) -> None:
 
         as_options(lambda: snippet_options(args.preset, parse_dilations(args.dilations), args.snippet_length,
                                            args.refine_steps), VIDEO, "--dilations")
+        if args.temporal_strength is not None:
+            from ..video.fusion import check_strength
+
+            as_options(lambda: check_strength(args.temporal_strength), {}, "--temporal-strength")
         if args.fps is not None and not args.fps > 0:
             raise InputError(f"--fps must be positive (frames per second of a folder of frames); got {args.fps}.")
     if not args.prompt:  # the colour maps of depth (a prompt model writes masks)

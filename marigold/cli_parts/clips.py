@@ -16,7 +16,18 @@ def split_clips(model, args: argparse.Namespace, w, any_clip: bool) -> bool:
     from ..video.pipeline import PRESETS
 
     refine = args.refine_steps if args.refine_steps is not None else PRESETS[args.preset].refine_steps
-    if not model.video_model or not refine:  # a Marigold checkpoint's video mode never refines
+    if not model.video_model:  # a Marigold checkpoint's video mode never refines, but its fusion runs in order
+        from ..video.fusion import fusion_default
+
+        strength = fusion_default() if args.temporal_strength is None else args.temporal_strength
+        if not strength:
+            return True
+        if any_clip and w.is_main:
+            print(f"note: each clip runs whole on one of the {w.size} processes: the temporal fusion "
+                  f"(--temporal-strength {strength:g}) carries each frame's result into the next; "
+                  f"--temporal-strength 0 splits a clip's frames across the processes.", file=sys.stderr)
+        return False
+    if not refine:
         return True
     if any_clip and w.is_main:
         print(f"note: each clip runs whole on one of the {w.size} processes: refinement (--refine-steps {refine}) "
@@ -38,7 +49,8 @@ def run_clip(model, path: Path, name: str, out_dir: Path, args: argparse.Namespa
     frames = iter_video_depth(model, source, preset=args.preset, dilations=parse_dilations(args.dilations),
                               snippet_length=args.snippet_length, refine_steps=args.refine_steps,
                               processing_resolution=args.processing_resolution, seed=args.seed or 0,
-                              batch_size=args.batch_size, frame_count=source.frame_count)
+                              batch_size=args.batch_size, frame_count=source.frame_count,
+                              temporal_strength=args.temporal_strength)
     stereo_video, refused = None, None
     if args.stereo:
         from ..geometry.stereo import StereoVideoWriter

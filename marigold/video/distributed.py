@@ -35,7 +35,9 @@ Marigold depth checkpoints (video mode, frames as units): each process predicts 
 (:meth:`marigold.video.pipeline.VideoStream.predict_frame`, the same seed for every frame) and parks them in ``OUT``; rank 0
 gathers every frame's low-resolution row, solves once over the whole clip (:func:`marigold.video.frame_align.solve_frames`:
 every frame against the frames 1, 2, 4 and 8 before it) and broadcasts the per-frame (scale, shift); each process
-aligns its own frames. A clip no longer than the single process's window (16 frames) gets exactly its solve.
+aligns its own frames. A clip no longer than the single process's window (16 frames) gets exactly its solve. The
+temporal fusion (:mod:`marigold.video.fusion`) carries each frame into the next, so it is not split: here frames
+are aligned only (a single stream with ``temporal_strength=0``); the CLI runs a clip whole when the fusion is on.
 
 All communication is a few Python objects over a gloo process group on the CPU (started on first use from the
 launcher's ``MASTER_ADDR``/``MASTER_PORT``), whatever device the model runs on.

@@ -11,7 +11,11 @@ snippets are averaged per frame, and the clip is normalised once.
 **Marigold depth checkpoints** in video mode: the same noise for every frame, each frame predicted through the
 image path (:func:`marigold.core.predict.iter_members`), then one scale and shift per *frame*, fitted so that each
 frame agrees with the frames 1, 2, 4 and 8 before it (:mod:`marigold.video.frame_align`), which removes the per-frame
-scale/shift jumps (flicker) of independent predictions without letting the scale drift along the clip.
+scale/shift jumps (flicker) of independent predictions without letting the scale drift along the clip. Then, when
+asked (``temporal_strength`` > 0; off by default: it gained a few per cent on the instrument), the temporal fusion of :mod:`marigold.video.fusion` in frame order: each aligned
+frame blended with the previous output carried along the optical flow, where the flows and the two maps agree,
+which removes the flicker that is not one scale and shift (exposure, noise, compression; bench/RESULTS.md,
+"Quality"). A frame waits for the aligner as a grey copy at processing resolution; the fusion keeps one frame.
 
 Optional refinement (``refine_steps > 0``; the "full" and "paper" presets run 10): the reference's ``refine``
 (re-encode the co-aligned clip normalised to [-1, 1], noise it to mid-schedule with the same noise, denoise with
@@ -87,7 +91,8 @@ class VideoStream:
                  refine_steps=None, processing_resolution=None, match_input_resolution: bool = True, seed=0,
                  batch_size: int = 1, frame_count: int | None = None, progress: ProgressFn | None = None,
                  check_cancel: CancelFn | None = None, window: int | None = None,
-                 num_inference_steps: int | None = None, coalign_options: dict | None = None) -> None:
+                 num_inference_steps: int | None = None, coalign_options: dict | None = None,
+                 temporal_strength: float | None = None) -> None:
         if not model.modality.video:
             raise InputError(f"{model.path.name} is a Marigold {model.task} checkpoint; video prediction needs a "
                              f"depth checkpoint (prs-eth/rollingdepth-v1-0, or a Marigold depth checkpoint such as "
@@ -125,6 +130,7 @@ class VideoStream:
 
             self.aligner = FrameAligner(lowres, window=self.window or WINDOW, solve_opts=self.coalign_options)
         self.max_held_maps = 0
+        self.temporal_strength = self._temporal(temporal_strength)
         if not model.video_model and (dilations is not None or snippet_length is not None or refine_steps):
             self._note("dilations, snippet length and refinement are RollingDepth's; a Marigold checkpoint predicts "
                        "every frame and co-aligns it with the frames 1, 2, 4 and 8 before it.")
@@ -135,6 +141,25 @@ class VideoStream:
         if p.dtype == "fp32" and model.dtype != torch.float32:
             self._note(f"the {preset!r} preset runs in fp32 in the reference; this model runs in {model.dtype} "
                        f"(load it with dtype='fp32' to match).")
+
+    def _temporal(self, strength: float | None) -> float:
+        """The temporal fusion's strength (:mod:`marigold.video.fusion`): Marigold checkpoints only; the default
+        runs it where OpenCV is installed and says so where not."""
+        from .fusion import VIDEO_MODE_STRENGTH, check_strength, fusion_default
+
+        if strength is not None:
+            strength = check_strength(strength)
+        if self.model.video_model:
+            if strength:
+                self._note("temporal fusion applies to Marigold checkpoints' video mode; a RollingDepth checkpoint "
+                           "runs without it.")
+            return 0.0
+        if strength is None:
+            strength = fusion_default()
+            if not strength and VIDEO_MODE_STRENGTH:
+                self._note("temporal fusion (the default of video mode) needs OpenCV: pip install "
+                           "'marigold-suite[flow]'; this clip ran without it (per-frame alignment only).")
+        return strength
 
     def _note(self, text: str) -> None:
         if text not in self.notes:
@@ -299,22 +324,37 @@ class VideoStream:
         # 320×240, per-frame affine jumps): the L1 fit ignores the moved pixels, so both recover the clip exactly
         # without noise, and with noise 0.01 the error left is 1.38 % vs 1.38 % of the range at 3 px/frame,
         # 1.44 % vs 1.31 % at 8 px/frame, for 30-40 ms of flow per frame pair
+        # then the temporal fusion (marigold.video.fusion) of each aligned frame with the previous output warped along
+        # the optical flow, in frame order as the aligner emits them; until then a frame waits as a small grey
+        # copy at processing resolution (at most the aligner's window of them)
+        from .fusion import TemporalFusion, grey_frame
+
+        fusion = TemporalFusion(self.temporal_strength) if self.temporal_strength > 0 else None
+        pending: dict[int, torch.Tensor] = {}
         aligner = self.aligner
         total = self.frame_count or 0
         size = None
         t = -1
+
+        def emit(items):
+            for f, v in items:
+                if fusion is not None:
+                    v = fusion.push(pending.pop(f), v)
+                yield self._finish(f, v, size)
+
         for t, frame in enumerate(iter_frames(self.frames)):
             size = tuple(frame.shape[-2:])
-            out = aligner.add(t, self.predict_frame(frame))
+            pred = self.predict_frame(frame)  # [PH,PW]
+            if fusion is not None:
+                pending[t] = grey_frame(frame[0] if frame.ndim == 4 else frame, tuple(pred.shape))  # [1,PH,PW]
+            out = aligner.add(t, pred)
             self._track()
             if self.progress is not None:
                 self.progress(t + 1, total)
-            for f, v in out:
-                yield self._finish(f, v, size)
+            yield from emit(out)
         if t == 0:
             self._note("1 frame: predicted as a single image.")
-        for f, v in aligner.finish():
-            yield self._finish(f, v, size)
+        yield from emit(aligner.finish())
 
 
 def iter_video_depth(model: MarigoldModel, frames, *, preset: str = "fast", dilations: list[int] | None = None,
@@ -323,7 +363,7 @@ def iter_video_depth(model: MarigoldModel, frames, *, preset: str = "fast", dila
                      seed: int | torch.Generator | None = 0, batch_size: int = 1, frame_count: int | None = None,
                      progress: ProgressFn | None = None, check_cancel: CancelFn | None = None,
                      window: int | None = None, num_inference_steps: int | None = None,
-                     coalign_options: dict | None = None) -> VideoStream:
+                     coalign_options: dict | None = None, temporal_strength: float | None = None) -> VideoStream:
     """Stream video depth frame by frame (see the module docstring for the method and the memory model).
 
     Args:
@@ -339,6 +379,9 @@ def iter_video_depth(model: MarigoldModel, frames, *, preset: str = "fast", dila
             RollingDepth, 16 for Marigold); a clip no longer than this is aligned in one global solve.
         progress: ``progress(done, total)`` after every snippet (RollingDepth) or frame (Marigold).
         check_cancel: called before every snippet (or frame); raise from it to stop.
+        temporal_strength: Marigold checkpoints: the temporal fusion after the per-frame alignment
+            (:mod:`marigold.video.fusion`, needs OpenCV), 0..1; 0 = the per-frame alignment alone; None = the
+            default (:data:`marigold.video.fusion.VIDEO_MODE_STRENGTH`, 0: off).
 
     Returns an iterable of :class:`VideoFrame` in frame order (a :class:`VideoStream`, whose ``notes`` say
     what was adapted, e.g. capped dilations or a one-frame clip).
@@ -347,7 +390,8 @@ def iter_video_depth(model: MarigoldModel, frames, *, preset: str = "fast", dila
                        refine_steps=refine_steps, processing_resolution=processing_resolution,
                        match_input_resolution=match_input_resolution, seed=seed, batch_size=batch_size,
                        frame_count=frame_count, progress=progress, check_cancel=check_cancel, window=window,
-                       num_inference_steps=num_inference_steps, coalign_options=coalign_options)
+                       num_inference_steps=num_inference_steps, coalign_options=coalign_options,
+                       temporal_strength=temporal_strength)
 
 
 def predict_video(model: MarigoldModel, frames, **kwargs) -> VideoPrediction:

@@ -441,16 +441,22 @@ class VideoClip:
     intrinsics: np.ndarray | None = None  # [3,3]: pixel index u = fx·X/Z + cx (u = 0 is the first pixel)
     poses: np.ndarray | None = None  # [T,4,4] camera-to-world (camera x right, y down, z forward)
     name: str = ""
+    moving: np.ndarray | None = None  # [T,H,W] bool: pixels of an object that moves on its own (``moving=True``)
+    motion: np.ndarray | None = None  # [T,3] that object's world displacement from frame k to k+1 (last: 0)
 
 
 CAMERA_PATHS = ("random", "dolly")  # CameraPath constructors: "random" (default) and "dolly"
 
 
 class _VideoScene:
-    """Scene, field of view and camera path of video ``seed``: a pure function of the seed."""
+    """Scene, field of view and camera path of video ``seed``: a pure function of the seed.
+
+    ``moving``: a ball that moves on its own rolls across the view along the floor (from its own RNG stream, so the
+    room and the camera path stay those of the clip without it). It slides: its texture moves with it, without
+    spinning; the geometry of a sphere is the same either way."""
 
     def __init__(self, seed: int, frames: int, height: int, width: int, supersample: int, path: str = "random",
-                 texture: str = "photo"):
+                 texture: str = "photo", moving: bool = False):
         rng = np.random.default_rng(seed)
         self.scene = _Scene(rng, texture)
         fov = np.deg2rad(rng.uniform(50, 70))
@@ -463,25 +469,74 @@ class _VideoScene:
         c = (supersample // 2 + 0.5) / supersample
         self.K = np.array([[self.f / supersample, 0, width / 2 - c], [0, self.f / supersample, height / 2 - c],
                            [0, 0, 1]])
+        self.ball = None  # (start centre [3], end centre [3], radius)
+        if moving:
+            b = np.random.default_rng([seed, 34])  # its own stream: the scene's draws above are untouched
+            r = b.uniform(0.25, 0.4)
+            z = b.uniform(1.6, min(3.0, self.scene.back_z - r - 0.2))
+            span = 0.75 * z * np.tan(fov / 2)  # from one side of the view to the other at its depth
+            x0, x1 = (-span, span) if b.random() < 0.5 else (span, -span)
+            y = self.scene.floor_y - r
+            self.ball = (np.array([x0, y, z]), np.array([x1, y, z]), r)
 
     def pose(self, k: int) -> np.ndarray:
         return self.path.pose(k / max(self.frames - 1, 1))
 
+    def ball_centre(self, k: int) -> np.ndarray:
+        a, b, _ = self.ball
+        return a + (b - a) * (k / max(self.frames - 1, 1))
+
+    def motion(self) -> np.ndarray:
+        """``[T,3]``: the ball's world displacement from frame k to k+1 (zeros without a ball; last row 0)."""
+        out = np.zeros((self.frames, 3))
+        if self.ball is not None:
+            out[:-1] = [self.ball_centre(k + 1) - self.ball_centre(k) for k in range(self.frames - 1)]
+        return out
+
     def frame(self, k: int, name: str) -> DepthSample:
         pose = self.pose(k)
-        return _sample(*_shoot(self.scene, self.height, self.width, self.s, self.f, pose[:3, :3], pose[:3, 3]),
-                       name=name)
+        spheres = self.scene.spheres
+        if self.ball is not None:
+            self.scene.spheres = spheres + [(self.ball_centre(k), self.ball[2])]
+        try:
+            sample = _sample(*_shoot(self.scene, self.height, self.width, self.s, self.f, pose[:3, :3], pose[:3, 3]),
+                             name=name)
+        finally:
+            self.scene.spheres = spheres
+        if self.ball is not None:
+            sample.moving = self._on_ball(k, pose, sample.depth, sample.valid)
+        return sample
+
+    def _on_ball(self, k: int, pose: np.ndarray, depth: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """``[H,W]`` bool: pixels whose (centre-sample) ray meets the ball first."""
+        h, w = depth.shape
+        v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+        d = np.linalg.inv(self.K) @ np.stack([u.ravel(), v.ravel(), np.ones(h * w)])  # [3,P] z = 1: t is depth
+        d = pose[:3, :3] @ d  # world directions
+        c = self.ball_centre(k) - pose[:3, 3]
+        r = self.ball[2]
+        dd = (d * d).sum(0)
+        b = c @ d
+        disc = b * b - dd * (c @ c - r * r)
+        with np.errstate(invalid="ignore"):
+            t = (b - np.sqrt(disc)) / dd  # [P]
+        t = np.where(disc >= 0, t, np.inf).reshape(h, w)
+        return valid & np.isfinite(t) & (np.abs(t - depth) <= 1e-4 * np.maximum(depth, 1e-6))
 
 
 def render_video(seed: int, frames: int, height: int, width: int, supersample: int = 2,
-                 path: str = "random", texture: str = "photo") -> VideoClip:
+                 path: str = "random", texture: str = "photo", moving: bool = False) -> VideoClip:
     """Render video ``seed``: ``frames`` views along its camera path (``path``: one of :data:`CAMERA_PATHS`),
-    with exact depth, intrinsics and poses."""
-    v = _VideoScene(seed, frames, height, width, supersample, path, texture)
+    with exact depth, intrinsics and poses; ``moving``: with a ball rolling across (and its ``moving`` mask and
+    ``motion``)."""
+    v = _VideoScene(seed, frames, height, width, supersample, path, texture, moving)
     samples = [v.frame(k, f"video_{seed}_{k:06d}") for k in range(frames)]
     return VideoClip(rgb=np.stack([s.rgb for s in samples]), depth=np.stack([s.depth for s in samples]),
                      valid=np.stack([s.valid for s in samples]), intrinsics=v.K.copy(),
-                     poses=np.stack([v.pose(k) for k in range(frames)]), name=f"synthetic_video_{seed}")
+                     poses=np.stack([v.pose(k) for k in range(frames)]),
+                     name=f"synthetic_video_{seed}" + ("_moving" if moving else ""),
+                     moving=np.stack([s.moving for s in samples]) if moving else None,
+                     motion=v.motion() if moving else None)
 
 
 VIDEO_SEED_OFFSET = 500_000  # video scenes never coincide with the image splits' scenes
@@ -518,7 +573,8 @@ class SyntheticVideoDataset:
     """``size`` videos of ``frames`` frames of one split, rendered frame by frame on demand."""
 
     def __init__(self, size: int = 200, frames: int = 48, height: int = 96, width: int = 128, split: str = "train",
-                 supersample: int = 2, path: str = "random", texture: str = "photo"):
+                 supersample: int = 2, path: str = "random", texture: str = "photo", moving: bool = False):
+        self.moving = bool(moving)
         if split not in SPLIT_SEEDS:
             raise ValueError(f"synthetic split must be one of {', '.join(SPLIT_SEEDS)}; got {split!r}.")
         self.size, self.frames, self.height, self.width = int(size), int(frames), int(height), int(width)
@@ -538,7 +594,7 @@ class SyntheticVideoDataset:
     def _scene(self, i: int) -> _VideoScene:
         if self._cache is None or self._cache[0] != i:
             self._cache = (i, _VideoScene(self.seed(i), self.frames, self.height, self.width, self.supersample,
-                                                 self.path, self.texture))
+                                                 self.path, self.texture, self.moving))
         return self._cache[1]
 
     def num_frames(self, i: int) -> int:
@@ -558,4 +614,4 @@ class SyntheticVideoDataset:
 
     def clip(self, i: int) -> VideoClip:
         return render_video(self.seed(i), self.frames, self.height, self.width, self.supersample, self.path,
-                            self.texture)
+                            self.texture, self.moving)
