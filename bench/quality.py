@@ -565,9 +565,9 @@ def markdown(res: dict) -> str:
         runs = res["completion"]["small"]
         cpu = res.get("cpu_of", {}).get("completion", res["cpu"])
         where = f" on {cpu}" if cpu != res["cpu"] else ""
-        lines += ["", f"Metric depth from K measured points{where} (8 held-out scenes, 96×128, points drawn as Marigold-DC "
-                  f"draws them; completion: {COMPLETION_STEPS} iterations of its one-step mode, the small model being end-to-end "
-                  f"fine-tuned): MAE in metres; ratio < 1: completion is better:",
+        lines += ["", f"Metric depth from K measured points{where} (8 held-out scenes, 96×128, points drawn as "
+                  f"Marigold-DC draws them; completion: {COMPLETION_STEPS} iterations of its one-step mode, the small "
+                  f"model being end-to-end fine-tuned): MAE in metres; ratio < 1: completion is better:",
                   "", "| points | completion | fit of the plain prediction | nearest | linear | ÷ fit | ÷ nearest | "
                   "÷ linear |", "|---|---|---|---|---|---|---|---|"]
         for k in runs[0]:

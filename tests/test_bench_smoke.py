@@ -104,7 +104,8 @@ def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint, make_chec
     table = Q.markdown(res)
     for needle in ("| mean map |", "| small | moving camera | video mode |", "| rooms 2× | tiled 2×, detail |",
                    "| true depth |", "| snippet | 4 |", "| snippet − single-frame (paired by seed) | 4 |",
-                   "| iid-lighting | shading_mse |", "| untrained |", "| 10 | ", "| normals | normals_a11.25 (higher is better) |"):
+                   "| iid-lighting | shading_mse |", "| untrained |", "| 10 | ",
+                   "| normals | normals_a11.25 (higher is better) |"):
         assert needle in table, needle
     # IID rows of runs on differently fitted stand-ins (one task rerun alone) say which fit each row grew from
     res.update(iid_pools={"iid-lighting": 2, "iid-appearance": 3}, iid_bases={

@@ -206,8 +206,8 @@ def evaluate_completion(model, items, *, steps: int | None = None, ensemble_size
                                     processing_resolution=processing_resolution, seed=seed, one_step=one_step)
             row["completion"] = metric_errors(out.depth[0, 0], it.depth)
         if "fit" in baselines:
-            p = marigold.predict(model, it.rgb, ensemble_size=ensemble_size, processing_resolution=processing_resolution,
-                                 seed=seed).prediction
+            p = marigold.predict(model, it.rgb, ensemble_size=ensemble_size,
+                                 processing_resolution=processing_resolution, seed=seed).prediction
             row["fit"] = metric_errors(fit_metric(p, it.sparse).depth[0, 0], it.depth)
         for b in ("nearest", "linear"):
             if b in baselines:

@@ -193,9 +193,9 @@ def fit_metric(prediction: torch.Tensor | np.ndarray, sparse, *, space: str = "d
         else:
             s, b = _fit_one(pv, target, robust)
             if s < 0:
+                other = "disparity" if space == "depth" else "depth"
                 notes.append(("" if n == 1 else f"image {i}: ") + "the fit flips the map (farther measured where "
-                             f"the prediction says nearer): is the prediction {'disparity' if space == 'depth' else 'depth'}"
-                             f" rather than {space}?")
+                             f"the prediction says nearer): is the prediction {other} rather than {space}?")
         lin = s * p[i, 0].double() + b  # [H,W]
         if space == "disparity":
             # inverse depth ≤ 0 is beyond infinity: clamp to the farthest plausible value, 100× the largest point

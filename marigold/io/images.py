@@ -132,7 +132,8 @@ def load_sparse_depth(path: str | os.PathLike) -> np.ndarray:
     if suffix == ".png":
         with Image.open(p) as im:
             if im.mode not in ("I;16", "I;16B", "I;16L", "I"):
-                raise InputError(f"{p}: a sparse depth PNG must be 16-bit greyscale in millimetres; got mode {im.mode}.")
+                raise InputError(f"{p}: a sparse depth PNG must be 16-bit greyscale in millimetres; got mode "
+                                 f"{im.mode}.")
             d = np.asarray(im, dtype=np.float32) / 1000.0
     elif suffix == ".npy":
         try:
