@@ -236,6 +236,10 @@ def test_temporal_fusion_node_takes_any_depth_batch():
     depth = torch.rand(5, 40, 56, 1).expand(-1, -1, -1, 3)  # another model's depth IMAGE batch
     (same,) = N.video.MarigoldTemporalFusion.execute(frames=CLIP[:5], depth=depth, strength=0.0).args
     assert torch.equal(same, depth)  # strength 0: the input itself
+    if importlib.util.find_spec("cv2") is None:  # the pack does not install OpenCV (it clashes with other packs'):
+        with pytest.raises(Exception, match="opencv-python-headless"):  # the user is told what to install
+            N.video.MarigoldTemporalFusion.execute(frames=CLIP[:5], depth=depth, strength=1.0)
+        return
     (fused,) = N.video.MarigoldTemporalFusion.execute(frames=CLIP[:5], depth=depth, strength=1.0).args
     assert fused.shape == (5, 40, 56, 3) and 0.0 <= fused.min() and fused.max() <= 1.0
     assert not torch.equal(fused, depth)

@@ -274,6 +274,6 @@ def test_one_step_mode_refines_the_noise_of_one_prediction(depth_checkpoint, ima
     model = marigold.load(depth_checkpoint, device="cpu", dtype="fp32", progress=False)
     out = complete(model, image, sparse, num_inference_steps=12, processing_resolution=32, seed=0, one_step=True)
     trace = out.loss[0][0]
-    assert len(trace) == 12 and trace[-1] < 0.8 * trace[0]
+    assert len(trace) == 12 and trace[-1] < 0.9 * trace[0]
     walked = complete(model, image, sparse, num_inference_steps=12, processing_resolution=32, seed=0)
     assert not torch.allclose(out.depth, walked.depth)
