@@ -102,8 +102,9 @@ def _autograd_ready(model: MarigoldModel, checkpointing: bool):
         before = {}
         if checkpointing:
             for part in (model.unet, model.vae):
-                if getattr(part, "_supports_gradient_checkpointing", False):
-                    before[part] = part.is_gradient_checkpointing
+                if getattr(part, "_supports_gradient_checkpointing", False) and \
+                        hasattr(part, "enable_gradient_checkpointing"):
+                    before[part] = bool(getattr(part, "is_gradient_checkpointing", False))
                     part.enable_gradient_checkpointing()
         try:
             yield
