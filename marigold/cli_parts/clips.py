@@ -15,24 +15,21 @@ def split_clips(model, args: argparse.Namespace, w, any_clip: bool) -> bool:
     Marigold checkpoint's frames); otherwise each clip runs whole on one process, and rank 0 says why in one line."""
     from ..video.pipeline import PRESETS
 
-    refine = args.refine_steps if args.refine_steps is not None else PRESETS[args.preset].refine_steps
-    if not model.video_model:  # a Marigold checkpoint's video mode never refines, but its fusion runs in order
+    if model.video_model:  # RollingDepth: refinement reads neighbouring frames at every step
+        value = args.refine_steps if args.refine_steps is not None else PRESETS[args.preset].refine_steps
+        option, why = "--refine-steps", "refinement ({option} {value:g}) reads neighbouring frames at every step"
+    else:  # a Marigold checkpoint's video mode never refines, but its fusion runs in order
         from ..video.fusion import fusion_default
 
-        strength = fusion_default() if args.temporal_strength is None else args.temporal_strength
-        if not strength:
-            return True
-        if any_clip and w.is_main:
-            print(f"note: each clip runs whole on one of the {w.size} processes: the temporal fusion "
-                  f"(--temporal-strength {strength:g}) carries each frame's result into the next; "
-                  f"--temporal-strength 0 splits a clip's frames across the processes.", file=sys.stderr)
-        return False
-    if not refine:
+        value = fusion_default() if args.temporal_strength is None else args.temporal_strength
+        option, why = "--temporal-strength", ("the temporal fusion ({option} {value:g}) carries each frame's result "
+                                              "into the next")
+    if not value:
         return True
     if any_clip and w.is_main:
-        print(f"note: each clip runs whole on one of the {w.size} processes: refinement (--refine-steps {refine}) "
-              f"reads neighbouring frames at every step; --refine-steps 0 splits a clip's snippets across the "
-              f"processes.", file=sys.stderr)
+        what = "snippets" if model.video_model else "frames"
+        print(f"note: each clip runs whole on one of the {w.size} processes: {why.format(option=option, value=value)}; "
+              f"{option} 0 splits a clip's {what} across the processes.", file=sys.stderr)
     return False
 
 
