@@ -34,6 +34,7 @@ from .core.snippet import enable_snippet_attention, snippet_frames
 from .core.tiling import TiledPrediction, predict_tiled
 from .core.completion import Completion, complete
 from .core.metric import MetricDepth, fit_metric, metric_errors, parse_points
+from .core.snap import snap_to_points
 from .geometry.stereo import StereoPair, stereo
 from .video.pipeline import PRESETS, ClipNormalizer, VideoFrame, VideoPrediction, clip_normalizer, iter_video_depth, \
     predict_video
@@ -55,6 +56,6 @@ __all__ = [
     "prompt_embedding", "prompt_embeddings", "Segmentation", "mask_from_painted", "segment",
     "enable_snippet_attention", "snippet_frames", "StereoPair", "stereo",
     "TiledPrediction", "predict_tiled",
-    "Completion", "complete", "MetricDepth", "fit_metric", "metric_errors", "parse_points",
+    "Completion", "complete", "MetricDepth", "fit_metric", "metric_errors", "parse_points", "snap_to_points",
     "PRESETS", "ClipNormalizer", "VideoFrame", "VideoPrediction", "clip_normalizer", "iter_video_depth", "predict_video",
 ]

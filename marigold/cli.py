@@ -154,6 +154,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "least-squares scale and shift of the plain prediction (seconds)")
     m.add_argument("--complete-steps", type=int, default=None, metavar="N",
                    help="completion steps (default 50 on a GPU, 10 on the CPU, at 768 / 512 px)")
+    m.add_argument("--snap", action=argparse.BooleanOptionalAction, default=None,
+                   help="make the metric map pass through the measurements, their residuals spread along surfaces "
+                        "(default: on for complete, off for fit; --no-snap gives Marigold-DC's own map)")
     s = ap.add_argument_group("stereo 3D (see docs/stereo.md)")
     s.add_argument("--stereo", choices=STEREO_LAYOUTS, default=None,
                    help="write <stem>_stereo.png per image and <name>_stereo.mp4 per video: sbs (full side by "

@@ -34,6 +34,15 @@ def _known_points_input() -> io.String.Input:
                                    "sparse map at its pixel.")
 
 
+def _snap_input(default: bool) -> io.Boolean.Input:
+    # optional: API prompts saved before it existed keep running (with the default)
+    return io.Boolean.Input("snap_to_points", default=default, optional=True,
+                            tooltip="Make the map pass through the measurements: each point's error is spread "
+                                    "along its surface (guided by the map and the photo). Off = the method's own "
+                                    "map. On our test scenes it brings 100 points' error to about 0.65x of "
+                                    "interpolating them.")
+
+
 def _measurements(sparse: SparseDepth | None, known_points: str, size: tuple[int, int], n: int, node: str):
     """The sparse wire and the typed points → one checked ``[N,1,H,W]`` map (metres, 0 = unmeasured)."""
     points = marigold.parse_points(known_points) if known_points.strip() else None
@@ -113,13 +122,14 @@ class MarigoldDepthCompletion(io.ComfyNode):
                              step=8, tooltip="Longest side the model sees (multiple of 8); 0 = the method's "
                                              "default: 768 on a GPU, 512 on the CPU."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
+                _snap_input(True),
             ],
             outputs=OUTPUTS,
         )
 
     @classmethod
     def execute(cls, model, image, known_points, denoising_steps, ensemble_size, processing_resolution, seed,
-                sparse=None) -> io.NodeOutput:
+                snap_to_points=True, sparse=None) -> io.NodeOutput:
         node = "MarigoldDepthCompletion"
         require_task(model, "depth", node)
         completion.check_model(model.model)  # an inverse-depth or video checkpoint: one line
@@ -133,7 +143,8 @@ class MarigoldDepthCompletion(io.ComfyNode):
             warnings.simplefilter("ignore")  # the note comes back on the result and is logged once
             out = marigold.complete(m, images, target, num_inference_steps=denoising_steps or None,
                                     ensemble_size=ensemble_size, processing_resolution=processing_resolution or None,
-                                    seed=seed, progress=comfy_glue.Progress(), check_cancel=comfy_glue.check_cancel)
+                                    seed=seed, snap=snap_to_points, progress=comfy_glue.Progress(),
+                                    check_cancel=comfy_glue.check_cancel)
         return _outputs(MetricBatch(out.depth, "completion (Marigold-DC)", out.note))
 
 
@@ -156,13 +167,19 @@ class MarigoldFitMetric(io.ComfyNode):
                 _known_points_input(),
                 io.Boolean.Input("robust", default=False,
                                  tooltip="Huber weights: a few wrong measurements barely move the fit."),
+                _snap_input(False),
+                io.Image.Input("image", optional=True,
+                               tooltip="The photo (optional): guides snap_to_points along its colours."),
             ],
             outputs=OUTPUTS,
         )
 
     @classmethod
-    def execute(cls, depth, depth_near, known_points, robust, sparse=None) -> io.NodeOutput:
+    def execute(cls, depth, depth_near, known_points, robust, snap_to_points=False, sparse=None,
+                image=None) -> io.NodeOutput:
         d = core_image.from_bhwc(depth)[:, :1]  # [B,1,H,W] the first channel of a grey map
         target = _measurements(sparse, known_points, tuple(d.shape[-2:]), d.shape[0], "MarigoldFitMetric")
-        fit = marigold.fit_metric(d, target, space=NEAR[depth_near], robust=robust)
+        photo = core_image.from_bhwc(image) if snap_to_points and image is not None else None  # [B,3,H',W']
+        fit = marigold.fit_metric(d, target, space=NEAR[depth_near], robust=robust, snap=snap_to_points,
+                                  image=photo)
         return _outputs(MetricBatch(fit.depth, f"fit ({fit.space})", fit.note))

@@ -263,9 +263,28 @@ def test_completion_node_progress_per_step_under_comfyuis_inference_mode(model, 
     assert metric.depth.shape == (2, 1, 40, 56) and depth.shape == (2, 40, 56, 3)
     assert preview.shape[:3] == (2, 40, preview.shape[2]) and preview.shape[2] > 56  # the metre scale bar beside
     assert float(depth.min()) == 0.0 and float(depth.max()) == 1.0  # one range for the batch, near = 0
-    assert 1.5 < float(metric.depth.min()) and float(metric.depth.max()) < 5.0  # the points' metres, not 0..1
+    assert 0.5 < float(metric.depth.min()) and 3.0 < float(metric.depth.max()) < 6.0  # the points' metres, not 0..1
     total = 2 * 2 * 3  # images × members × steps
     assert progress_events[-1] == (total, total)
+
+
+def test_completion_node_snaps_to_the_points_unless_told_not_to(model):
+    one = dict(COMPLETE, ensemble_size=1)
+    snapped = N.metric.MarigoldDepthCompletion.execute(model=model, image=IMAGE[:1], **one).args[0].depth
+    raw = N.metric.MarigoldDepthCompletion.execute(model=model, image=IMAGE[:1], snap_to_points=False,
+                                                   **one).args[0].depth
+    miss = [abs(float(d[0, 0, 5, 5]) - 2.0) + abs(float(d[0, 0, 35, 50]) - 4.0) for d in (snapped, raw)]
+    assert miss[0] < 0.2 * miss[1]  # drawn to the known distances; off = the method's own map
+
+
+def test_fit_node_snaps_with_the_photo_as_guide():
+    depth = torch.linspace(0, 1, 56).expand(1, 40, 56)[..., None].expand(1, 40, 56, 3).clone()  # [1,H,W,3] a ramp
+    pts = "5,5,2.0; 50,35,4.0; 30,20,2.2"  # the third off the ramp's line: only a snap meets it
+    plain = N.metric.MarigoldFitMetric.execute(depth=depth, depth_near="dark (Marigold)", known_points=pts,
+                                               robust=False).args[0].depth
+    snapped = N.metric.MarigoldFitMetric.execute(depth=depth, depth_near="dark (Marigold)", known_points=pts,
+                                                 robust=False, snap_to_points=True, image=IMAGE[:1]).args[0].depth
+    assert abs(float(snapped[0, 0, 20, 30]) - 2.2) < 0.5 * abs(float(plain[0, 0, 20, 30]) - 2.2)
 
 
 def test_completion_node_cancel_between_steps(model, monkeypatch):

@@ -21,6 +21,7 @@ SAMPLING = dict(denoising_steps=0, ensemble_size=1, processing_resolution=768, m
                 resample_method="bilinear", seed=0, batch_size=1)
 
 VIDEO = dict(preset="fast", dilations="", snippet_length=-1, refine_steps=-1, processing_resolution=0, seed=0,
+             temporal_strength=0.0,
              batch_size=1)
 
 NOTE_MODELS = ("Model files: Marigold checkpoints are folders in the diffusers layout (model_index.json, unet/, "
@@ -238,7 +239,7 @@ WORKFLOWS = {
             (2, P + "LoadSparseDepth", {"file": "example_sparse.png"}, {}),
             (3, P + "LoadMarigold", {"checkpoint": "prs-eth/marigold-depth-v1-0", "dtype": "auto"}, {}),
             (4, P + "MarigoldDepthCompletion", {"known_points": "", "denoising_steps": 0, "ensemble_size": 1,
-                                                "processing_resolution": 0, "seed": 0},
+                                                "processing_resolution": 0, "seed": 0, "snap_to_points": True},
              {"model": (3, 0), "image": (1, 0), "sparse": (2, 0)}),
             (5, P + "DepthToMesh", {"depth_near": "dark (Marigold)", "format": "glb", "fov_degrees": 60.0,
                                     "far_over_near": 3.0, "edge_threshold": 0.04, "resolution_px": 1024,

@@ -74,7 +74,8 @@ def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint, make_chec
            "video": {"small": [Q.video_row(model, clips=1, frames=4)]},
            "tiles": {"small": [Q.tiles_row(model, n=1, scales=(2,), variants=False)]}}
     res["completion"] = {"small": [Q.completion_row(model, n=1, points=(10,), steps=2)]}
-    assert set(res["completion"]["small"][0]["10"]) == {"completion", "fit", "nearest", "linear"}
+    assert set(res["completion"]["small"][0]["10"]) == {"completion", "completion, no snap", "fit", "fit + snap",
+                                                         "nearest", "linear"}
     st = Q.stereo_row({"small": model}, const, n=1)
     res["stereo"] = {k: [v] for k, v in st.items()}
     # the snippet row scores a folder jointly (3 frames) or frame by frame: the plain checkpoint stands in for both

@@ -95,11 +95,23 @@ def test_completion_matches_the_published_recipe(make_checkpoint, image, sparse,
     noise = torch.randn(ensemble, 4, -(-h // 8), -(-w // 8), generator=torch.Generator().manual_seed(3))
     expected = reference_loop(pipe, image, sparse, steps, res, ensemble, noise)
     got = complete(ours, image, sparse, num_inference_steps=steps, processing_resolution=res,
-                   ensemble_size=ensemble, noise=noise)
+                   ensemble_size=ensemble, noise=noise, snap=False)  # the published method's own map
     assert got.depth.shape == expected.shape == (1, 1, 37, 53)
     assert (got.depth - expected).abs().max().item() < TOL
     assert len(got.loss[0]) == ensemble and len(got.loss[0][0]) == steps
     assert got.points == [60]
+
+
+def test_completion_snaps_to_the_points_by_default(depth_checkpoint, image, sparse):
+    model = marigold.load(depth_checkpoint, device="cpu", dtype="fp32", progress=False)
+    raw = complete(model, image, sparse, num_inference_steps=2, processing_resolution=32, seed=0, snap=False)
+    snapped = complete(model, image, sparse, num_inference_steps=2, processing_resolution=32, seed=0)
+    assert raw.unsnapped is None and torch.equal(snapped.unsnapped, raw.depth)
+    pts = torch.as_tensor(sparse).reshape(raw.depth.shape) > 0
+    z = torch.as_tensor(sparse).reshape(raw.depth.shape)[pts]
+    miss_raw, miss = (raw.depth[pts] - z).abs().mean(), (snapped.depth[pts] - z).abs().mean()
+    assert miss < 0.5 * miss_raw  # nearer its measurements
+    assert snapped.scale == raw.scale and snapped.loss == raw.loss  # the same optimisation underneath
 
 
 def test_completion_same_answer_with_checkpointing_and_under_inference_mode(depth_checkpoint, image, sparse):

@@ -117,9 +117,15 @@ def test_evaluate_complete_end_to_end(depth_checkpoint, tmp_path, capsys):
     out = tmp_path / "r.json"
     rc = evaluate.main(["--checkpoint", str(depth_checkpoint), "--dtype", "fp32", "--complete", "--dataset",
                         "synthetic-dc:2:30", "--complete-steps", "2", "--processing-resolution", "32",
-                        "--baseline", "fit", "--baseline", "linear", "--json", str(out)])
+                        "--baseline", "fit", "--baseline", "fit+snap", "--baseline", "linear", "--json", str(out)])
     assert rc == 0
     res = json.loads(out.read_text())[0]
-    assert res["n"] == 2 and set(res["means"]) == {"completion", "fit", "linear"}
+    assert res["n"] == 2 and set(res["means"]) == {"completion", "completion, no snap", "fit", "fit + snap", "linear"}
     assert all(np.isfinite(v["mae"]) and v["rmse"] >= v["mae"] > 0 for v in res["means"].values())
     assert "| completion |" in capsys.readouterr().out
+    m = res["means"]
+    assert m["completion"]["mae"] < m["completion, no snap"]["mae"] and m["fit + snap"]["mae"] < m["fit"]["mae"]
+    rc = evaluate.main(["--checkpoint", str(depth_checkpoint), "--dtype", "fp32", "--complete", "--dataset",
+                        "synthetic-dc:1:30", "--complete-steps", "1", "--processing-resolution", "32", "--no-snap",
+                        "--json", str(out)])
+    assert rc == 0 and set(json.loads(out.read_text())[0]["means"]) == {"completion"}

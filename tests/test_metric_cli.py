@@ -51,6 +51,13 @@ def test_known_points_fit(depth_checkpoint, photos, capsys):
     assert rc == 0
     d = np.load(out / "a_metric.npy")
     assert abs(d[4, 3] - 2.0) < 1.5 and d.min() > 0  # a two-point line through a random model: near, not exact
+    snapped = tmp / "fit_snap"
+    rc = cli.main([str(tmp / "in" / "a.png"), "-o", str(snapped), "--checkpoint", str(depth_checkpoint), "--metric",
+                   "fit", "--snap", "--known", "3,4,2.0", "50,40,4.5", "--processing-resolution", "32"])
+    assert rc == 0
+    ds = np.load(snapped / "a_metric.npy")
+    miss, miss_snapped = abs(d[4, 3] - 2.0) + abs(d[40, 50] - 4.5), abs(ds[4, 3] - 2.0) + abs(ds[40, 50] - 4.5)
+    assert miss_snapped < 0.2 * miss + 1e-3  # drawn to the known distances
 
 
 @pytest.mark.parametrize("extra,match", [
@@ -59,6 +66,7 @@ def test_known_points_fit(depth_checkpoint, photos, capsys):
     (["--sparse", "SP_PARTIAL"], "no sparse depth for 1 image"),
     (["--known", "1,2"], "x,y,depth"),
     (["--complete-steps", "3"], "need --sparse or --known"),
+    (["--no-snap"], "need --sparse or --known"),
     (["--known", "1,2,3", "--tile"], "do not combine with --tile"),
 ])
 def test_problems_are_said_before_any_image_runs(depth_checkpoint, photos, monkeypatch, capsys, extra, match):

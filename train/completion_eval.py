@@ -49,7 +49,7 @@ from .eval_sets import scannet_items
 
 DEFAULT_POINTS = 500  # NYUv2 and ScanNet's protocol
 SAMPLE_SEED = 2024  # Marigold-DC's seed for the points it draws
-BASELINES = ("fit", "nearest", "linear")
+BASELINES = ("fit", "fit + snap", "nearest", "linear")
 
 
 @dataclass
@@ -193,9 +193,15 @@ def interpolate(sparse: np.ndarray, method: str) -> np.ndarray:
 
 def evaluate_completion(model, items, *, steps: int | None = None, ensemble_size: int = 1,
                         processing_resolution: int | None = None, seed: int = 0,
-                        baselines: tuple[str, ...] = (), method: bool = True, one_step: bool = False) -> dict:
-    """Complete (and run the ``baselines`` on) every item; MAE / RMSE per image, then the set's means."""
+                        baselines: tuple[str, ...] = (), method: bool = True, one_step: bool = False,
+                        snap: bool = True) -> dict:
+    """Complete (and run the ``baselines`` on) every item; MAE / RMSE per image, then the set's means.
+
+    ``snap``: completion snapped to the points (:func:`marigold.snap_to_points`, the library's default); the
+    published method's own map is then scored too, as "completion, no snap" (the same run, before the snap).
+    Baselines: "fit" (one scale and shift of the plain prediction), "fit + snap", "nearest", "linear"."""
     import marigold
+    from marigold.core.image import to_tensor
     from marigold.core.metric import fit_metric, metric_errors
 
     rows = []
@@ -203,17 +209,23 @@ def evaluate_completion(model, items, *, steps: int | None = None, ensemble_size
         row: dict = {"name": it.name, "points": int((it.sparse > 0).sum())}
         if method:
             out = marigold.complete(model, it.rgb, it.sparse, num_inference_steps=steps, ensemble_size=ensemble_size,
-                                    processing_resolution=processing_resolution, seed=seed, one_step=one_step)
+                                    processing_resolution=processing_resolution, seed=seed, one_step=one_step,
+                                    snap=snap)
             row["completion"] = metric_errors(out.depth[0, 0], it.depth)
-        if "fit" in baselines:
+            if snap:
+                row["completion, no snap"] = metric_errors(out.unsnapped[0, 0], it.depth)
+        if "fit" in baselines or "fit + snap" in baselines:
             p = marigold.predict(model, it.rgb, ensemble_size=ensemble_size,
                                  processing_resolution=processing_resolution, seed=seed).prediction
-            row["fit"] = metric_errors(fit_metric(p, it.sparse).depth[0, 0], it.depth)
+            for b in ("fit", "fit + snap"):
+                if b in baselines:
+                    fitted = fit_metric(p, it.sparse, snap=b != "fit", image=to_tensor(it.rgb))
+                    row[b] = metric_errors(fitted.depth[0, 0], it.depth)
         for b in ("nearest", "linear"):
             if b in baselines:
                 row[b] = metric_errors(interpolate(it.sparse, b), it.depth)
         rows.append(row)
-    keys = [k for k in ("completion", *BASELINES) if rows and k in rows[0]]
+    keys = [k for k in ("completion", "completion, no snap", *BASELINES) if rows and k in rows[0]]
     means = {k: {m: float(np.mean([r[k][m] for r in rows])) for m in ("mae", "rmse")} for k in keys}
     return {"n": len(rows), "means": means, "rows": rows}
 

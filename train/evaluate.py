@@ -319,8 +319,11 @@ def main(argv: list[str] | None = None) -> int:
                          "nyu-dc, scannet-dc, kitti-dc, void, synthetic-dc): MAE and RMSE in metres")
     ap.add_argument("--complete-steps", type=int, default=None,
                     help="--complete: optimisation steps (default 50 on a GPU, 10 on the CPU)")
-    ap.add_argument("--baseline", action="append", default=[], choices=("fit", "nearest", "linear"),
-                    help="--complete: also score a baseline on the same points (repeatable)")
+    ap.add_argument("--baseline", action="append", default=[], choices=("fit", "fit+snap", "nearest", "linear"),
+                    help="--complete: also score a baseline on the same points (repeatable; fit+snap: the fit "
+                         "snapped to the points)")
+    ap.add_argument("--no-snap", action="store_true",
+                    help="--complete: score only the published method's map (no snap to the points)")
     a = ap.parse_args(argv)
     from marigold.errors import MarigoldError
 
@@ -342,7 +345,8 @@ def _run(a: argparse.Namespace) -> int:
         for spec in a.dataset:
             r = evaluate_completion(model, dc_items(spec, a.max_images), steps=a.complete_steps,
                                     ensemble_size=a.ensemble, processing_resolution=a.processing_resolution,
-                                    seed=a.seed, baselines=tuple(a.baseline))
+                                    seed=a.seed, baselines=tuple(b.replace("fit+snap", "fit + snap")
+                                                                 for b in a.baseline), snap=not a.no_snap)
             print(format_table(spec.partition(":")[0], r), flush=True)
             results.append({"dataset": spec, **r})
         if a.json:

@@ -54,8 +54,8 @@ def check_metric_options(args: argparse.Namespace, model, any_clip: bool, tiled:
     from ..errors import InputError
 
     if not wants_metric(args):
-        if args.complete_steps is not None or args.metric != "complete":
-            raise InputError("--complete-steps and --metric need --sparse or --known (the measured depth).")
+        if args.complete_steps is not None or args.metric != "complete" or args.snap is not None:
+            raise InputError("--complete-steps, --metric and --snap need --sparse or --known (the measured depth).")
         return None
     if args.metric not in METRIC_MODES:
         raise InputError(f"--metric must be one of {', '.join(METRIC_MODES)}; got {args.metric!r}.")
@@ -91,7 +91,8 @@ def metric_depth(model, photo, source: Path | None, known: list | None, args: ar
     if args.metric == "fit":
         p = predict(model, photo, num_inference_steps=args.steps, ensemble_size=args.ensemble,
                     processing_resolution=args.processing_resolution, seed=args.seed).prediction
-        fit = fit_metric(p, sparse, space=model.prediction_type)
+        fit = fit_metric(p, sparse, space=model.prediction_type, snap=bool(args.snap),
+                         image=_photo_tensor(photo) if args.snap else None)
         return fit.depth, fit.note
     import warnings
 
@@ -108,10 +109,17 @@ def metric_depth(model, photo, source: Path | None, known: list | None, args: ar
         try:
             out = complete(model, photo, sparse, num_inference_steps=args.complete_steps,
                            ensemble_size=args.ensemble, processing_resolution=args.processing_resolution,
-                           seed=args.seed, progress=progress)
+                           seed=args.seed, progress=progress, snap=args.snap is not False)
         finally:
             bar.close()
     return out.depth, out.note
+
+
+def _photo_tensor(photo):
+    """PIL photo → ``[1,3,H,W]`` 0..1 (the snap's colour guide)."""
+    from ..core.image import to_tensor
+
+    return to_tensor(photo)
 
 
 def write_metric(depth, out_dir: Path, stem: str, colormap: str) -> dict:

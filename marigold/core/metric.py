@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .image import resize
+from .snap import snap_to_points
 
 DEFAULT_FAR_OVER_NEAR = 3.0  # marigold.geometry's default depth range, used when one point cannot give a range
 SPACES = ("depth", "disparity")
@@ -153,13 +155,29 @@ def _fit_one(p: np.ndarray, z: np.ndarray, robust: bool) -> tuple[float, float]:
     return s, b
 
 
+def _guide(image, n: int, size: tuple[int, int]) -> torch.Tensor:
+    """The photo ``[3,H,W]`` / ``[1|N,3,H,W]`` 0..1 → ``[N,3,H,W]`` at the map's size (the snap's colour guide)."""
+    g = torch.as_tensor(image).float().cpu()
+    g = g[None] if g.ndim == 3 else g
+    if g.ndim != 4 or g.shape[0] not in (1, n) or g.shape[1] not in (1, 3):
+        raise InputError(f"image: expected one photo or {n} as [N,3,H,W] for the snap's guide; got "
+                         f"{tuple(g.shape)}.")
+    if tuple(g.shape[-2:]) != size:
+        g = resize(g, size, "bilinear", antialias=True)  # [1|N,3,H,W]
+    return g.expand(n, -1, -1, -1)
+
+
 def fit_metric(prediction: torch.Tensor | np.ndarray, sparse, *, space: str = "depth", robust: bool = False,
-               far_over_near: float = DEFAULT_FAR_OVER_NEAR) -> MetricDepth:
+               far_over_near: float = DEFAULT_FAR_OVER_NEAR, snap: bool = False,
+               image: torch.Tensor | None = None) -> MetricDepth:
     """Metric depth from an affine ``prediction`` (``[H,W]``, ``[N,1,H,W]`` …, 0..1 or any affine values) and
     sparse measurements (see :func:`sparse_depth`): one scale and shift per image.
 
     ``space``: "depth" (near = low, Marigold's depth) fits ``depth ≈ s·p + b``; "disparity" (near = high: inverse
     depth models) fits ``1/depth ≈ s·p + b``. ``robust``: Huber weights instead of plain least squares.
+    ``snap``: then make the map pass through the points (:func:`marigold.core.snap.snap_to_points`, guided by the
+    map and, where given, the photo ``image`` ``[N,3,H,W]`` 0..1 the map's size): the map is no longer one affine
+    copy of the prediction, but on our instrument as close as completion (bench/RESULTS.md, "Metric depth").
     """
     if space not in SPACES:
         raise InputError(f"`space` must be one of {', '.join(SPACES)}; got {space!r}.")
@@ -205,7 +223,10 @@ def fit_metric(prediction: torch.Tensor | np.ndarray, sparse, *, space: str = "d
         out.append(lin.float()[None, None])
         scales.append(s)
         shifts.append(b)
-    return MetricDepth(depth=torch.cat(out), scale=scales, shift=shifts, points=counts, space=space,
+    depth = torch.cat(out)  # [N,1,H,W]
+    if snap:
+        depth = snap_to_points(depth, z, None if image is None else _guide(image, n, (h, w)))
+    return MetricDepth(depth=depth, scale=scales, shift=shifts, points=counts, space=space,
                        note="; ".join(notes))
 
 
