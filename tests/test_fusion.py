@@ -83,10 +83,12 @@ def test_transport_fusion_removes_noise_and_follows_the_depth_change_of_a_moving
     inner = (slice(None), slice(4, -4), slice(4, -4))  # away from the border the pan uncovers
     before = (preds - truth)[inner].abs().mean()
     err = (fused - truth)[inner]  # [T,h,w]
-    assert err[4:].abs().mean() < 0.6 * before, (float(before), float(err[4:].abs().mean()))
-    # no lag: the depth change under the motion is carried, so the output does not trail the truth (a plain warp of
-    # depth values would sit 0.03 above it per frame of memory: the approach is 0.04 per frame)
-    assert err[-4:].mean().abs() < 0.02, float(err[-4:].mean())
+    # the running transport starts at "no motion" and catches up with the camera within about ten frames
+    # (TRANSPORT_SMOOTHING 0.9): from then on the noise is averaged away and nothing trails the truth
+    assert err[-3:].abs().mean() < 0.6 * before, (float(before), float(err[-3:].abs().mean()))
+    # no lag: the depth change under the motion is carried (a plain warp of depth values would trail the approach,
+    # 0.04 per frame, by several frames of memory)
+    assert err[-3:].mean().abs() < 0.015, float(err[-3:].mean())
     lat = fusion.TemporalFusion(1.0)
     for fr, p in zip(frames, preds):
         lat.push(fr, p)

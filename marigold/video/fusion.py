@@ -20,13 +20,16 @@ L(p)·D_{t−1}(q) + M(p)`` with ``L`` and ``M`` linear in the pixel position (6
 D_t::
 
     W    = F_{t−1} warped into frame t by the global motion             (the history)
-    θ_t  = robust least-squares fit of D_t ≈ L_θ·W + M_θ                  (6 parameters)
-    θ̄_t  = β·θ̄_{t−1} + (1 − β)·θ_t,  β = TRANSPORT_SMOOTHING             (the camera moves smoothly; flicker does not)
+    θ_t  = robust least-squares fit of D_t ≈ L_θ·W + M_θ                  (6 parameters, on box-filtered maps)
+    θ̄_t  = β·θ̄_{t−1} + (1 − β)·θ_t,  β = TRANSPORT_SMOOTHING, θ̄_0 = no motion
+                                                    (the camera moves smoothly; flicker does not)
     H    = L_θ̄·W + M_θ̄                                                    (the history in frame t's depth)
     w    = strength · MAX_HISTORY · inside · exp(−½ (|D_t − H| / τ)²),  τ = AGREE · 1.4826 · median |D_t − H|
     F_t  = w · H + (1 − w) · D_t
 
-The output follows the frames' own affine frame (no per-frame scale and shift is fitted): a model whose per-frame
+The running transport starts at "no motion", so on a clip that starts mid-motion the history trails the camera's
+depth change for about ten frames (1/(1 − β)); seeding it with the first fit instead (a raw frame as the
+regressor) measured worse on the bench. The output follows the frames' own affine frame (no per-frame scale and shift is fitted): a model whose per-frame
 maps jump in scale and shift needs them aligned first (video mode's :mod:`.frame_align`, or ``method="dense"``).
 
 Why it is built so (issue #34; measured on bench.quality's video clips, small model, seed 0, docs/lab/
@@ -67,6 +70,8 @@ DEFAULT_STRENGTH = 1.0
 METHODS = ("transport", "dense")
 MAX_HISTORY = 0.9  # the history's weight where it agrees at strength 1: about ten frames of memory
 AGREE = {"transport": 5.0, "dense": 3.0}  # τ in robust standard deviations of the residuals against the history
+FIT_BLUR = 5  # px: the box filter of the maps the transport is fitted on
+IDENTITY = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # the transport of a still camera
 MAX_DEPTH_CHANGE = 1.25  # the transport's L may scale depth by at most this (or its inverse) between two frames
 TRANSPORT_SMOOTHING = 0.9  # β of the transport's running mean: the camera's motion, averaged over ~10 frames
 MIN_PIXELS = 0.05  # fewer consistent pixels than this share: fit on all pixels (a cut, a flash)
@@ -164,7 +169,6 @@ class TemporalFusion:
         return fused.reshape(depth.shape)
 
     def _transport(self, grey: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        h, w = d.shape
         bwd = global_flow(grey, self._grey, self.preset)  # [2,h,w] frame t → t−1, one affine motion
         hist, inside = warp(self._fused[None], bwd)  # [1,h,w], [h,w]
         hist = hist[0]
@@ -174,18 +178,25 @@ class TemporalFusion:
             return d.clone()
         # the smooth history is the regressor and the noisy frame the target: the other way round, the frame's
         # noise would pull the fitted L towards 0 (regression dilution) and the history would trail the camera
+        # and both are fitted box-filtered (FIT_BLUR px): the transport is smooth, the noise is not, and noise in the
+        # regressor biases the fit too (the first history is a raw frame)
         cols = _transport_columns(hist)  # [6,h,w]
-        theta = _fit_transport(cols, d, inside)
+        bd = _box(d)  # [h,w]
+        theta = _fit_transport(_transport_columns(_box(hist)), bd, inside & torch.isfinite(bd))
         if theta is None:  # degenerate (a blank frame): keep the running mean, or start again
             if self._theta is None:
                 self.last_weight = 0.0
                 return d.clone()
             theta = self._theta
         beta = TRANSPORT_SMOOTHING
-        mean = theta if self._theta is None else tuple(beta * m + (1 - beta) * x for m, x in zip(self._theta, theta))
+        # the running mean starts at "no motion": seeded by the first fit instead, a bad first fit steered the
+        # history for ten frames (clip AbsRel 1.44× on one white-balance clip)
+        prev = self._theta if self._theta is not None else IDENTITY
+        mean = tuple(beta * m + (1 - beta) * x for m, x in zip(prev, theta))
         self._theta = mean
         # the history carried into frame t's depth; the frame itself stays as it is: removing its own jump from the
-        # running mean too (θ_t − θ̄_t) measured worse (TE 0.69× instead of 0.52× on "+ all four", AbsRel 1.07×)
+        # running mean too (θ_t − θ̄_t) measured worse (a first version: TE 0.69× instead of 0.52× on "+ all four",
+        # seed 0, AbsRel 1.07×)
         hist = (cols * torch.tensor(mean, dtype=cols.dtype)[:, None, None]).sum(0)  # [h,w] L_θ̄·W + M_θ̄
         cur = d
         r = (cur - hist).abs()  # [h,w]
@@ -216,6 +227,11 @@ class TemporalFusion:
         w = self.strength * MAX_HISTORY * ok.float() * torch.exp(-0.5 * (r / tau) ** 2)  # [h,w]
         self.last_weight = float(w.mean())
         return w * hist + (1.0 - w) * cur
+
+
+def _box(z: torch.Tensor) -> torch.Tensor:
+    """``[h,w]`` → its FIT_BLUR × FIT_BLUR box mean ``[h,w]`` (the border averages what it has)."""
+    return F.avg_pool2d(z[None, None], FIT_BLUR, 1, FIT_BLUR // 2, count_include_pad=False)[0, 0]
 
 
 def _transport_columns(d: torch.Tensor) -> torch.Tensor:
