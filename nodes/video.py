@@ -50,9 +50,9 @@ class MarigoldVideoDepth(io.ComfyNode):
                 # optional, so that graphs saved before it load unchanged (their widgets end at batch_size)
                 io.Float.Input("temporal_strength", default=video_fusion.VIDEO_MODE_STRENGTH, min=0.0, max=1.0,
                                step=0.05, optional=True,
-                               tooltip="Marigold checkpoints: temporal fusion along the optical flow after the "
-                                       "frames are aligned (what MarigoldTemporalFusion does); 0 = off. Needs "
-                                       "OpenCV; RollingDepth checkpoints ignore it."),
+                               tooltip="Marigold checkpoints: temporal fusion after the frames are aligned (the "
+                                       "previous output carried by the camera's motion, its depth too); 0 = off. "
+                                       "Needs OpenCV; RollingDepth checkpoints ignore it."),
             ],
             outputs=[io.Image.Output(display_name="depth"),
                      io.Float.Output(display_name="range_low",

@@ -12,10 +12,10 @@ snippets are averaged per frame, and the clip is normalised once.
 image path (:func:`marigold.core.predict.iter_members`), then one scale and shift per *frame*, fitted so that each
 frame agrees with the frames 1, 2, 4 and 8 before it (:mod:`marigold.video.frame_align`), which removes the per-frame
 scale/shift jumps (flicker) of independent predictions without letting the scale drift along the clip. Then, when
-asked (``temporal_strength`` > 0; off by default: it gained a few per cent on the instrument), the temporal fusion of :mod:`marigold.video.fusion` in frame order: each aligned
-frame blended with the previous output carried along the optical flow, where the flows and the two maps agree,
-which removes the flicker that is not one scale and shift (exposure, noise, compression; bench/RESULTS.md,
-"Quality"). A frame waits for the aligner as a grey copy at processing resolution; the fusion keeps one frame.
+asked (``temporal_strength`` > 0; off by default), the temporal fusion of :mod:`marigold.video.fusion` in frame order: each aligned
+frame blended with the previous output carried by the camera's motion (its depth values too), where the two maps
+agree, which removes the flicker that is not one scale and shift (exposure, noise, compression;
+docs/lab/2026-12-07-video-fusion.md). A frame waits for the aligner as a grey copy at processing resolution; the fusion keeps one frame.
 
 Optional refinement (``refine_steps > 0``; the "full" and "paper" presets run 10): the reference's ``refine``
 (re-encode the co-aligned clip normalised to [-1, 1], noise it to mid-schedule with the same noise, denoise with
