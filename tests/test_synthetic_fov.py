@@ -7,6 +7,7 @@ it."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,8 +107,6 @@ def test_video_intrinsics_follow_the_fov():
 
 
 def test_data_spec_and_the_fov_recipe_reach_the_renderer():
-    from pathlib import Path
-
     from train.config import load_file
 
     spec = parse_spec({"name": "synthetic", "path": "flat", "size": 5, "fov": [6, 70], "crop": True})
@@ -122,3 +121,34 @@ def test_data_spec_and_the_fov_recipe_reach_the_renderer():
     for bad, msg in (([6], "must be \\[low, high\\]"), ([70, 6], "1 <= low <= high <= 120"), ("wide", "must be")):
         with pytest.raises(ValueError, match=msg):
             build_dataset(parse_spec({"name": "synthetic", "fov": bad}))
+
+
+def test_quality_bench_trains_the_fov_recipe_apart_from_the_small_one(tmp_path, monkeypatch):
+    """``python -m bench.quality --small-recipe small-fov``: its models are cached beside the small recipe's under
+    a name and a stamp of their own (neither reuses nor overwrites the other), and its results go elsewhere."""
+    from bench import quality as Q
+
+    cmds = []
+
+    def fake_run(cmd, what, threads=None):
+        cmds.append(cmd)
+        for arg in cmd:  # the folders the real commands would write (all under tmp_path)
+            if arg.startswith(str(tmp_path)):
+                Path(arg).mkdir(parents=True, exist_ok=True)
+        return 0.0
+
+    monkeypatch.setattr(Q, "_run", fake_run)
+    small, _ = Q.build_models(tmp_path, [0], ["small"])
+    fov, _ = Q.build_models(tmp_path, [0], ["small-fov"])
+    assert fov["small-fov", 0] == tmp_path / "small-fov-s0" / "final" != small["small", 0]
+    trainings = [c for c in cmds if "train.finetune" in c]
+    assert [Path(c[c.index("--config") + 1]).name for c in trainings] == ["cpu_small.yaml", "cpu_small_fov.yaml"]
+    stamps = [(tmp_path / f"{r}-s0.stamp").read_text() for r in ("small", "small-fov")]
+    assert stamps[0] != stamps[1]
+    n = len(cmds)
+    Q.build_models(tmp_path, [0], ["small", "small-fov"])
+    assert len(cmds) == n  # both cached: nothing rebuilt
+    assert Q.results_paths("small") == (Q.RESULTS_JSON, "quality")
+    assert Q.results_paths("small-fov")[0].name == "quality_small-fov_results.json"
+    with pytest.raises(SystemExit):
+        Q.main(["--small-recipe", "wide"])
