@@ -113,6 +113,8 @@ def test_data_spec_and_the_fov_recipe_reach_the_renderer():
     ds = build_dataset(spec)
     assert isinstance(ds, SyntheticDataset) and ds.fov == (6.0, 70.0) and ds.texture == "flat"
     np.testing.assert_array_equal(ds[2].rgb, render(2, 96, 128, texture="flat", fov=(6, 70)).rgb)
+    thin = build_dataset(parse_spec({"name": "synthetic", "size": 2, "height": 24, "width": 32, "fine": True}))
+    np.testing.assert_array_equal(thin[1].depth, render(1, 24, 32, fine=True).depth)
     root = Path(__file__).resolve().parents[1] / "train" / "configs"
     small, fov = load_file(root / "cpu_small.yaml"), load_file(root / "cpu_small_fov.yaml")
     assert {k for k in small if small[k] != fov.get(k)} == {"data"} and set(fov) == set(small)  # data alone differs
@@ -152,3 +154,24 @@ def test_quality_bench_trains_the_fov_recipe_apart_from_the_small_one(tmp_path, 
     assert Q.results_paths("small-fov")[0].name == "quality_small-fov_results.json"
     with pytest.raises(SystemExit):
         Q.main(["--small-recipe", "wide"])
+
+
+def test_fov_match_cuts_the_tiles_predict_tiled_cuts_and_scores_views():
+    """bench.fov_match: the tiles of a 2× scene are predict_tiled's (128 px, covering the image), and its
+    statistics tell a view of one surface from a view with depth edges."""
+    from bench import fov_match as F
+    from marigold.core.tiling import plan_tiles
+
+    got = list(F.tiles(1_000_003, 2))
+    plan = plan_tiles((192, 256), 128, 32)
+    assert len(got) == plan.count == 6 and all(t[0].shape == (128, 128, 3) and t[1].shape == (128, 128) for t in got)
+    whole = render(1_000_003, 192, 256, texture="flat")
+    y0, x0, y1, x1 = list(plan.boxes())[-1]
+    np.testing.assert_array_equal(got[-1][1], whole.depth[y0:y1, x0:x1])
+    wall = F.view_stats(np.full((32, 32, 3), 0.5), np.full((32, 32), 4.0), np.ones((32, 32), bool))
+    assert wall["edge_share"] == 0 and wall["depth_range"] == 0 and wall["colour_var"] == 0
+    room = render(1_000_003, 96, 128, texture="flat")
+    s = F.view_stats(room.rgb, room.depth, room.valid)
+    assert s["edge_share"] > 0.01 and s["depth_range"] > 0.2 and s["colour_var"] > 0
+    table = F.markdown({"x": F.summarise([s, wall])})
+    assert "| x | 2 |" in table and "50%" in table
