@@ -91,10 +91,11 @@ def _narrow_view(seed: int, wide: float, fov: tuple[float, float], aspect: float
                  ) -> tuple[float, np.ndarray]:
     """The ``fov`` option's camera for scene ``seed``: (horizontal field of view in radians, drawn log-uniformly
     from ``fov`` degrees, so that every octave of zoom is as common; the ``[3,3]`` rotation from it to the
-    whole-room camera of field of view ``wide``). ``crop``: it turns (yaw, then pitch, no roll) towards a random
-    part of the whole-room view, by at most the angle that keeps its edges' midpoints inside that view (as a
-    tile of a big photo sees part of it; a camera as wide or wider stays centred); otherwise it looks where the
-    whole-room camera does. ``aspect``: height / width."""
+    whole-room camera of field of view ``wide``). ``crop``: it turns (yaw and pitch, no roll) towards a random
+    part of the whole-room view, by at most the difference of the two views' half-angles across and up or down,
+    so it stays about inside that view (as a tile of a big photo sees part of it; a turned camera's corners
+    reach a little beyond; a camera as wide or wider stays centred); otherwise it looks where the whole-room
+    camera does. ``aspect``: height / width."""
     r = np.random.default_rng([seed, FOV_STREAM])
     lo, hi = np.log(np.deg2rad(fov))
     narrow = float(np.exp(r.uniform(lo, hi)))
