@@ -1,6 +1,6 @@
 r"""The quality bench: what our small model (``train/configs/cpu_small.yaml``) sees, against the baselines, on
 synthetic scenes with exact ground truth. ``python -m bench.quality [--seeds 0 1 2] [--only image,react,video,
-tiles,stereo,snippet,completion] [--cache DIR] [--no-write]``.
+tiles,stereo,snippet,completion] [--cache DIR] [--no-write] [--small-recipe small-fov]``.
 
 Not a test: it builds its models once into ``--cache`` (default ``.cache/quality``) and reuses them:
 
@@ -56,6 +56,11 @@ is our own models, trained here on the CPU on synthetic data; no real weights):
 
 It prints one Markdown table per row kind, writes ``bench/quality_results.json`` and replaces the "Quality"
 section of ``bench/RESULTS.md`` (date, CPU flags, seeds, seconds spent building).
+
+``--small-recipe small-fov``: the small model's rows measure the small recipe trained on views of many fields of
+view instead (``configs/cpu_small_fov.yaml``, issue #35: a tile is a narrow view), cached as ``small-fov-sN``
+beside the small recipe's models (its stamp hashes its own config), its rows named ``small-fov``, written to
+``bench/quality_small-fov_results.json`` and a section of its own in ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -82,6 +87,8 @@ RESULTS_MD = ROOT / "bench" / "RESULTS.md"
 SIZE = (96, 128)  # the synthetic scenes' native size, the small recipe's training size
 # name → (config, stand-in, extra arguments to train.finetune)
 RECIPES = {"small": ("cpu_small.yaml", "sd2-small", []), "tiny": ("cpu_tiny.yaml", "sd2-tiny", []),
+           # the small recipe on views of many fields of view (--small-recipe small-fov)
+           "small-fov": ("cpu_small_fov.yaml", "sd2-small", []),
            "snippet": ("cpu_small_snippet.yaml", "sd2-small", []),
            # the snippet model's control: the same frames per step, each from its own video, normalised alone
            "single-frame": ("cpu_small_snippet.yaml", "sd2-small", ["--set", "snippet.frames=1", "--batch-size", "9"]),
@@ -90,6 +97,7 @@ RECIPES = {"small": ("cpu_small.yaml", "sd2-small", []), "tiny": ("cpu_tiny.yaml
            "iid-lighting": ("cpu_small_iid.yaml", "sd2-small-iid", ["--task", "iid-lighting"]),
            "iid-appearance": ("cpu_small_iid_appearance.yaml", "sd2-small-iid", ["--task", "iid-appearance"])}
 MODALITIES = ("normals", "iid-lighting", "iid-appearance")
+SMALL_RECIPES = ("small", "small-fov")  # what --small-recipe may name: the model of the small model's rows
 # what the modality table shows per task: (metric, lower is better)
 HEADLINE = {"normals": [("normals_mean_angle", True), ("normals_median_angle", True), ("normals_a11.25", False)],
             "iid-lighting": [("albedo_mse", True), ("shading_mse", True), ("residual_mse", True)],
@@ -564,7 +572,7 @@ def markdown(res: dict) -> str:
                 lines.append(f"| {task} | {k}{'' if lower else ' (higher is better)'} | {_ms(got)} | {base:.4f} | "
                              f"{'' if raw is None else f'{raw:.4f}'} | {np.mean(got) / base:.2f} |")
     if "completion" in res:
-        runs = res["completion"]["small"]
+        runs = next(iter(res["completion"].values()))  # the one small model's (small or small-fov)
         cpu = res.get("cpu_of", {}).get("completion", res["cpu"])
         where = f" on {cpu}" if cpu != res["cpu"] else ""
         lines += ["", f"Metric depth from K measured points{where} (8 held-out scenes, 96×128, points drawn as "
@@ -593,9 +601,19 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
-def write_results_md(table: str) -> None:
-    head, start, end = "## Quality: the small model (python -m bench.quality)", "<!-- quality:start -->", \
-        "<!-- quality:end -->"
+def results_paths(small: str = "small") -> tuple[Path, str]:
+    """(the results JSON, the RESULTS.md section's marker name) of a run whose small model is recipe ``small``:
+    another recipe's results never overwrite the small recipe's."""
+    if small == "small":
+        return RESULTS_JSON, "quality"
+    return RESULTS_JSON.with_name(f"quality_{small}_results.json"), f"quality-{small}"
+
+
+def write_results_md(table: str, small: str = "small") -> None:
+    _, mark = results_paths(small)
+    head = ("## Quality: the small model (python -m bench.quality)" if small == "small" else
+            f"## Quality: the small model, {RECIPES[small][0]} (python -m bench.quality --small-recipe {small})")
+    start, end = f"<!-- {mark}:start -->", f"<!-- {mark}:end -->"
     text = RESULTS_MD.read_text() if RESULTS_MD.is_file() else ""
     block = f"{start}\n{table}\n{end}"
     if start in text and end in text:
@@ -614,6 +632,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "quality")
     ap.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md as it is")
     ap.add_argument("--jobs", type=int, default=2, help="trainings side by side (each with cores/jobs threads)")
+    ap.add_argument("--small-recipe", default="small", choices=SMALL_RECIPES,
+                    help="the recipe of the small model's rows: small (cpu_small.yaml) or small-fov "
+                         "(cpu_small_fov.yaml: views of many fields of view); results of small-fov go to files of "
+                         "their own")
     ap.add_argument("--modalities", default=",".join(MODALITIES),
                     help=f"the modalities row's tasks, comma-separated (default: {','.join(MODALITIES)}); the "
                          "tasks not named keep their saved results")
@@ -634,25 +656,28 @@ def main(argv: list[str] | None = None) -> int:
     from train.tiny import IID_POOL
 
     torch.set_flush_denormal(True)
-    recipes = (["small", "tiny"] if {"image", "react", "stereo"} & set(rows) else
-               ["small"] if {"video", "tiles", "completion"} & set(rows) else []) + \
+    sm = a.small_recipe  # the small model's recipe, and the name its rows go under
+    results_json, _ = results_paths(sm)
+    recipes = ([sm, "tiny"] if {"image", "react", "stereo"} & set(rows) else
+               [sm] if {"video", "tiles", "completion"} & set(rows) else []) + \
         (["snippet", "single-frame"] if "snippet" in rows else []) + (tasks if "modalities" in rows else [])
     paths, spent = build_models(a.cache, a.seeds, recipes, a.jobs)
-    images = [r for r in recipes if r in ("small", "tiny")]
+    images = [r for r in recipes if r in (sm, "tiny")]
     t0 = time.perf_counter()
     res: dict = {"date": date.today().isoformat(), "cpu": cpu_flags(), "seeds": a.seeds, "spent": spent,
                  "bases": {name: BASES[name] for name in BASES if name in {RECIPES[r][1] for r in recipes}},
                  "materials": {r: MATERIALS_VERSION for r in recipes if r.startswith("iid-")},
                  # which stand-in each modality's models grew from (rows of older runs keep theirs)
                  "modality_bases": {t: RECIPES[t][1] for t in tasks} if "modalities" in rows else {},
-                 "row_dates": {row: date.today().isoformat() for row in rows}}
+                 "row_dates": {row: date.today().isoformat() for row in rows},
+                 "small_recipe": RECIPES[sm][0]}
     if any(r.startswith("iid-") for r in recipes):  # what the IID stand-in's VAE was fitted on (train.tiny), per task
         res["iid_pools"] = {r: IID_POOL for r in recipes if r.startswith("iid-")}
         res["iid_bases"] = {r: BASES[RECIPES[r][1]] for r in recipes if r.startswith("iid-")}
     const = mean_map() if {"image", "stereo"} & set(rows) else None
     for seed in a.seeds:
         models = {r: marigold.load(paths[r, seed], device="cpu", dtype="fp32") for r in images}
-        small = models.get("small")
+        small = models.get(sm)
         if "image" in rows:
             img = res.setdefault("image", {"mean map": mean_map_row(const)})
             for r, m in models.items():
@@ -661,12 +686,12 @@ def main(argv: list[str] | None = None) -> int:
         if "react" in rows:
             for r, m in models.items():
                 res.setdefault("react", {}).setdefault(r, []).append(react_row(m))
-            log(f"seed {seed} react: {res['react']['small'][-1]}")
+            log(f"seed {seed} react: {res['react'][sm][-1]}")
         if "video" in rows:
-            res.setdefault("video", {}).setdefault("small", []).append(video_row(small))
+            res.setdefault("video", {}).setdefault(sm, []).append(video_row(small))
             log(f"seed {seed} video done")
         if "tiles" in rows:
-            res.setdefault("tiles", {}).setdefault("small", []).append(tiles_row(small))
+            res.setdefault("tiles", {}).setdefault(sm, []).append(tiles_row(small))
             log(f"seed {seed} tiles done")
         if "stereo" in rows:
             st = stereo_row(models, const)
@@ -674,9 +699,9 @@ def main(argv: list[str] | None = None) -> int:
                 res.setdefault("stereo", {}).setdefault(k, []).append(v)
             log(f"seed {seed} stereo: {st}")
         if "completion" in rows:
-            res.setdefault("completion", {}).setdefault("small", []).append(completion_row(small))
+            res.setdefault("completion", {}).setdefault(sm, []).append(completion_row(small))
             log(f"seed {seed} completion: " + ", ".join(f"{k} points {v['completion']['mae']:.4f} m"
-                                                         for k, v in res["completion"]["small"][-1].items()))
+                                                         for k, v in res["completion"][sm][-1].items()))
         if "modalities" in rows:
             for task in tasks:
                 m = marigold.load(paths[task, seed], device="cpu", dtype="fp32")
@@ -693,8 +718,8 @@ def main(argv: list[str] | None = None) -> int:
             res.setdefault("modalities_untrained", {})[task] = modality_row(m, task)["model"]
             log(f"untrained {task}: {res['modalities_untrained'][task]}")
     res["measure_s"] = time.perf_counter() - t0
-    if RESULTS_JSON.is_file() and not a.no_write:  # rows not measured in this run stay as they were
-        old = json.loads(RESULTS_JSON.read_text())
+    if results_json.is_file() and not a.no_write:  # rows not measured in this run stay as they were
+        old = json.loads(results_json.read_text())
         if old.get("seeds") == a.seeds:
             merged = {k: {**old.get(k, {}), **res[k]} for k in ("modalities", "modalities_untrained", "bases",
                                                                 "materials", "modality_bases", "iid_pools",
@@ -706,9 +731,9 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(res)
     print(table)
     if not a.no_write:
-        RESULTS_JSON.write_text(json.dumps(res, indent=1, default=float) + "\n")
-        write_results_md(table)
-        log(f"wrote {RESULTS_JSON.relative_to(ROOT)} and the Quality section of {RESULTS_MD.relative_to(ROOT)}")
+        results_json.write_text(json.dumps(res, indent=1, default=float) + "\n")
+        write_results_md(table, sm)
+        log(f"wrote {results_json.relative_to(ROOT)} and the Quality section of {RESULTS_MD.relative_to(ROOT)}")
     return 0
 
 

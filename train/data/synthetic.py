@@ -70,6 +70,47 @@ def check_texture(texture: str) -> str:
     return texture
 
 
+WIDE_FOV = (50.0, 70.0)  # degrees: the whole-room camera's horizontal field of view, drawn uniformly
+FOV_STREAM = 36  # the ``fov`` option draws from ``default_rng([seed, FOV_STREAM])``: the scene's stream is untouched
+
+
+def check_fov(fov) -> tuple[float, float] | None:
+    """``None`` (the whole-room camera only) or ``[lo, hi]`` degrees, 1 <= lo <= hi <= 120 → a float pair."""
+    if fov is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in fov)
+    except (TypeError, ValueError):
+        raise ValueError(f"synthetic fov must be [low, high] in degrees, e.g. [6, 70]; got {fov!r}.") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and 1.0 <= lo <= hi <= 120.0):
+        raise ValueError(f"synthetic fov must satisfy 1 <= low <= high <= 120 degrees; got {fov!r}.")
+    return lo, hi
+
+
+def _narrow_view(seed: int, wide: float, fov: tuple[float, float], aspect: float, crop: bool
+                 ) -> tuple[float, np.ndarray]:
+    """The ``fov`` option's camera for scene ``seed``: (horizontal field of view in radians, drawn log-uniformly
+    from ``fov`` degrees, so that every octave of zoom is as common; the ``[3,3]`` rotation from it to the
+    whole-room camera of field of view ``wide``). ``crop``: it turns (yaw and pitch, no roll) towards a random
+    part of the whole-room view, by at most the difference of the two views' half-angles across and up or down,
+    so it stays about inside that view (as a tile of a big photo sees part of it; a turned camera's corners
+    reach a little beyond; a camera as wide or wider stays centred); otherwise it looks where the whole-room
+    camera does. ``aspect``: height / width."""
+    r = np.random.default_rng([seed, FOV_STREAM])
+    lo, hi = np.log(np.deg2rad(fov))
+    narrow = float(np.exp(r.uniform(lo, hi)))
+    # half-angles (radians) across and up/down of the wide and the narrow view: how far the narrow one may turn
+    half = [(wide / 2, narrow / 2), (np.arctan(np.tan(wide / 2) * aspect), np.arctan(np.tan(narrow / 2) * aspect))]
+    yaw, pitch = r.uniform(-1, 1, size=2) * [max(w - n, 0.0) for w, n in half]  # drawn either way: same fov
+    return narrow, rotation(yaw, pitch, 0.0) if crop else np.eye(3)  # no roll: its x axis stays level
+
+
+def _fov_of(rng: np.random.Generator, seed: int, fov: tuple[float, float] | None) -> float:
+    """The horizontal field of view (radians) of scene ``seed``'s camera, after the scene's draws from ``rng``."""
+    wide = np.deg2rad(rng.uniform(*WIDE_FOV))
+    return wide if fov is None else _narrow_view(seed, wide, fov, 1.0, False)[0]
+
+
 @functools.lru_cache(maxsize=1)
 def textures() -> tuple[np.ndarray, ...]:
     """The scikit-image photographs as float32 RGB arrays in 0..1 (at most 256 px a side, to keep it light)."""
@@ -329,7 +370,7 @@ def _sample(rgb: np.ndarray, depth: np.ndarray, n_cam: np.ndarray, name: str) ->
 
 def render(seed: int, height: int, width: int, supersample: int = 2, objects: bool = True,
            texture: str = "photo", camera_x: float = 0.0, shift_px: float = 0.0, materials: bool = False,
-           fine: bool = False) -> DepthSample:
+           fine: bool = False, fov: tuple[float, float] | None = None, crop: bool = True) -> DepthSample:
     """Render scene ``seed`` at ``height × width``: RGB 0..1, planar depth (inf where the sky is), normals, and
     the intrinsic layers in ``targets`` (albedo, shading, residual, material; see the module docstring).
     ``objects=False`` leaves only the room (for geometry tests); ``texture="flat"``: see :data:`FLAT_PALETTE`;
@@ -337,7 +378,11 @@ def render(seed: int, height: int, width: int, supersample: int = 2, objects: bo
     ``camera_x`` moves the camera sideways (metres, along its own x axis) and ``shift_px`` its sensor (the
     picture moves right by that many pixels): the second camera of a stereo pair (see :func:`focal_px`).
     ``fine``: the same room, camera and objects plus fine structure (:meth:`_Scene.add_fine`), drawn from a
-    stream of its own."""
+    stream of its own. ``fov``: ``[lo, hi]`` degrees: the same room and objects seen by a camera whose horizontal
+    field of view is drawn log-uniformly from that range (its own stream), rendered directly at ``height ×
+    width`` (no crop and resize), looking at a random part of the whole-room view (``crop``) or at its centre; a
+    narrow one sees what a tile of a big photo sees. Without ``fov`` every scene is exactly what it always was."""
+    fov = check_fov(fov)
     rng = np.random.default_rng(seed)
     scene = _Scene(rng, texture)
     scene.materials = materials
@@ -345,11 +390,14 @@ def render(seed: int, height: int, width: int, supersample: int = 2, objects: bo
         scene.spheres, scene.boxes = [], []
     if fine:
         scene.add_fine(np.random.default_rng([seed, 35]))
-    fov = np.deg2rad(rng.uniform(50, 70))
-    f = 0.5 * width * supersample / np.tan(fov / 2)
+    view = np.deg2rad(rng.uniform(*WIDE_FOV))  # the whole-room camera (drawn with or without ``fov``)
     pitch = rng.uniform(-0.15, 0.15)  # look slightly up or down
     cp, sp = np.cos(pitch), np.sin(pitch)
     rot = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    if fov is not None:  # a camera at the same spot, zoomed and turned towards part of the whole-room view
+        view, aim = _narrow_view(seed, view, fov, height / width, crop)
+        rot = rot @ aim
+    f = 0.5 * width * supersample / np.tan(view / 2)
     origin = rot @ np.array([camera_x, 0.0, 0.0])  # the camera's own x axis, in the world
     layers: dict = {}
     sample = _sample(*_shoot(scene, height, width, supersample, f, rot, origin, shift_px, layers=layers),
@@ -360,13 +408,13 @@ def render(seed: int, height: int, width: int, supersample: int = 2, objects: bo
     return sample
 
 
-def focal_px(seed: int, width: int) -> float:
-    """The focal length of scene ``seed``'s camera in output pixels at ``width`` (what :func:`render` uses): a
-    point at depth Z moves ``focal_px · b / Z`` pixels left when the camera moves ``b`` metres right."""
+def focal_px(seed: int, width: int, fov: tuple[float, float] | None = None) -> float:
+    """The focal length of scene ``seed``'s camera in output pixels at ``width`` (what :func:`render` uses, with
+    the same ``fov``): a point at depth Z moves ``focal_px · b / Z`` pixels left when the camera moves ``b``
+    metres right."""
     rng = np.random.default_rng(seed)
     _Scene(rng)  # the scene draws first, then the field of view
-    fov = np.deg2rad(rng.uniform(50, 70))
-    return 0.5 * width / np.tan(fov / 2)
+    return 0.5 * width / np.tan(_fov_of(rng, seed, check_fov(fov)) / 2)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -456,10 +504,10 @@ class _VideoScene:
     spinning; the geometry of a sphere is the same either way."""
 
     def __init__(self, seed: int, frames: int, height: int, width: int, supersample: int, path: str = "random",
-                 texture: str = "photo", moving: bool = False):
+                 texture: str = "photo", moving: bool = False, fov: tuple[float, float] | None = None):
         rng = np.random.default_rng(seed)
         self.scene = _Scene(rng, texture)
-        fov = np.deg2rad(rng.uniform(50, 70))
+        fov = _fov_of(rng, seed, check_fov(fov))  # ``fov``: a zoomed camera (centred: the path does the aiming)
         if path not in CAMERA_PATHS:
             raise ValueError(f"camera path must be one of {', '.join(CAMERA_PATHS)}; got {path!r}.")
         self.path = getattr(CameraPath, path)(rng)
@@ -525,11 +573,12 @@ class _VideoScene:
 
 
 def render_video(seed: int, frames: int, height: int, width: int, supersample: int = 2,
-                 path: str = "random", texture: str = "photo", moving: bool = False) -> VideoClip:
+                 path: str = "random", texture: str = "photo", moving: bool = False,
+                 fov: tuple[float, float] | None = None) -> VideoClip:
     """Render video ``seed``: ``frames`` views along its camera path (``path``: one of :data:`CAMERA_PATHS`),
     with exact depth, intrinsics and poses; ``moving``: with a ball rolling across (and its ``moving`` mask and
-    ``motion``)."""
-    v = _VideoScene(seed, frames, height, width, supersample, path, texture, moving)
+    ``motion``); ``fov``: the field of view drawn log-uniformly from ``[lo, hi]`` degrees (see :func:`render`)."""
+    v = _VideoScene(seed, frames, height, width, supersample, path, texture, moving, fov)
     samples = [v.frame(k, f"video_{seed}_{k:06d}") for k in range(frames)]
     return VideoClip(rgb=np.stack([s.rgb for s in samples]), depth=np.stack([s.depth for s in samples]),
                      valid=np.stack([s.valid for s in samples]), intrinsics=v.K.copy(),
@@ -543,10 +592,14 @@ VIDEO_SEED_OFFSET = 500_000  # video scenes never coincide with the image splits
 
 
 class SyntheticDataset:
-    """``size`` scenes of one split, rendered on demand at ``height × width``."""
+    """``size`` scenes of one split, rendered on demand at ``height × width``; ``fov`` (``[lo, hi]`` degrees) and
+    ``crop``: zoomed cameras aimed at part of the room (see :func:`render`); ``fine``: with fine structure. A data
+    spec gives them as keys: ``{name: synthetic, path: flat, size: 20000, fov: [6, 70]}``."""
 
     def __init__(self, size: int = 1000, height: int = 96, width: int = 128, split: str = "train",
-                 texture: str = "photo", materials: bool = False):
+                 texture: str = "photo", materials: bool = False, fov: tuple[float, float] | None = None,
+                 crop: bool = True, fine: bool = False):
+        self.fov, self.crop, self.fine = check_fov(fov), bool(crop), bool(fine)
         if "+" in texture:  # "flat+materials" (what ``synthetic:flat+materials`` in a data spec gives)
             texture, _, extra = texture.partition("+")
             if extra != "materials":
@@ -566,15 +619,16 @@ class SyntheticDataset:
         if not 0 <= i < self.size:
             raise IndexError(i)
         return render(SPLIT_SEEDS[self.split] + i, self.height, self.width, texture=self.texture,
-                      materials=self.materials)
+                      materials=self.materials, fov=self.fov, crop=self.crop, fine=self.fine)
 
 
 class SyntheticVideoDataset:
     """``size`` videos of ``frames`` frames of one split, rendered frame by frame on demand."""
 
     def __init__(self, size: int = 200, frames: int = 48, height: int = 96, width: int = 128, split: str = "train",
-                 supersample: int = 2, path: str = "random", texture: str = "photo", moving: bool = False):
-        self.moving = bool(moving)
+                 supersample: int = 2, path: str = "random", texture: str = "photo", moving: bool = False,
+                 fov: tuple[float, float] | None = None):
+        self.moving, self.fov = bool(moving), check_fov(fov)
         if split not in SPLIT_SEEDS:
             raise ValueError(f"synthetic split must be one of {', '.join(SPLIT_SEEDS)}; got {split!r}.")
         self.size, self.frames, self.height, self.width = int(size), int(frames), int(height), int(width)
@@ -594,7 +648,7 @@ class SyntheticVideoDataset:
     def _scene(self, i: int) -> _VideoScene:
         if self._cache is None or self._cache[0] != i:
             self._cache = (i, _VideoScene(self.seed(i), self.frames, self.height, self.width, self.supersample,
-                                                 self.path, self.texture, self.moving))
+                                                 self.path, self.texture, self.moving, self.fov))
         return self._cache[1]
 
     def num_frames(self, i: int) -> int:
@@ -614,4 +668,4 @@ class SyntheticVideoDataset:
 
     def clip(self, i: int) -> VideoClip:
         return render_video(self.seed(i), self.frames, self.height, self.width, self.supersample, self.path,
-                            self.texture, self.moving)
+                            self.texture, self.moving, self.fov)
