@@ -35,8 +35,8 @@ from ..errors import InputError
 __all__ = ["snap_to_points", "SPATIAL", "DEPTH", "COLOUR", "REACH", "MAX_PIXELS"]
 
 SPATIAL = 0.5  # σ_s as a share of the points' mean spacing
-DEPTH = 0.05  # σ_d as a share of the map's median depth
-COLOUR = 0.05  # σ_c in 0..1 colour units
+DEPTH = 0.03  # σ_d as a share of the map's median depth
+COLOUR = 0.1  # σ_c in 0..1 colour units
 REACH = 2  # a pixel looks at the points within this many mean spacings (beyond, σ_s = ½ spacing gives < e⁻⁸)
 MAX_PIXELS = 1 << 21  # the correction is worked out on at most ~2 MP (a 12 MP photo: a 2.4× coarser field)
 _CHUNK = 1 << 22  # pixels × candidate points per block (16 MiB of float32 per array)
