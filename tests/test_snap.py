@@ -113,3 +113,16 @@ def test_fit_metric_snaps_on_request():
     assert fit.scale == snapped.scale and fit.shift == snapped.shift  # the same fit, then corrected
     assert (snapped.depth[0, 0][pts] - truth[pts]).abs().max() < (fit.depth[0, 0][pts] - truth[pts]).abs().max()
     assert (snapped.depth[0, 0] - truth).abs().mean() < 0.5 * (fit.depth[0, 0] - truth).abs().mean()
+
+
+def test_fit_metric_snap_takes_any_photo_and_refuses_a_wrong_count():
+    from PIL import Image
+
+    pred = torch.rand(2, 1, 12, 16)
+    sparse = torch.zeros(2, 1, 12, 16)
+    sparse[:, 0, 3, 4], sparse[:, 0, 8, 12], sparse[:, 0, 6, 2] = 2.0, 3.0, 2.5
+    photo = Image.fromarray(np.zeros((24, 32, 3), np.uint8))  # twice the map's size: resized to it
+    out = marigold.fit_metric(pred, sparse, snap=True, image=photo)
+    assert out.depth.shape == (2, 1, 12, 16) and torch.isfinite(out.depth).all()
+    with pytest.raises(InputError, match="one photo or 2"):
+        marigold.fit_metric(pred, sparse, snap=True, image=torch.rand(3, 3, 12, 16))

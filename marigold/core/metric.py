@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from .image import resize
+from .image import resize, to_tensor
 from .snap import snap_to_points
 
 DEFAULT_FAR_OVER_NEAR = 3.0  # marigold.geometry's default depth range, used when one point cannot give a range
@@ -156,12 +156,11 @@ def _fit_one(p: np.ndarray, z: np.ndarray, robust: bool) -> tuple[float, float]:
 
 
 def _guide(image, n: int, size: tuple[int, int]) -> torch.Tensor:
-    """The photo ``[3,H,W]`` / ``[1|N,3,H,W]`` 0..1 → ``[N,3,H,W]`` at the map's size (the snap's colour guide)."""
-    g = torch.as_tensor(image).float().cpu()
-    g = g[None] if g.ndim == 3 else g
-    if g.ndim != 4 or g.shape[0] not in (1, n) or g.shape[1] not in (1, 3):
-        raise InputError(f"image: expected one photo or {n} as [N,3,H,W] for the snap's guide; got "
-                         f"{tuple(g.shape)}.")
+    """The photo (any image input: PIL, array, ``[3,H,W]`` / ``[1|N,3,H,W]`` tensor in 0..1) → ``[N,3,H,W]`` at the
+    map's size (the snap's colour guide)."""
+    g = to_tensor(image).float().cpu()  # [N',3,H',W']
+    if g.shape[0] not in (1, n):
+        raise InputError(f"image: one photo or {n} for the snap's guide; got {g.shape[0]}.")
     if tuple(g.shape[-2:]) != size:
         g = resize(g, size, "bilinear", antialias=True)  # [1|N,3,H,W]
     return g.expand(n, -1, -1, -1)
@@ -176,7 +175,7 @@ def fit_metric(prediction: torch.Tensor | np.ndarray, sparse, *, space: str = "d
     ``space``: "depth" (near = low, Marigold's depth) fits ``depth ≈ s·p + b``; "disparity" (near = high: inverse
     depth models) fits ``1/depth ≈ s·p + b``. ``robust``: Huber weights instead of plain least squares.
     ``snap``: then make the map pass through the points (:func:`marigold.core.snap.snap_to_points`, guided by the
-    map and, where given, the photo ``image`` ``[N,3,H,W]`` 0..1 the map's size): the map is no longer one affine
+    map and, where given, the photo ``image``: any image input, resized to the map): the map is no longer one affine
     copy of the prediction, but on our instrument as close as completion (bench/RESULTS.md, "Metric depth").
     """
     if space not in SPACES:
