@@ -100,7 +100,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="refinement steps after co-alignment; 0 = none (default: the preset's)")
     v.add_argument("--temporal-strength", type=float, default=None, metavar="S",
                    help="Marigold checkpoints: temporal fusion after the per-frame alignment (the previous "
-                        "output carried by the camera's motion), 0..1; 0 = off (default 0: off)")
+                        "output carried by the camera's motion), 0..1; 0 = off, the alignment alone (default 1 "
+                        "where OpenCV is installed, the flow extra; else 0, said once)")
     v.add_argument("--fps", type=float, default=None,
                    help="frame rate of a folder of frames (default 30); video files keep their own")
     g = ap.add_argument_group("3D from depth (see README, '3D: relief, mesh, points')")

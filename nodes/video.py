@@ -3,12 +3,17 @@ MarigoldTemporalFusion: any model's per-frame depth batch fused along the optica
 
 from __future__ import annotations
 
+import logging
+
 from comfy_api.latest import io
 
 from . import comfy_glue
 from ._core import image as core_image
 from ._core import marigold, video, video_fusion, video_output
 from .wires import CATEGORY, PREFIX, MarigoldModelType
+
+log = logging.getLogger(__name__)
+_SAID: set[str] = set()  # notes already logged by this ComfyUI process (once, not once per run)
 
 PRESET_NOTE = ("fast: dilations 1,25, no refinement, 768 px; full: 1,10,25, 10 refinement steps, 1024 px; "
                "paper: the paper's settings.")
@@ -51,8 +56,10 @@ class MarigoldVideoDepth(io.ComfyNode):
                 io.Float.Input("temporal_strength", default=video_fusion.VIDEO_MODE_STRENGTH, min=0.0, max=1.0,
                                step=0.05, optional=True,
                                tooltip="Marigold checkpoints: temporal fusion after the frames are aligned (the "
-                                       "previous output carried by the camera's motion, its depth too); 0 = off. "
-                                       "Needs OpenCV; RollingDepth checkpoints ignore it."),
+                                       "previous output carried by the camera's motion, its depth too), on by "
+                                       "default; 0 = off (the frames aligned only). Needs OpenCV "
+                                       "(opencv-python-headless): without it the node runs at 0 and says so once "
+                                       "in the console. RollingDepth checkpoints ignore it."),
             ],
             outputs=[io.Image.Output(display_name="depth"),
                      io.Float.Output(display_name="range_low",
@@ -68,6 +75,15 @@ class MarigoldVideoDepth(io.ComfyNode):
                 f"MarigoldVideoDepth needs a depth checkpoint (RollingDepth, e.g. prs-eth/rollingdepth-v1-0, or a "
                 f"Marigold depth model), but '{model.name}' is a {model.task} checkpoint. Choose one in "
                 f"LoadMarigold, or use Marigold{model.task.capitalize()} frame by frame.")
+        if model.model.video_model:
+            temporal_strength = None  # RollingDepth: no fusion
+        elif temporal_strength and not video_fusion.available():
+            # a graph (every saved workflow carries the default 1) must not fail for want of OpenCV, which the
+            # pack does not install (competing opencv packages break ComfyUI environments)
+            if video_fusion.MISSING_NOTE not in _SAID:
+                _SAID.add(video_fusion.MISSING_NOTE)
+                log.warning("MarigoldVideoDepth: %s", video_fusion.MISSING_NOTE)
+            temporal_strength = 0.0
         clip = core_image.from_bhwc(frames)  # [T,3,H,W]
         res = processing_resolution or None  # 0: the preset's
         n = None if snippet_length < 0 else snippet_length
@@ -77,7 +93,7 @@ class MarigoldVideoDepth(io.ComfyNode):
             m, clip, preset=preset, dilations=video_output.parse_dilations(dilations), snippet_length=n,
             refine_steps=None if refine_steps < 0 else refine_steps, processing_resolution=res, seed=seed,
             batch_size=batch_size, progress=comfy_glue.Progress(), check_cancel=comfy_glue.check_cancel,
-            temporal_strength=None if model.model.video_model else temporal_strength)
+            temporal_strength=temporal_strength)
         depth = video_output.near_zero(pred.depth, pred.space)  # [T,1,H,W]
         lo, hi = pred.value_range
         return io.NodeOutput(core_image.to_bhwc(depth), float(lo), float(hi))

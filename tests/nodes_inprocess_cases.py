@@ -250,6 +250,23 @@ def test_video_node_runs_a_marigold_depth_checkpoint(model):
     assert depth.shape == (3, 40, 56, 3) and depth.min() == 0.0 and depth.max() == 1.0 and lo < hi
 
 
+def test_video_node_without_opencv_runs_at_0_and_says_so_once(model, monkeypatch, caplog):
+    """The pack does not install OpenCV; saved graphs carry temporal_strength 1 (the default): without OpenCV the
+    node runs the alignment alone (exactly strength 0's output) and logs why once per ComfyUI process."""
+    import logging
+
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 now raises ImportError
+    monkeypatch.setattr(N.video, "_SAID", set())
+    off = N.video.MarigoldVideoDepth.execute(model=model, frames=CLIP[:3], temporal_strength=0.0, **VIDEO).args[0]
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):
+            on = N.video.MarigoldVideoDepth.execute(model=model, frames=CLIP[:3], temporal_strength=1.0,
+                                                    **VIDEO).args[0]
+            assert torch.equal(on, off)
+    said = [r for r in caplog.records if "needs OpenCV" in r.getMessage()]
+    assert len(said) == 1 and "MarigoldVideoDepth" in said[0].getMessage()
+
+
 # --- MarigoldDepthCompletion -------------------------------------------------------------------------------------
 
 COMPLETE = dict(known_points="5,5,2.0; 50,35,4.0", denoising_steps=3, ensemble_size=2, processing_resolution=32,

@@ -21,7 +21,7 @@ SAMPLING = dict(denoising_steps=0, ensemble_size=1, processing_resolution=768, m
                 resample_method="bilinear", seed=0, batch_size=1)
 
 VIDEO = dict(preset="fast", dilations="", snippet_length=-1, refine_steps=-1, processing_resolution=0, seed=0,
-             temporal_strength=0.0,
+             temporal_strength=1.0,
              batch_size=1)
 
 NOTE_MODELS = ("Model files: Marigold checkpoints are folders in the diffusers layout (model_index.json, unet/, "

@@ -4,6 +4,7 @@ checkpoint: its frames; 9 frames)."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -133,6 +134,22 @@ def test_two_processes_split_a_marigold_clips_frames_and_write_what_one_process_
     assert sorted(a) == sorted(b) and sum(k.startswith("walk_depth_16bit/") for k in a) == T
     for name in a:
         assert np.array_equal(a[name], b[name]), name
+    if importlib.util.find_spec("cv2") is None:
+        return
+    # the default (the temporal fusion on) carries each frame into the next: the clip runs whole on one of the
+    # processes, which says so once, and the files are the single process's
+    fused = args[:-2]
+    assert fused[-2:] == ["--seed", "3"]
+    one = _launch(fused, tmp_path / "one_fused", 1)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = _launch(fused, tmp_path / "two_fused", 2)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stderr.count("note: each clip runs whole on one of the 2 processes") == 1, two.stderr[-3000:]
+    c, d = _outputs(tmp_path / "one_fused"), _outputs(tmp_path / "two_fused")
+    assert sorted(c) == sorted(a)
+    for name in c:
+        assert np.array_equal(c[name], d[name]), name
+    assert any(not np.array_equal(a[k], c[k]) for k in a if k.startswith("walk_depth_npy/"))  # the fusion ran
     raw = np.stack([a[f"walk_depth_npy/{i:06d}.npy"] for i in range(T)])  # [T,H,W] aligned, not normalised
     assert np.abs(np.diff(raw, axis=0)).max() > 0  # the frames differ: the comparison can fail
 
@@ -222,10 +239,35 @@ def test_split_clips_says_why_a_clip_runs_whole(capsys):
     assert not split_clips(Model(), parse_args(["x.mp4", "-o", "o", "--preset", "full"]), World(1, 2), True)
     assert capsys.readouterr().err == ""  # said once, by rank 0
     Model.video_model = False  # a Marigold checkpoint's video mode never refines, but its fusion runs in order
-    assert split_clips(Model(), parse_args(["x.mp4", "-o", "o", "--preset", "full"]), w, True)  # fusion off
+    assert split_clips(Model(), parse_args(["x.mp4", "-o", "o", "--temporal-strength", "0"]), w, True)  # off
     assert capsys.readouterr().err == ""
     assert not split_clips(Model(), parse_args(["x.mp4", "-o", "o", "--temporal-strength", "0.5"]), w, True)
     assert "--temporal-strength 0" in capsys.readouterr().err
+    if importlib.util.find_spec("cv2") is not None:  # the default: the fusion on, so the clip runs whole
+        assert not split_clips(Model(), parse_args(["x.mp4", "-o", "o"]), w, True)
+        err = capsys.readouterr().err
+        assert "--temporal-strength 1" in err and "--temporal-strength 0 splits" in err and len(err.splitlines()) == 1
+
+
+def test_without_opencv_the_cli_says_once_that_clips_run_without_the_fusion(capsys, monkeypatch):
+    from marigold.cli import parse_args, split_clips
+    from marigold.cli_parts.clips import fusion_note
+    from marigold.video.fusion import MISSING_NOTE
+
+    class Model:
+        video_model = False
+
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 now raises ImportError
+    args = parse_args(["x.mp4", "-o", "o"])
+    fusion_note(Model(), args, World(0, 2), True)
+    fusion_note(Model(), args, World(1, 2), True)  # rank 1 is silent
+    assert capsys.readouterr().err == f"note: {MISSING_NOTE}\n"
+    assert split_clips(Model(), args, World(0, 2), True)  # no fusion to run: the frames are split again
+    fusion_note(Model(), parse_args(["x.mp4", "-o", "o", "--temporal-strength", "0"]), World(), True)
+    fusion_note(Model(), args, World(), False)  # no clip among the inputs
+    Model.video_model = True  # RollingDepth has no fusion to miss
+    fusion_note(Model(), args, World(), True)
+    assert capsys.readouterr().err == ""
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def test_in_process_node_cases_pass_with_real_comfy_modules(depth_checkpoint, ma
                         "-c", os.devnull, str(ROOT / "tests" / "nodes_inprocess_cases.py")],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
-    assert re.search(r"\b17 passed", r.stdout), r.stdout[-2000:]
+    assert re.search(r"\b18 passed", r.stdout), r.stdout[-2000:]
 
 
 def test_comfy_node_validate_passes():

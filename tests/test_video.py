@@ -252,17 +252,20 @@ def test_tiny_marigold_predict_video(depth_model):
 
 
 def test_marigold_video_mode_runs_the_temporal_fusion_after_the_alignment(depth_model):
-    """A Marigold checkpoint's video mode with temporal_strength > 0: the per-frame alignment, then
-    marigold.video.fusion over its frames in order (at processing resolution, here the clip's own size); strength 0
-    (the default) is the alignment alone."""
-    from marigold.video.fusion import DEFAULT_STRENGTH, TemporalFusion, grey_frame
+    """A Marigold checkpoint's video mode with temporal_strength > 0 (the default, 1, where OpenCV is installed): the
+    per-frame alignment, then marigold.video.fusion over its frames in order (at processing resolution, here the
+    clip's own size); strength 0 is the alignment alone."""
+    pytest.importorskip("cv2")
+    from marigold.video.fusion import DEFAULT_STRENGTH, VIDEO_MODE_STRENGTH, TemporalFusion, grey_frame
 
+    assert VIDEO_MODE_STRENGTH == DEFAULT_STRENGTH == 1.0
     clip = _clip(6)
     kw = dict(processing_resolution=RES, seed=1, window=4)  # frames wait in the aligner before the fusion
     plain = [f.value[0] for f in video.iter_video_depth(depth_model, clip, temporal_strength=0.0, **kw)]
-    assert torch.equal(torch.stack(plain), torch.stack([f.value[0] for f in video.iter_video_depth(
-        depth_model, clip, **kw)]))  # off by default: today's output
     fused = [f.value[0] for f in video.iter_video_depth(depth_model, clip, temporal_strength=DEFAULT_STRENGTH, **kw)]
+    default = video.iter_video_depth(depth_model, clip, **kw)
+    assert default.temporal_strength == 1.0 and not default.notes
+    assert torch.equal(torch.stack(fused), torch.stack([f.value[0] for f in default]))  # on by default
     ref = TemporalFusion(DEFAULT_STRENGTH)
     # the pipeline keeps a frame waiting for the aligner as its grey copy (grey_frame), so the reference reads the
     # same copies: the "transport" method's RANSAC and ECC answer a grey frame standardised twice (a few clamped
@@ -275,6 +278,24 @@ def test_marigold_video_mode_runs_the_temporal_fusion_after_the_alignment(depth_
     assert stream.temporal_strength == 0.5
     with pytest.raises(InputError, match="temporal strength"):
         video.iter_video_depth(depth_model, clip, temporal_strength=2.0)
+
+
+def test_video_mode_without_opencv_falls_back_to_the_alignment_and_says_so(depth_model, monkeypatch):
+    """OpenCV is optional (the flow extra): where it is missing, the default strength is 0, the output is the
+    alignment alone (exactly strength 0's), and the stream says why in one note; an explicit strength names the
+    extra."""
+    from marigold.video.fusion import MISSING_NOTE
+
+    clip = _clip(4)
+    kw = dict(processing_resolution=RES, seed=1)
+    plain = torch.stack([f.value[0] for f in video.iter_video_depth(depth_model, clip, temporal_strength=0.0, **kw)])
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 now raises ImportError
+    stream = video.iter_video_depth(depth_model, clip, **kw)
+    assert stream.temporal_strength == 0.0 and stream.notes == [MISSING_NOTE]
+    assert torch.equal(torch.stack([f.value[0] for f in stream]), plain)
+    assert not video.iter_video_depth(depth_model, clip, temporal_strength=0.0, **kw).notes  # asked for 0: silent
+    with pytest.raises(Exception, match="flow"):
+        list(video.iter_video_depth(depth_model, clip, temporal_strength=0.5, **kw))
 
 
 def _record_units(monkeypatch):

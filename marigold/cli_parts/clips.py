@@ -33,6 +33,16 @@ def split_clips(model, args: argparse.Namespace, w, any_clip: bool) -> bool:
     return False
 
 
+def fusion_note(model, args: argparse.Namespace, w, any_clip: bool) -> None:
+    """Rank 0 says once, in one line, when video mode's default temporal fusion cannot run (no OpenCV) and the
+    clips of a Marigold checkpoint run with the per-frame alignment only."""
+    from ..video.fusion import MISSING_NOTE, VIDEO_MODE_STRENGTH, fusion_default
+
+    if (any_clip and w.is_main and not model.video_model and args.temporal_strength is None
+            and VIDEO_MODE_STRENGTH and not fusion_default()):
+        print(f"note: {MISSING_NOTE}", file=sys.stderr)
+
+
 def run_clip(model, path: Path, name: str, out_dir: Path, args: argparse.Namespace) -> None:
     """One video file or frame folder → ``<name>_depth.mp4`` and ``<name>_<space>_16bit/`` (one normalisation),
     and with --stereo ``<name>_stereo.mp4`` from that same normalisation, the photo frames read a second time

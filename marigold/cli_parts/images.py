@@ -10,7 +10,7 @@ from pathlib import Path
 from . import SEGMENTATION_CHECKPOINT
 from .checks import check_options, check_tiling_options
 from .inputs import collect_inputs, is_clip, output_stems
-from .clips import run_clip, run_clip_split, split_clips
+from .clips import fusion_note, run_clip, run_clip_split, split_clips
 from .metric import check_metric_options, metric_depth, sparse_sources, wants_metric, write_metric
 from .outputs import wants_geometry, write_geometry, write_stereo
 from .prompted import run_prompted
@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     # several processes: a RollingDepth clip's snippets are split across all of them, clip after clip; other
     # inputs (images, and clips that cannot be split) are shared out whole, every N-th to each process
     modality = model.modality
+    if modality.video:
+        fusion_note(model, args, w, any(is_clip(f) for f in items))
     split = w.size > 1 and modality.video and split_clips(model, args, w, any(is_clip(f) for f in items))
     together = [(f, stem) for f, stem in pairs if split and is_clip(f)]
     named = w.shard([(f, stem) for f, stem in pairs if not (split and is_clip(f))])

@@ -63,7 +63,7 @@ from ..errors import InputError
 from ..optional import require
 from .flow import consistent, dis_flow, global_flow, warp
 
-__all__ = ["DEFAULT_STRENGTH", "MAX_HISTORY", "TemporalFusion", "fuse_depth", "fuse_image_batch", "check_strength",
+__all__ = ["DEFAULT_STRENGTH", "MAX_HISTORY", "VIDEO_MODE_STRENGTH", "TemporalFusion", "available", "fusion_default", "fuse_depth", "fuse_image_batch", "check_strength",
            "grey_frame", "iter_fused"]
 
 DEFAULT_STRENGTH = 1.0
@@ -77,20 +77,30 @@ TRANSPORT_SMOOTHING = 0.9  # β of the transport's running mean: the camera's mo
 MIN_PIXELS = 0.05  # fewer consistent pixels than this share: fit on all pixels (a cut, a flash)
 
 
-# video mode's default strength: 0 (off). The "transport" method measured TE 0.42x of frames one seed on clips with
-# all four flicker kinds, AbsRel <= 1.01x, 3 seeds (docs/lab/2026-12-07-video-fusion.md), but not 0.6x on sensor
-# noise alone (0.66x); switching it on is the lead's call
-VIDEO_MODE_STRENGTH = 0.0
+# video mode's default strength: on. The "transport" method measured TE 0.42x of frames one seed on clips with all
+# four flicker kinds, 0.51x with a ball rolling across (0.74x on the ball's pixels: no lag), 0.73x on plain clips,
+# AbsRel <= 1.01x, 3 seeds (docs/lab/2026-12-07-video-fusion.md); sensor noise alone stays at 0.66x
+VIDEO_MODE_STRENGTH = 1.0
+
+
+def available() -> bool:
+    """Whether OpenCV (the fusion's optical flow; the ``flow`` extra) can be imported. It is not a requirement of
+    the package: ComfyUI environments break when two opencv packages compete."""
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def fusion_default() -> float:
     """The strength video mode runs at when none is given: :data:`VIDEO_MODE_STRENGTH` where OpenCV is installed,
     else 0 (the fusion needs its optical flow; the ``flow`` extra brings it)."""
-    try:
-        import cv2  # noqa: F401
-    except ImportError:
-        return 0.0
-    return VIDEO_MODE_STRENGTH
+    return VIDEO_MODE_STRENGTH if available() else 0.0
+
+
+MISSING_NOTE = ("the temporal fusion (video mode's default for Marigold checkpoints) needs OpenCV: pip install "
+                "'marigold-suite[flow]' (or opencv-python-headless); running with the per-frame alignment only.")
 
 
 def check_strength(strength) -> float:

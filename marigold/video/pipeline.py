@@ -11,8 +11,8 @@ snippets are averaged per frame, and the clip is normalised once.
 **Marigold depth checkpoints** in video mode: the same noise for every frame, each frame predicted through the
 image path (:func:`marigold.core.predict.iter_members`), then one scale and shift per *frame*, fitted so that each
 frame agrees with the frames 1, 2, 4 and 8 before it (:mod:`marigold.video.frame_align`), which removes the per-frame
-scale/shift jumps (flicker) of independent predictions without letting the scale drift along the clip. Then, when
-asked (``temporal_strength`` > 0; off by default), the temporal fusion of :mod:`marigold.video.fusion` in frame order: each aligned
+scale/shift jumps (flicker) of independent predictions without letting the scale drift along the clip. Then, by
+default (``temporal_strength`` 1 where OpenCV is installed; 0 = the alignment alone), the temporal fusion of :mod:`marigold.video.fusion` in frame order: each aligned
 frame blended with the previous output carried by the camera's motion (its depth values too), where the two maps
 agree, which removes the flicker that is not one scale and shift (exposure, noise, compression;
 docs/lab/2026-12-07-video-fusion.md). A frame waits for the aligner as a grey copy at processing resolution; the fusion keeps one frame.
@@ -145,7 +145,7 @@ class VideoStream:
     def _temporal(self, strength: float | None) -> float:
         """The temporal fusion's strength (:mod:`marigold.video.fusion`): Marigold checkpoints only; the default
         runs it where OpenCV is installed and says so where not."""
-        from .fusion import VIDEO_MODE_STRENGTH, check_strength, fusion_default
+        from .fusion import MISSING_NOTE, VIDEO_MODE_STRENGTH, check_strength, fusion_default
 
         if strength is not None:
             strength = check_strength(strength)
@@ -157,8 +157,7 @@ class VideoStream:
         if strength is None:
             strength = fusion_default()
             if not strength and VIDEO_MODE_STRENGTH:
-                self._note("temporal fusion (the default of video mode) needs OpenCV: pip install "
-                           "'marigold-suite[flow]'; this clip ran without it (per-frame alignment only).")
+                self._note(MISSING_NOTE)
         return strength
 
     def _note(self, text: str) -> None:
@@ -380,8 +379,9 @@ def iter_video_depth(model: MarigoldModel, frames, *, preset: str = "fast", dila
         progress: ``progress(done, total)`` after every snippet (RollingDepth) or frame (Marigold).
         check_cancel: called before every snippet (or frame); raise from it to stop.
         temporal_strength: Marigold checkpoints: the temporal fusion after the per-frame alignment
-            (:mod:`marigold.video.fusion`, needs OpenCV), 0..1; 0 = the per-frame alignment alone; None = the
-            default (:data:`marigold.video.fusion.VIDEO_MODE_STRENGTH`, 0: off).
+            (:mod:`marigold.video.fusion`, needs OpenCV), 0..1; 0 = the per-frame alignment alone (the output before the fusion existed); None = the default
+            (:data:`marigold.video.fusion.VIDEO_MODE_STRENGTH`, 1: on where OpenCV is installed, else 0 with a
+            note).
 
     Returns an iterable of :class:`VideoFrame` in frame order (a :class:`VideoStream`, whose ``notes`` say
     what was adapted, e.g. capped dilations or a one-frame clip).
