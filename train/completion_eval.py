@@ -202,7 +202,8 @@ def evaluate_completion(model, items, *, steps: int | None = None, ensemble_size
     Baselines: "fit" (one scale and shift of the plain prediction), "fit + snap", "nearest", "linear"."""
     import marigold
     from marigold.core.image import to_tensor
-    from marigold.core.metric import fit_metric, metric_errors
+    from marigold.core.metric import fit_metric, metric_errors, sparse_depth
+    from marigold.core.snap import snap_to_points
 
     rows = []
     for it in items:
@@ -217,10 +218,13 @@ def evaluate_completion(model, items, *, steps: int | None = None, ensemble_size
         if "fit" in baselines or "fit + snap" in baselines:
             p = marigold.predict(model, it.rgb, ensemble_size=ensemble_size,
                                  processing_resolution=processing_resolution, seed=seed).prediction
-            for b in ("fit", "fit + snap"):
-                if b in baselines:
-                    fitted = fit_metric(p, it.sparse, snap=b != "fit", image=to_tensor(it.rgb))
-                    row[b] = metric_errors(fitted.depth[0, 0], it.depth)
+            fitted = fit_metric(p, it.sparse)
+            if "fit" in baselines:
+                row["fit"] = metric_errors(fitted.depth[0, 0], it.depth)
+            if "fit + snap" in baselines:  # the same fit, snapped: what fit_metric(snap=True) returns
+                snapped = snap_to_points(fitted.depth, sparse_depth(it.sparse, tuple(fitted.depth.shape[-2:])),
+                                         to_tensor(it.rgb))
+                row["fit + snap"] = metric_errors(snapped[0, 0], it.depth)
         for b in ("nearest", "linear"):
             if b in baselines:
                 row[b] = metric_errors(interpolate(it.sparse, b), it.depth)
