@@ -101,3 +101,22 @@ def as_segmentation_checkpoint(folder: Path, **index) -> Path:
 def segmentation_checkpoint(make_checkpoint, tmp_path_factory) -> Path:
     """A tiny segmentation checkpoint (random weights): the depth one's parts under a segmentation model_index."""
     return as_segmentation_checkpoint(make_checkpoint("depth", tmp_path_factory.mktemp("seg") / "tiny-seg"))
+
+
+@pytest.fixture()
+def quality_commands(tmp_path, monkeypatch) -> list:
+    """bench.quality's trainings faked: each command is recorded (the list returned) and the folders under
+    ``tmp_path`` it would write are made, so ``build_models`` can be checked without training anything."""
+    from bench import quality as Q
+
+    cmds: list = []
+
+    def fake_run(cmd, what, threads=None):
+        cmds.append(cmd)
+        for arg in cmd:
+            if arg.startswith(str(tmp_path)):
+                Path(arg).mkdir(parents=True, exist_ok=True)
+        return 0.0
+
+    monkeypatch.setattr(Q, "_run", fake_run)
+    return cmds

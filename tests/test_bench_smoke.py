@@ -156,21 +156,12 @@ def test_segmentation_memory_bench_runs_its_three_jobs_on_tiny_checkpoints(tmp_p
     assert "| segmentation |" in r.stdout and "while the text encoder is loaded" in r.stdout
 
 
-def test_quality_bench_builds_an_untrained_model_per_modality(tmp_path, monkeypatch):
+def test_quality_bench_builds_an_untrained_model_per_modality(tmp_path, quality_commands):
     """The modalities row also scores each task's base widened and not trained (issue #18: training must beat it):
     one zero-step model per task, whatever the seeds, built before the trainings."""
     from bench import quality as Q
 
-    cmds = []
-
-    def fake_run(cmd, what, threads=None):
-        cmds.append(cmd)
-        for arg in cmd:  # the folders the real commands would write (all under tmp_path)
-            if arg.startswith(str(tmp_path)):
-                Path(arg).mkdir(parents=True, exist_ok=True)
-        return 0.0
-
-    monkeypatch.setattr(Q, "_run", fake_run)
+    cmds = quality_commands
     models, _ = Q.build_models(tmp_path, [0, 1], ["iid-lighting"], jobs=1)
     assert set(models) == {("iid-lighting", 0), ("iid-lighting", 1), ("iid-lighting", "untrained")}
     trainings = [c for c in cmds if "train.finetune" in c]

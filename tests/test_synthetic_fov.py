@@ -125,21 +125,12 @@ def test_data_spec_and_the_fov_recipe_reach_the_renderer():
             build_dataset(parse_spec({"name": "synthetic", "fov": bad}))
 
 
-def test_quality_bench_trains_the_fov_recipe_apart_from_the_small_one(tmp_path, monkeypatch):
+def test_quality_bench_trains_the_fov_recipe_apart_from_the_small_one(tmp_path, quality_commands):
     """``python -m bench.quality --small-recipe small-fov``: its models are cached beside the small recipe's under
     a name and a stamp of their own (neither reuses nor overwrites the other), and its results go elsewhere."""
     from bench import quality as Q
 
-    cmds = []
-
-    def fake_run(cmd, what, threads=None):
-        cmds.append(cmd)
-        for arg in cmd:  # the folders the real commands would write (all under tmp_path)
-            if arg.startswith(str(tmp_path)):
-                Path(arg).mkdir(parents=True, exist_ok=True)
-        return 0.0
-
-    monkeypatch.setattr(Q, "_run", fake_run)
+    cmds = quality_commands
     small, _ = Q.build_models(tmp_path, [0], ["small"])
     fov, _ = Q.build_models(tmp_path, [0], ["small-fov"])
     assert fov["small-fov", 0] == tmp_path / "small-fov-s0" / "final" != small["small", 0]
