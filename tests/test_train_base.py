@@ -149,6 +149,26 @@ def test_ema_tracks_and_swaps():
     assert e2.updates == 1 and torch.equal(e2.shadow["weight"], ema.shadow["weight"])
 
 
+def test_gradient_matching_prices_a_soft_step_beyond_what_l1_sees():
+    from train.losses import gradient_matching
+
+    x = torch.arange(32.0)
+    step = (x >= 16).float().expand(1, 1, 32, 32)  # [1,1,32,32] a sharp depth step
+    soft = torch.sigmoid((x - 15.5) / 3).expand(1, 1, 32, 32)  # the same step spread over ~10 px
+    mask = torch.ones_like(step, dtype=torch.bool)
+    assert float(affine_invariant_l1(step * 2 + 1, step, mask, grad_weight=0.5)) < 1e-5  # exact up to an affine map
+    l1 = float(affine_invariant_l1(soft, step, mask))
+    with_grad = float(affine_invariant_l1(soft, step, mask, grad_weight=0.5))
+    assert with_grad > l1 + 0.5 * 0.01  # the soft step's residual has gradients along its whole length
+    # a gradient needs both its pixels valid: a step hidden behind the mask costs nothing
+    hidden = mask.clone()
+    hidden[..., 15:17] = False
+    jump = torch.zeros(1, 1, 32, 32)
+    jump[..., 16:] = 1.0
+    assert float(gradient_matching(jump, hidden, scales=1)) == 0.0
+    assert float(gradient_matching(jump, mask, scales=1)) > 0.0
+
+
 def test_losses():
     gt = torch.rand(2, 1, 16, 16)
     mask = torch.ones_like(gt, dtype=torch.bool)

@@ -337,7 +337,7 @@ class Trainer:
                 return affine_invariant_l1(est.reshape(snippets, 1, n * h, w),
                                            target[:, :1].float().reshape(snippets, 1, n * h, w),
                                            valid.reshape(snippets, 1, n * h, w))
-            return affine_invariant_l1(est, target[:, :1].float(), valid)
+            return affine_invariant_l1(est, target[:, :1].float(), valid, float(self.cfg["e2e"]["grad_weight"]))
         return angular(decoded, target.float(), valid)
 
     # ------------------------------------------------------------------ the loop

@@ -36,12 +36,14 @@ def least_squares_scale_shift(pred: torch.Tensor, target: torch.Tensor, mask: to
     return s, t
 
 
-def affine_invariant_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def affine_invariant_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                        grad_weight: float = 0.0) -> torch.Tensor:
     """L1 after the least-squares scale and shift (the affine-invariant depth loss of Garcia et al. 2024), with
     the scale kept positive: an unconstrained fit turns an upside-down map (near = 1) the right way up for free,
     and models trained from scratch kept whatever sign they started with (every e2e model we trained came out
     inverted: train/README.md, "The small model"). A negative fit is replaced by its magnitude, with the shift
-    that goes with it, so an inverted map costs as much as it is wrong and its gradient turns it over."""
+    that goes with it, so an inverted map costs as much as it is wrong and its gradient turns it over.
+    ``grad_weight`` > 0 adds :func:`gradient_matching` of the aligned residual, that many times."""
     s, t = least_squares_scale_shift(pred, target, mask)
     m = mask.float()
     neg = s < 0
@@ -52,7 +54,29 @@ def affine_invariant_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Te
         t = torch.where(neg, mean_g + s * mean_p, t)  # the least-squares shift for the scale −s
         s = torch.where(neg, -s, s)
     aligned = pred.float() * s.view(-1, 1, 1, 1) + t.view(-1, 1, 1, 1)
-    return ((aligned - target.float()).abs() * m).sum() / m.sum().clamp(min=1.0)
+    l1 = ((aligned - target.float()).abs() * m).sum() / m.sum().clamp(min=1.0)
+    if grad_weight <= 0:
+        return l1
+    return l1 + grad_weight * gradient_matching(aligned - target.float(), mask)
+
+
+def gradient_matching(residual: torch.Tensor, mask: torch.Tensor, scales: int = 4) -> torch.Tensor:
+    """Multi-scale gradient matching of an aligned residual ``[B,1,H,W]`` (MiDaS, Ranftl et al. 2020, eq. 11): the
+    mean |x- and y-gradient| of the residual over ``mask`` at ``scales`` scales (each subsampled by 2), so a
+    depth step predicted soft or in the wrong place costs along its whole length, where L1 only sees the few
+    pixels beside it. A gradient counts where both its pixels are valid."""
+    total = residual.new_zeros(())
+    r, m = residual.float(), mask.float()
+    for k in range(scales):
+        if min(r.shape[-2:]) < 2:
+            break
+        mx = m[..., :, 1:] * m[..., :, :-1]  # [B,1,h,w-1]
+        my = m[..., 1:, :] * m[..., :-1, :]  # [B,1,h-1,w]
+        gx = (r[..., :, 1:] - r[..., :, :-1]).abs() * mx
+        gy = (r[..., 1:, :] - r[..., :-1, :]).abs() * my
+        total = total + (gx.sum() + gy.sum()) / (mx.sum() + my.sum()).clamp(min=1.0)
+        r, m = r[..., ::2, ::2], m[..., ::2, ::2]
+    return total / scales
 
 
 def angular(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
