@@ -60,7 +60,9 @@ section of ``bench/RESULTS.md`` (date, CPU flags, seeds, seconds spent building)
 ``--small-recipe small-fov``: the small model's rows measure the small recipe trained on views of many fields of
 view instead (``configs/cpu_small_fov.yaml``, issue #35: a tile is a narrow view), cached as ``small-fov-sN``
 beside the small recipe's models (its stamp hashes its own config), its rows named ``small-fov``, written to
-``bench/quality_small-fov_results.json`` and a section of its own in ``bench/RESULTS.md``.
+``bench/quality_small-fov_results.json`` and a section of its own in ``bench/RESULTS.md``. ``--small-recipe
+small-zoom``: the small recipe's model of each seed fine-tuned 1000 more steps on that mix
+(``configs/cpu_small_zoom.yaml``; the small models are built first when missing), its own files likewise.
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ SIZE = (96, 128)  # the synthetic scenes' native size, the small recipe's traini
 RECIPES = {"small": ("cpu_small.yaml", "sd2-small", []), "tiny": ("cpu_tiny.yaml", "sd2-tiny", []),
            # the small recipe on views of many fields of view (--small-recipe small-fov)
            "small-fov": ("cpu_small_fov.yaml", "sd2-small", []),
+           # the small recipe's model of the same seed taught zoomed views after the fact (--small-recipe small-zoom)
+           "small-zoom": ("cpu_small_zoom.yaml", "sd2-small", []),
            "snippet": ("cpu_small_snippet.yaml", "sd2-small", []),
            # the snippet model's control: the same frames per step, each from its own video, normalised alone
            "single-frame": ("cpu_small_snippet.yaml", "sd2-small", ["--set", "snippet.frames=1", "--batch-size", "9"]),
@@ -97,7 +101,9 @@ RECIPES = {"small": ("cpu_small.yaml", "sd2-small", []), "tiny": ("cpu_tiny.yaml
            "iid-lighting": ("cpu_small_iid.yaml", "sd2-small-iid", ["--task", "iid-lighting"]),
            "iid-appearance": ("cpu_small_iid_appearance.yaml", "sd2-small-iid", ["--task", "iid-appearance"])}
 MODALITIES = ("normals", "iid-lighting", "iid-appearance")
-SMALL_RECIPES = ("small", "small-fov")  # what --small-recipe may name: the model of the small model's rows
+# a recipe that fine-tunes another recipe's trained model of the same seed (its --base) instead of a stand-in
+AFTER = {"small-zoom": "small"}
+SMALL_RECIPES = ("small", "small-fov", "small-zoom")  # what --small-recipe may name: the small model's rows' model
 # what the modality table shows per task: (metric, lower is better)
 HEADLINE = {"normals": [("normals_mean_angle", True), ("normals_median_angle", True), ("normals_a11.25", False)],
             "iid-lighting": [("albedo_mse", True), ("shading_mse", True), ("residual_mse", True)],
@@ -170,7 +176,10 @@ def _build(folder: Path, key: str, cmd: list[str], what: str, spent: dict, threa
 
 def build_models(cache: Path, seeds: list[int], recipes: list[str], jobs: int = 1) -> tuple[dict, dict]:
     """→ ({(recipe, seed): final checkpoint folder}, {what: seconds spent building it in this run}). ``jobs``:
-    trainings run side by side, each with ``cores // jobs`` threads (the stand-ins are built first, alone)."""
+    trainings run side by side, each with ``cores // jobs`` threads (the stand-ins are built first, alone; a
+    recipe of ``AFTER`` last, from the model it continues, which is built too)."""
+    later = list(dict.fromkeys(r for r in recipes if r in AFTER))
+    recipes = list(dict.fromkeys([r for r in recipes if r not in AFTER] + [AFTER[r] for r in later]))
     cache.mkdir(parents=True, exist_ok=True)
     spent: dict[str, float] = {}
     shared = Path(os.environ.get("MARIGOLD_SHARED", ROOT.parent / "shared"))
@@ -186,7 +195,7 @@ def build_models(cache: Path, seeds: list[int], recipes: list[str], jobs: int = 
 
     arch = json.dumps([SMALL_UNET, SMALL_VAE], sort_keys=True)  # the tiny one comes from the shared tool
     bases = {}
-    for name in sorted({RECIPES[r][1] for r in recipes}):
+    for name in sorted({RECIPES[r][1] for r in recipes}):  # the stand-ins
         # a stand-in fitted on the intrinsic layers is rebuilt (and its models retrained) when their renderer changes
         data = f"materials {MATERIALS_VERSION}, pool {IID_POOL}" if "--iid" in BASES[name] else ""
         key = _digest(arch, " ".join(BASES[name]), (cache / "tiny-marigold.stamp").read_text(), data)
@@ -210,6 +219,21 @@ def build_models(cache: Path, seeds: list[int], recipes: list[str], jobs: int = 
             models[recipe, seed if not more else "untrained"] = run / "final"
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
     with ThreadPoolExecutor(max(1, jobs)) as pool:  # threads wait on the training processes
+        list(pool.map(lambda t: _build(*t, spent, threads if jobs > 1 else None), todo))
+    todo = []  # then the recipes that continue one of those models (a retrained base retrains them: its stamp)
+    for recipe in later:
+        config, _, extra = RECIPES[recipe]
+        cfg = ROOT / "train" / "configs" / config
+        for seed in seeds:
+            run, base = cache / f"{recipe}-s{seed}", models[AFTER[recipe], seed]
+            key = _digest(json.dumps(load_file(cfg), sort_keys=True), " ".join(extra), str(seed),
+                          (base.parent.parent / f"{base.parent.name}.stamp").read_text(),
+                          (ROOT / "train" / "losses.py").read_bytes())
+            todo.append((run, key, [sys.executable, "-m", "train.finetune", "--config", str(cfg), "--base", str(base),
+                                    "--seed", str(seed), "--no-progress", "--checkpoint-every", "0", *extra,
+                                    "--output", str(run)], f"the {recipe} recipe's model, seed {seed}"))
+            models[recipe, seed] = run / "final"
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
         list(pool.map(lambda t: _build(*t, spent, threads if jobs > 1 else None), todo))
     return models, spent
 
@@ -633,8 +657,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md as it is")
     ap.add_argument("--jobs", type=int, default=2, help="trainings side by side (each with cores/jobs threads)")
     ap.add_argument("--small-recipe", default="small", choices=SMALL_RECIPES,
-                    help="the recipe of the small model's rows: small (cpu_small.yaml) or small-fov "
-                         "(cpu_small_fov.yaml: views of many fields of view); results of small-fov go to files of "
+                    help="the recipe of the small model's rows: small (cpu_small.yaml), small-fov "
+                         "(cpu_small_fov.yaml: views of many fields of view) or small-zoom (the small model "
+                         "fine-tuned on that mix, cpu_small_zoom.yaml); results of the last two go to files of "
                          "their own")
     ap.add_argument("--modalities", default=",".join(MODALITIES),
                     help=f"the modalities row's tasks, comma-separated (default: {','.join(MODALITIES)}); the "

@@ -166,3 +166,28 @@ def test_fov_match_cuts_the_tiles_predict_tiled_cuts_and_scores_views():
     assert s["edge_share"] > 0.01 and s["depth_range"] > 0.2 and s["colour_var"] > 0
     table = F.markdown({"x": F.summarise([s, wall])})
     assert "| x | 2 |" in table and "50%" in table
+
+
+def test_quality_bench_trains_the_zoom_recipe_from_the_small_model_of_the_same_seed(tmp_path, quality_commands,
+                                                                                     monkeypatch):
+    """``--small-recipe small-zoom`` continues the small recipe's model of each seed (built first when missing),
+    and a retrained small model retrains it (its stamp is in the zoom model's)."""
+    from bench import quality as Q
+
+    cmds = quality_commands
+    got, _ = Q.build_models(tmp_path, [0, 1], ["small-zoom"])
+    trainings = [c for c in cmds if "train.finetune" in c]
+    assert [Path(c[c.index("--config") + 1]).name for c in trainings] == ["cpu_small.yaml"] * 2 + \
+        ["cpu_small_zoom.yaml"] * 2  # the small models first, the zoom ones from them
+    for seed, c in zip((0, 1), trainings[2:]):
+        assert c[c.index("--base") + 1] == str(tmp_path / f"small-s{seed}" / "final")
+        assert c[c.index("--seed") + 1] == str(seed)
+    assert got["small-zoom", 1] == tmp_path / "small-zoom-s1" / "final"
+    n = len(cmds)
+    Q.build_models(tmp_path, [0, 1], ["small", "small-zoom"])
+    assert len(cmds) == n  # all cached
+    config, base, _ = Q.RECIPES["small"]
+    monkeypatch.setitem(Q.RECIPES, "small", (config, base, ["--lr", "1e-4"]))  # the small recipe changed
+    Q.build_models(tmp_path, [1], ["small-zoom"])
+    again = [c for c in cmds[n:] if "train.finetune" in c]
+    assert [c[c.index("--output") + 1] for c in again] == [str(tmp_path / "small-s1"), str(tmp_path / "small-zoom-s1")]
