@@ -193,12 +193,32 @@ def markdown(per_seed: list[dict], name: str = "small") -> list[str]:
     return lines
 
 
-def oracle_row(n: int = 4, scales: tuple[int, ...] = (4,), drift: float = 0.1) -> dict:
+def vae_round_trip(vae_path: str):
+    """``f(depth [1,1,h,w]) → [1,1,h,w]``: the map through a checkpoint's VAE and back, as a model whose UNet were
+    perfect would return it (normalised to Marigold's -1..1 per view, the 3 channels averaged, then back to the
+    map's own range)."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(vae_path).eval()
+
+    def rt(d):
+        lo, hi = float(d.min()), float(d.max())
+        x = ((d - lo) / max(hi - lo, 1e-12)).repeat(1, 3, 1, 1) * 2 - 1  # [1,3,h,w]
+        with torch.no_grad():
+            y = vae.decode(vae.encode(x).latent_dist.mode()).sample.mean(1, keepdim=True)  # [1,1,h,w]
+        return (y + 1) / 2 * (hi - lo) + lo
+    return rt
+
+
+def oracle_row(n: int = 4, scales: tuple[int, ...] = (4,), drift: float = 0.1, vae: str | None = None) -> dict:
     """The same scenes and scores with an oracle in place of the model (no training, seconds): the global pass
     is the true depth area-averaged to the model's resolution (a model perfect at its own size), a tile the true
     depth of its crop bent by a random quadratic of ``drift`` × the scene's depth range over the tile, then given a
     random scale and shift (tests/test_tile_detail.py's oracle). What each merge can do when the tiles' detail is
-    right and their shape is not."""
+    right and their shape is not. ``vae``: a checkpoint's VAE folder; every pass (the global one and each tile)
+    then goes through its round trip (:func:`vae_round_trip`): a model whose UNet is perfect and whose VAE is
+    that one, the ceiling of a trained model on it."""
     import types
 
     import torch
@@ -206,6 +226,8 @@ def oracle_row(n: int = 4, scales: tuple[int, ...] = (4,), drift: float = 0.1) -
 
     import marigold
     from bench.quality import HELDOUT, SIZE, _edges
+
+    rt = vae_round_trip(vae) if vae else (lambda d: d)
 
     per: dict[str, list] = {}
     for scale in scales:
@@ -221,14 +243,14 @@ def oracle_row(n: int = 4, scales: tuple[int, ...] = (4,), drift: float = 0.1) -
 
                 def oracle(crop, resolution):
                     if resolution:  # the global pass, at the model's size
-                        return F.interpolate(truth, size=SIZE, mode="area"), None
+                        return rt(F.interpolate(truth, size=SIZE, mode="area")), None
                     hh, ww = truth.shape[-2:]
                     th, tw = crop.shape[-2:]
                     y0, x0 = round(float(crop[0, 0, 0, 0]) * (hh - 1)), round(float(crop[0, 1, 0, 0]) * (ww - 1))
                     v, u = torch.meshgrid(torch.linspace(-1, 1, th), torch.linspace(-1, 1, tw), indexing="ij")
                     a, b, c = rng.uniform(-1, 1, 3)
                     d = truth[..., y0:y0 + th, x0:x0 + tw] + drift * span * (a * u * u + b * v * v + c * u * v)
-                    return rng.uniform(0.5, 2.0) * d + rng.uniform(-1, 1), None
+                    return rng.uniform(0.5, 2.0) * rt(d) + rng.uniform(-1, 1), None
 
                 model = types.SimpleNamespace(task="depth", modality=marigold.modality.get("depth"),
                                               default_processing_resolution=res, default_denoising_steps=1,
@@ -236,7 +258,7 @@ def oracle_row(n: int = 4, scales: tuple[int, ...] = (4,), drift: float = 0.1) -
                 yy, xx = torch.meshgrid(torch.linspace(0, 1, big[0]), torch.linspace(0, 1, big[1]), indexing="ij")
                 coords = torch.stack([yy, xx, torch.full_like(xx, 0.5)])[None]  # [1,3,H,W]: a crop says where it is
                 edges = _edges(s.depth, s.valid)
-                one = F.interpolate(F.interpolate(truth, size=SIZE, mode="area"), size=big, mode="bilinear")
+                one = F.interpolate(rt(F.interpolate(truth, size=SIZE, mode="area")), size=big, mode="bilinear")
                 runs = {"one pass": (one[0, 0].numpy(), None)}  # perfect at the model's size
                 for merge in ("coalign", "detail"):
                     t = marigold.predict_tiled(model, coords, tile_factor=scale, merge=merge, predictor=oracle)
@@ -244,7 +266,7 @@ def oracle_row(n: int = 4, scales: tuple[int, ...] = (4,), drift: float = 0.1) -
                 for name, (p, plan) in runs.items():
                     per.setdefault(f"{kind} {scale}×{SEP}{name}", []).append(_score(p, s, edges, plan))
     out = {name: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} for name, rows in per.items()}
-    return out | {"_setup": {"scenes": {"4×": n, "8×": n}, "tile": max(SIZE), "drift": drift}}
+    return out | {"_setup": {"scenes": {"4×": n, "8×": n}, "tile": max(SIZE), "drift": drift, "vae": vae}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,10 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=4, help="scenes per kind")
     ap.add_argument("--drift", type=float, nargs="+", default=[0.0, 0.1, 0.2])
     ap.add_argument("--scale", type=int, default=4)
+    ap.add_argument("--vae", help="a checkpoint's VAE folder: every pass through its round trip (a perfect UNet)")
     a = ap.parse_args(argv)
     for drift in a.drift:
-        print(f"\nOracle tiles, drift {drift} × the scene's depth range:")
-        print("\n".join(markdown([oracle_row(a.n, (a.scale,), drift)], "oracle")[3:]), flush=True)
+        print(f"\nOracle tiles, drift {drift} × the scene's depth range" + (f", through {a.vae}:" if a.vae else ":"))
+        print("\n".join(markdown([oracle_row(a.n, (a.scale,), drift, a.vae)], "oracle")[3:]), flush=True)
     return 0
 
 

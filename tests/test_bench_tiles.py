@@ -64,3 +64,18 @@ def test_oracle_row_detail_merge_keeps_edges_and_drops_drift():
         # drifting tiles: kept whole they bend the scene; their detail alone does not
         assert bent[g + "tiled 2×, detail"]["abs_rel"] < bent[g + "tiled 2×, coalign"]["abs_rel"]
         assert bent[g + "tiled 2×, detail"]["edge_abs_rel"] < one["edge_abs_rel"]
+
+
+def test_oracle_row_through_a_vae_is_the_ceiling_of_a_perfect_unet(depth_checkpoint):
+    """``--vae``: every pass through the checkpoint's VAE round trip; the tiny random VAE blurs and bends, so the
+    oracle through it scores worse than the exact one, on the same scenes and keys."""
+    rt = QT.vae_round_trip(str(depth_checkpoint / "vae"))
+    d = torch.linspace(2.0, 5.0, 64 * 64).reshape(1, 1, 64, 64)
+    out = rt(d)
+    assert out.shape == d.shape and torch.isfinite(out).all() and not torch.allclose(out, d)
+    exact = QT.oracle_row(n=1, scales=(2,), drift=0.0)
+    through = QT.oracle_row(n=1, scales=(2,), drift=0.0, vae=str(depth_checkpoint / "vae"))
+    assert [k for k in through if not k.startswith("_")] == [k for k in exact if not k.startswith("_")]
+    assert through["_setup"]["vae"] == str(depth_checkpoint / "vae")
+    key = f"rooms 2×{QT.SEP}tiled 2×, detail"
+    assert through[key]["edge_abs_rel"] > exact[key]["edge_abs_rel"]
