@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from contextlib import contextmanager
 
 import numpy as np
@@ -193,22 +194,55 @@ def markdown(per_seed: list[dict], name: str = "small") -> list[str]:
     return lines
 
 
-def vae_round_trip(vae_path: str):
-    """``f(depth [1,1,h,w]) → [1,1,h,w]``: the map through a checkpoint's VAE and back, as a model whose UNet were
-    perfect would return it (normalised to Marigold's -1..1 per view, the 3 channels averaged, then back to the
-    map's own range)."""
+def vae_round_trip(vae):
+    """``f(depth [1,1,h,w]) → [1,1,h,w]``: the map through a checkpoint's VAE (its folder, or the loaded module)
+    and back, as a model whose UNet were perfect would return it (normalised to Marigold's -1..1 per view, the 3
+    channels averaged, then back to the map's own range)."""
     import torch
-    from diffusers import AutoencoderKL
 
-    vae = AutoencoderKL.from_pretrained(vae_path).eval()
+    if isinstance(vae, (str, os.PathLike)):
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL.from_pretrained(vae).eval()
 
     def rt(d):
         lo, hi = float(d.min()), float(d.max())
         x = ((d - lo) / max(hi - lo, 1e-12)).repeat(1, 3, 1, 1) * 2 - 1  # [1,3,h,w]
         with torch.no_grad():
-            y = vae.decode(vae.encode(x).latent_dist.mode()).sample.mean(1, keepdim=True)  # [1,1,h,w]
+            x = x.to(vae.device, vae.dtype)
+            y = vae.decode(vae.encode(x).latent_dist.mode()).sample.float().cpu().mean(1, keepdim=True)  # [1,1,h,w]
         return (y + 1) / 2 * (hi - lo) + lo
     return rt
+
+
+def sharpness_row(model, n: int = 32) -> dict:
+    """How sharp the model is at its own resolution, against the most its VAE allows: on ``n`` held-out whole
+    views at the native 96×128, edge AbsRel and edge sharpness of the model's one pass and of the true depth
+    through the checkpoint's VAE round trip (:func:`vae_round_trip`: a perfect UNet's answer). A tile can only
+    add what the model resolves at its own scale, so this gap bounds what tiles can buy."""
+    import torch
+
+    import marigold
+    from bench.quality import HELDOUT, SIZE, _edges
+    from train.metrics import align, depth_metrics
+
+    rt = vae_round_trip(model.vae)
+    rows: dict[str, list] = {"model": [], "VAE round trip": []}
+    for i in range(n):
+        s = _scene(HELDOUT + i, SIZE, False)
+        mask = s.valid & (s.depth > 1e-3)
+        edges = _edges(s.depth, s.valid)
+        if not (mask & edges).any():
+            continue
+        x = torch.from_numpy(s.rgb).permute(2, 0, 1)[None]  # [1,3,H,W]
+        runs = {"model": marigold.predict(model, x, seed=0).prediction[0, 0].numpy()}
+        truth = torch.from_numpy(np.where(mask, s.depth, s.depth[mask].max()).astype(np.float32))[None, None]
+        runs["VAE round trip"] = rt(truth)[0, 0].numpy()  # [1,1,H,W] → [H,W]
+        for name, p in runs.items():
+            a = align(p, s.depth, mask)
+            rows[name].append({"edge_abs_rel": depth_metrics(a, s.depth, mask & edges)["abs_rel"],
+                               "edge_sharpness": edge_sharpness(a, s.depth, mask)})
+    return {name: {k: float(np.mean([r[k] for r in v])) for k in v[0]} for name, v in rows.items() if v}
 
 
 def oracle_row(n: int = 4, scales: tuple[int, ...] = (4,), drift: float = 0.1, vae: str | None = None) -> dict:
@@ -278,7 +312,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--drift", type=float, nargs="+", default=[0.0, 0.1, 0.2])
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--vae", help="a checkpoint's VAE folder: every pass through its round trip (a perfect UNet)")
+    ap.add_argument("--sharpness", metavar="CHECKPOINT", help="instead: the model's edges at its own resolution "
+                    "against its VAE's round trip of the truth (sharpness_row)")
     a = ap.parse_args(argv)
+    if a.sharpness:
+        import marigold
+
+        row = sharpness_row(marigold.load(a.sharpness, device="cpu", dtype="fp32"), max(a.n, 1))
+        print("| run | edge AbsRel | edge sharpness |\n|---|---|---|")
+        for name, v in row.items():
+            print(f"| {name} | {v['edge_abs_rel']:.3f} | {v['edge_sharpness']:.3f} |")
+        return 0
     for drift in a.drift:
         print(f"\nOracle tiles, drift {drift} × the scene's depth range" + (f", through {a.vae}:" if a.vae else ":"))
         print("\n".join(markdown([oracle_row(a.n, (a.scale,), drift, a.vae)], "oracle")[3:]), flush=True)

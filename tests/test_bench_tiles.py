@@ -79,3 +79,11 @@ def test_oracle_row_through_a_vae_is_the_ceiling_of_a_perfect_unet(depth_checkpo
     assert through["_setup"]["vae"] == str(depth_checkpoint / "vae")
     key = f"rooms 2×{QT.SEP}tiled 2×, detail"
     assert through[key]["edge_abs_rel"] > exact[key]["edge_abs_rel"]
+
+
+def test_sharpness_row_scores_the_model_and_its_vae_ceiling(depth_checkpoint):
+    model = marigold.load(depth_checkpoint, device="cpu", dtype="fp32")
+    row = QT.sharpness_row(model, n=2)
+    assert set(row) == {"model", "VAE round trip"}
+    for v in row.values():
+        assert v["edge_abs_rel"] > 0 and 0 <= v["edge_sharpness"] < 5
