@@ -245,6 +245,43 @@ def sharpness_row(model, n: int = 32) -> dict:
     return {name: {k: float(np.mean([r[k] for r in v])) for k in v[0]} for name, v in rows.items() if v}
 
 
+def oracle_model(s, drift: float, rng: np.random.Generator, rt=None):
+    """The oracle of :func:`oracle_row` for one rendered scene ``s``: (a stand-in model, the image to give
+    ``predict_tiled`` (each pixel says where it lies, so a crop knows its place), the predictor, the one pass
+    ``[1,1,H,W]``). ``rt``: a :func:`vae_round_trip` every pass goes through (None: exact)."""
+    import types
+
+    import torch
+    import torch.nn.functional as F
+
+    import marigold
+    from bench.quality import SIZE
+
+    rt = rt or (lambda d: d)
+    mask = s.valid & (s.depth > 1e-3)
+    truth = torch.from_numpy(np.where(mask, s.depth, s.depth[mask].max()).astype(np.float32))[None, None]
+    span = float(truth.max() - truth.min())
+    big = truth.shape[-2:]
+
+    def oracle(crop, resolution):
+        if resolution:  # the global pass, at the model's size
+            return rt(F.interpolate(truth, size=SIZE, mode="area")), None
+        th, tw = crop.shape[-2:]
+        y0, x0 = round(float(crop[0, 0, 0, 0]) * (big[0] - 1)), round(float(crop[0, 1, 0, 0]) * (big[1] - 1))
+        v, u = torch.meshgrid(torch.linspace(-1, 1, th), torch.linspace(-1, 1, tw), indexing="ij")
+        a, b, c = rng.uniform(-1, 1, 3)
+        d = truth[..., y0:y0 + th, x0:x0 + tw] + drift * span * (a * u * u + b * v * v + c * u * v)  # [1,1,th,tw]
+        return rng.uniform(0.5, 2.0) * rt(d) + rng.uniform(-1, 1), None
+
+    model = types.SimpleNamespace(task="depth", modality=marigold.modality.get("depth"),
+                                  default_processing_resolution=max(SIZE), default_denoising_steps=1,
+                                  scale_invariant=True, shift_invariant=True, target_names=["depth"])
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, big[0]), torch.linspace(0, 1, big[1]), indexing="ij")
+    coords = torch.stack([yy, xx, torch.full_like(xx, 0.5)])[None]  # [1,3,H,W]
+    one = F.interpolate(oracle(None, 1)[0], size=tuple(big), mode="bilinear")  # [1,1,H,W]
+    return model, coords, oracle, one
+
+
 def oracle_row(n: int = 4, scales: tuple[int, ...] = (4,), drift: float = 0.1, vae: str | None = None) -> dict:
     """The same scenes and scores with an oracle in place of the model (no training, seconds): the global pass
     is the true depth area-averaged to the model's resolution (a model perfect at its own size), a tile the true
@@ -253,15 +290,10 @@ def oracle_row(n: int = 4, scales: tuple[int, ...] = (4,), drift: float = 0.1, v
     right and their shape is not. ``vae``: a checkpoint's VAE folder; every pass (the global one and each tile)
     then goes through its round trip (:func:`vae_round_trip`): a model whose UNet is perfect and whose VAE is
     that one, the ceiling of a trained model on it."""
-    import types
-
-    import torch
-    import torch.nn.functional as F
-
     import marigold
     from bench.quality import HELDOUT, SIZE, _edges
 
-    rt = vae_round_trip(vae) if vae else (lambda d: d)
+    rt = vae_round_trip(vae) if vae else None
 
     per: dict[str, list] = {}
     for scale in scales:
@@ -269,30 +301,8 @@ def oracle_row(n: int = 4, scales: tuple[int, ...] = (4,), drift: float = 0.1, v
         for kind, fine in SCENE_KINDS.items():
             for i in range(n):
                 s = _scene(HELDOUT + i, big, fine)
-                mask = s.valid & (s.depth > 1e-3)
-                truth = torch.from_numpy(np.where(mask, s.depth, s.depth[mask].max()).astype(np.float32))[None, None]
-                span = float(truth.max() - truth.min())
-                rng = np.random.default_rng(i)
-                res = max(SIZE)
-
-                def oracle(crop, resolution):
-                    if resolution:  # the global pass, at the model's size
-                        return rt(F.interpolate(truth, size=SIZE, mode="area")), None
-                    hh, ww = truth.shape[-2:]
-                    th, tw = crop.shape[-2:]
-                    y0, x0 = round(float(crop[0, 0, 0, 0]) * (hh - 1)), round(float(crop[0, 1, 0, 0]) * (ww - 1))
-                    v, u = torch.meshgrid(torch.linspace(-1, 1, th), torch.linspace(-1, 1, tw), indexing="ij")
-                    a, b, c = rng.uniform(-1, 1, 3)
-                    d = truth[..., y0:y0 + th, x0:x0 + tw] + drift * span * (a * u * u + b * v * v + c * u * v)
-                    return rng.uniform(0.5, 2.0) * rt(d) + rng.uniform(-1, 1), None
-
-                model = types.SimpleNamespace(task="depth", modality=marigold.modality.get("depth"),
-                                              default_processing_resolution=res, default_denoising_steps=1,
-                                              scale_invariant=True, shift_invariant=True, target_names=["depth"])
-                yy, xx = torch.meshgrid(torch.linspace(0, 1, big[0]), torch.linspace(0, 1, big[1]), indexing="ij")
-                coords = torch.stack([yy, xx, torch.full_like(xx, 0.5)])[None]  # [1,3,H,W]: a crop says where it is
                 edges = _edges(s.depth, s.valid)
-                one = F.interpolate(rt(F.interpolate(truth, size=SIZE, mode="area")), size=big, mode="bilinear")
+                model, coords, oracle, one = oracle_model(s, drift, np.random.default_rng(i), rt)
                 runs = {"one pass": (one[0, 0].numpy(), None)}  # perfect at the model's size
                 for merge in ("coalign", "detail"):
                     t = marigold.predict_tiled(model, coords, tile_factor=scale, merge=merge, predictor=oracle)

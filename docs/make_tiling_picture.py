@@ -4,8 +4,10 @@
     python -m docs.make_tiling_picture --model .cache/quality/small-s0/final   # tiling_small_model.jpg
 
 With ``--model`` (our small model, bench/quality.py): a held-out fine-structure scene at 4× the model's resolution
-(512×384, 128-px tiles): the photo, the truth, one pass, the co-aligned merge and the detail merge at 4×, every map
-aligned to the truth by one scale and shift and coloured on the truth's range.
+(512×384, 128-px tiles): the photo, the truth, one pass; the co-aligned merge and the detail merge at 4×, and the
+detail merge of a model whose UNet were perfect behind the same VAE (``bench.quality_tiles.oracle_model`` through
+``vae_round_trip``: the tiles' ceiling on this instrument); every map aligned to the truth by one scale and shift
+and coloured on the truth's range.
 
 The oracle of tests/test_tiling.py stands in for the model: each tile gets the scene's exact depth with a random
 scale, shift and 1 % noise of its own. Left to right: the scene; the tiles blended as they come (no alignment);
@@ -27,7 +29,7 @@ def small_model(folder: str) -> Path:
 
     import marigold
     from bench.quality import HELDOUT, SIZE
-    from bench.quality_tiles import _cached_predictor, _scene
+    from bench.quality_tiles import _cached_predictor, _scene, oracle_model, vae_round_trip
     from marigold.io import colorize
     from train.metrics import align
 
@@ -39,13 +41,16 @@ def small_model(folder: str) -> Path:
     maps = [marigold.predict(model, x, seed=0).prediction[0, 0].numpy()]
     maps += [marigold.predict_tiled(model, x, tile_factor=4, seed=0, merge=m, predictor=predictor).prediction[0, 0]
              .numpy() for m in ("coalign", "detail")]
+    # what the detail merge gives a model whose UNet is perfect behind this VAE (bench.quality_tiles --vae)
+    stand_in, coords, oracle, _ = oracle_model(s, 0.0, np.random.default_rng(0), vae_round_trip(model.vae))
+    maps.append(marigold.predict_tiled(stand_in, coords, tile_factor=4, predictor=oracle).prediction[0, 0].numpy())
     truth = np.where(mask, s.depth, s.depth[mask].max())
     lo, hi = float(truth.min()), float(truth.max())
     tiles = [torch.from_numpy(s.rgb).permute(2, 0, 1)]
     for m in [truth] + [align(p, s.depth, mask) for p in maps]:
         t = torch.from_numpy(np.clip((m - lo) / (hi - lo), 0, 1).astype(np.float32))
         tiles.append(colorize.colorize_depth(t[None, None], value_range=(0.0, 1.0))[0])  # [3,H,W]
-    row = torch.cat([torch.cat(tiles[:3], -1), torch.cat(tiles[3:] + [torch.ones_like(tiles[0])], -1)], -2)
+    row = torch.cat([torch.cat(tiles[:3], -1), torch.cat(tiles[3:], -1)], -2)  # [3,2H,3W]
     out = ROOT / "docs" / "pictures" / "tiling_small_model.jpg"
     Image.fromarray((row.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(out, quality=90)
     return out
