@@ -108,10 +108,11 @@ class MarigoldTiledDepth(io.ComfyNode):
             node_id=PREFIX + "MarigoldTiledDepth",
             display_name="MarigoldTiledDepth",
             category=CATEGORY,
-            description="High-resolution depth (0 = near, 1 = far): a pass at the processing resolution for the "
-                        "structure, then overlapping tiles of that size over the image at tile_factor × the "
-                        "processing resolution for the detail, aligned to each other and blended without seams. "
-                        "Any Marigold depth checkpoint; time grows with the number of tiles, memory does not.",
+            description="High-resolution depth (0 = near, 1 = far) in bounded memory: a pass at the processing "
+                        "resolution for the structure, then overlapping tiles of that size over the image at "
+                        "tile_factor × the processing resolution, of which only the fine detail is kept, blended "
+                        "without seams. Any Marigold depth checkpoint; time grows with the number of tiles, memory "
+                        "does not. The detail tiles add is what the model resolves at its own size (docs/tiling.md).",
             inputs=[MarigoldModelType.Input("model"), io.Image.Input("image"), *sampling_inputs(),
                     io.Float.Input("tile_factor", default=2.0, min=1.0, max=16.0, step=0.25,
                                    tooltip="Working resolution = this × processing_resolution (never above the "
