@@ -178,6 +178,11 @@ def _build(folder: Path, key: str, cmd: list[str], what: str, spent: dict, threa
     return folder
 
 
+def _train_cmd(cfg: Path, base: Path, seed: int, extra: list[str], run: Path) -> list[str]:
+    return [sys.executable, "-m", "train.finetune", "--config", str(cfg), "--base", str(base), "--seed", str(seed),
+            "--no-progress", "--checkpoint-every", "0", *extra, "--output", str(run)]
+
+
 def build_models(cache: Path, seeds: list[int], recipes: list[str], jobs: int = 1) -> tuple[dict, dict]:
     """→ ({(recipe, seed): final checkpoint folder}, {what: seconds spent building it in this run}). ``jobs``:
     trainings run side by side, each with ``cores // jobs`` threads (the stand-ins are built first, alone; a
@@ -216,10 +221,9 @@ def build_models(cache: Path, seeds: list[int], recipes: list[str], jobs: int = 
             run = cache / f"{recipe}-{tag}"
             key = _digest(json.dumps(load_file(cfg), sort_keys=True), " ".join(extra + more), str(seed),
                           bases[base][1], (ROOT / "train" / "losses.py").read_bytes())  # a loss change retrains
-            todo.insert(0 if more else len(todo), (run, key, [
-                sys.executable, "-m", "train.finetune", "--config", str(cfg), "--base", str(bases[base][0]), "--seed",
-                str(seed), "--no-progress", "--checkpoint-every", "0", *extra, *more, "--output", str(run)],
-                f"the {recipe} recipe's model, {'untrained' if more else f'seed {seed}'}"))
+            todo.insert(0 if more else len(todo), (run, key, _train_cmd(cfg, bases[base][0], seed, extra + more, run),
+                                                   f"the {recipe} recipe's model, "
+                                                   f"{'untrained' if more else f'seed {seed}'}"))
             models[recipe, seed if not more else "untrained"] = run / "final"
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
     with ThreadPoolExecutor(max(1, jobs)) as pool:  # threads wait on the training processes
@@ -233,9 +237,8 @@ def build_models(cache: Path, seeds: list[int], recipes: list[str], jobs: int = 
             key = _digest(json.dumps(load_file(cfg), sort_keys=True), " ".join(extra), str(seed),
                           (base.parent.parent / f"{base.parent.name}.stamp").read_text(),
                           (ROOT / "train" / "losses.py").read_bytes())
-            todo.append((run, key, [sys.executable, "-m", "train.finetune", "--config", str(cfg), "--base", str(base),
-                                    "--seed", str(seed), "--no-progress", "--checkpoint-every", "0", *extra,
-                                    "--output", str(run)], f"the {recipe} recipe's model, seed {seed}"))
+            todo.append((run, key, _train_cmd(cfg, base, seed, extra, run),
+                         f"the {recipe} recipe's model, seed {seed}"))
             models[recipe, seed] = run / "final"
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         list(pool.map(lambda t: _build(*t, spent, threads if jobs > 1 else None), todo))
