@@ -643,7 +643,8 @@ def results_paths(small: str = "small") -> tuple[Path, str]:
 def write_results_md(table: str, small: str = "small") -> None:
     _, mark = results_paths(small)
     head = ("## Quality: the small model (python -m bench.quality)" if small == "small" else
-            f"## Quality: the small model, {RECIPES[small][0]} (python -m bench.quality --small-recipe {small})")
+            f"## Quality: the small model, {' '.join([RECIPES[small][0], *RECIPES[small][2]])} "
+            f"(python -m bench.quality --small-recipe {small})")
     start, end = f"<!-- {mark}:start -->", f"<!-- {mark}:end -->"
     text = RESULTS_MD.read_text() if RESULTS_MD.is_file() else ""
     block = f"{start}\n{table}\n{end}"
