@@ -63,7 +63,8 @@ beside the small recipe's models (its stamp hashes its own config), its rows nam
 ``bench/quality_small-fov_results.json`` and a section of its own in ``bench/RESULTS.md``. ``--small-recipe
 small-zoom``: the small recipe's model of each seed fine-tuned 1000 more steps on that mix
 (``configs/cpu_small_zoom.yaml``; the small models are built first when missing), its own files likewise;
-``small-zoom-grad``: the same with multi-scale gradient matching (``e2e.grad_weight`` 0.5) beside the L1.
+``small-zoom-grad``: the same with multi-scale gradient matching (``e2e.grad_weight`` 0.5) beside the L1;
+``small-zoom-grad2``: with weight 2.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ RECIPES = {"small": ("cpu_small.yaml", "sd2-small", []), "tiny": ("cpu_tiny.yaml
            "small-zoom": ("cpu_small_zoom.yaml", "sd2-small", []),
            # the same with multi-scale gradient matching beside the affine-invariant L1 (sharper depth steps)
            "small-zoom-grad": ("cpu_small_zoom.yaml", "sd2-small", ["--set", "e2e.grad_weight=0.5"]),
+           "small-zoom-grad2": ("cpu_small_zoom.yaml", "sd2-small", ["--set", "e2e.grad_weight=2.0"]),
            "snippet": ("cpu_small_snippet.yaml", "sd2-small", []),
            # the snippet model's control: the same frames per step, each from its own video, normalised alone
            "single-frame": ("cpu_small_snippet.yaml", "sd2-small", ["--set", "snippet.frames=1", "--batch-size", "9"]),
@@ -105,9 +107,9 @@ RECIPES = {"small": ("cpu_small.yaml", "sd2-small", []), "tiny": ("cpu_tiny.yaml
            "iid-appearance": ("cpu_small_iid_appearance.yaml", "sd2-small-iid", ["--task", "iid-appearance"])}
 MODALITIES = ("normals", "iid-lighting", "iid-appearance")
 # a recipe that fine-tunes another recipe's trained model of the same seed (its --base) instead of a stand-in
-AFTER = {"small-zoom": "small", "small-zoom-grad": "small"}
+AFTER = {"small-zoom": "small", "small-zoom-grad": "small", "small-zoom-grad2": "small"}
 # what --small-recipe may name: the model of the small model's rows
-SMALL_RECIPES = ("small", "small-fov", "small-zoom", "small-zoom-grad")
+SMALL_RECIPES = ("small", "small-fov", "small-zoom", "small-zoom-grad", "small-zoom-grad2")
 # what the modality table shows per task: (metric, lower is better)
 HEADLINE = {"normals": [("normals_mean_angle", True), ("normals_median_angle", True), ("normals_a11.25", False)],
             "iid-lighting": [("albedo_mse", True), ("shading_mse", True), ("residual_mse", True)],
