@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m bench.quality_tiles", description=oracle_row.__doc__)
-    ap.add_argument("--n", type=int, default=4, help="scenes per kind")
+    ap.add_argument("--n", type=int, default=None, help="scenes per kind (default 4); --sharpness: views (default 32)")
     ap.add_argument("--drift", type=float, nargs="+", default=[0.0, 0.1, 0.2])
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--vae", help="a checkpoint's VAE folder: every pass through its round trip (a perfect UNet)")
@@ -328,14 +328,14 @@ def main(argv: list[str] | None = None) -> int:
     if a.sharpness:
         import marigold
 
-        row = sharpness_row(marigold.load(a.sharpness, device="cpu", dtype="fp32"), max(a.n, 1))
+        row = sharpness_row(marigold.load(a.sharpness, device="cpu", dtype="fp32"), a.n or 32)
         print("| run | edge AbsRel | edge sharpness |\n|---|---|---|")
         for name, v in row.items():
             print(f"| {name} | {v['edge_abs_rel']:.3f} | {v['edge_sharpness']:.3f} |")
         return 0
     for drift in a.drift:
         print(f"\nOracle tiles, drift {drift} × the scene's depth range" + (f", through {a.vae}:" if a.vae else ":"))
-        print("\n".join(markdown([oracle_row(a.n, (a.scale,), drift, a.vae)], "oracle")[3:]), flush=True)
+        print("\n".join(markdown([oracle_row(a.n or 4, (a.scale,), drift, a.vae)], "oracle")[3:]), flush=True)
     return 0
 
 
