@@ -42,6 +42,13 @@ def _scene(seed: int, size: tuple[int, int], fine: bool):
     return render(seed, *size, texture="flat", fine=fine)
 
 
+def filled_truth(s) -> np.ndarray:
+    """A rendered scene's true depth ``[H,W]`` with its invalid pixels (and the unset ones, ≤ 1 mm) at its far
+    plane: a whole map to resize, blur or send through a VAE."""
+    mask = s.valid & (s.depth > 1e-3)
+    return np.where(mask, s.depth, s.depth[mask].max())
+
+
 def jumps(depth: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The neighbouring pixel pairs across a depth jump (> 5 %, both valid): masks ``[H,W-1]`` (column c: the
     step from c to c+1) and ``[H-1,W]``."""
@@ -107,7 +114,7 @@ def _score(p: np.ndarray, s, edges: np.ndarray, plan=None) -> dict:
             t = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]  # [1,1,H,W]
             return torch.nn.functional.interpolate(t, size=plan.size, mode="bilinear", align_corners=False)[0, 0]
         row["seam_ratio"] = tile_seam_ratio(at_work(p), plan)
-        row["seam_ratio_truth"] = tile_seam_ratio(at_work(np.where(mask, s.depth, s.depth[mask].max())), plan)
+        row["seam_ratio_truth"] = tile_seam_ratio(at_work(filled_truth(s)), plan)
     return row
 
 
@@ -236,7 +243,7 @@ def sharpness_row(model, n: int = 32) -> dict:
             continue
         x = torch.from_numpy(s.rgb).permute(2, 0, 1)[None]  # [1,3,H,W]
         runs = {"model": marigold.predict(model, x, seed=0).prediction[0, 0].numpy()}
-        truth = torch.from_numpy(np.where(mask, s.depth, s.depth[mask].max()).astype(np.float32))[None, None]
+        truth = torch.from_numpy(filled_truth(s).astype(np.float32))[None, None]  # [1,1,H,W]
         runs["VAE round trip"] = rt(truth)[0, 0].numpy()  # [1,1,H,W] → [H,W]
         for name, p in runs.items():
             a = align(p, s.depth, mask)
@@ -258,8 +265,7 @@ def oracle_model(s, drift: float, rng: np.random.Generator, rt=None):
     from bench.quality import SIZE
 
     rt = rt or (lambda d: d)
-    mask = s.valid & (s.depth > 1e-3)
-    truth = torch.from_numpy(np.where(mask, s.depth, s.depth[mask].max()).astype(np.float32))[None, None]
+    truth = torch.from_numpy(filled_truth(s).astype(np.float32))[None, None]  # [1,1,H,W]
     span = float(truth.max() - truth.min())
     big = truth.shape[-2:]
 

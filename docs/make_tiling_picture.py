@@ -29,7 +29,7 @@ def small_model(folder: str) -> Path:
 
     import marigold
     from bench.quality import HELDOUT, SIZE
-    from bench.quality_tiles import _cached_predictor, _scene, oracle_model, vae_round_trip
+    from bench.quality_tiles import _cached_predictor, _scene, filled_truth, oracle_model, vae_round_trip
     from marigold.io import colorize
     from train.metrics import align
 
@@ -44,7 +44,7 @@ def small_model(folder: str) -> Path:
     # what the detail merge gives a model whose UNet is perfect behind this VAE (bench.quality_tiles --vae)
     stand_in, coords, oracle, _ = oracle_model(s, 0.0, np.random.default_rng(0), vae_round_trip(model.vae))
     maps.append(marigold.predict_tiled(stand_in, coords, tile_factor=4, predictor=oracle).prediction[0, 0].numpy())
-    truth = np.where(mask, s.depth, s.depth[mask].max())
+    truth = filled_truth(s)
     lo, hi = float(truth.min()), float(truth.max())
     tiles = [torch.from_numpy(s.rgb).permute(2, 0, 1)]
     for m in [truth] + [align(p, s.depth, mask) for p in maps]:
