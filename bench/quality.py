@@ -212,6 +212,17 @@ def build_models(cache: Path, seeds: list[int], recipes: list[str], jobs: int = 
         key = _digest(arch, " ".join(BASES[name]), (cache / "tiny-marigold.stamp").read_text(), data)
         bases[name] = (_build(cache / name, key, [sys.executable, "-m", "train.tiny", str(cache / name), "--from",
                                                   str(mg)] + BASES[name], f"the {name} stand-in", spent), key)
+
+    def recipe_key(cfg: Path, extra: list[str], seed: int, base_key: str) -> str:  # a loss change retrains
+        return _digest(json.dumps(load_file(cfg), sort_keys=True), " ".join(extra), str(seed), base_key,
+                       (ROOT / "train" / "losses.py").read_bytes())
+
+    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+
+    def build_all(todo: list) -> None:
+        with ThreadPoolExecutor(max(1, jobs)) as pool:  # threads wait on the training processes
+            list(pool.map(lambda t: _build(*t, spent, threads if jobs > 1 else None), todo))
+
     models, todo = {}, []
     for recipe in recipes:
         config, base, extra = RECIPES[recipe]
@@ -221,29 +232,23 @@ def build_models(cache: Path, seeds: list[int], recipes: list[str], jobs: int = 
                                                    if recipe in MODALITIES else [])
         for seed, tag, more in runs:
             run = cache / f"{recipe}-{tag}"
-            key = _digest(json.dumps(load_file(cfg), sort_keys=True), " ".join(extra + more), str(seed),
-                          bases[base][1], (ROOT / "train" / "losses.py").read_bytes())  # a loss change retrains
+            key = recipe_key(cfg, extra + more, seed, bases[base][1])
             todo.insert(0 if more else len(todo), (run, key, _train_cmd(cfg, bases[base][0], seed, extra + more, run),
                                                    f"the {recipe} recipe's model, "
                                                    f"{'untrained' if more else f'seed {seed}'}"))
             models[recipe, seed if not more else "untrained"] = run / "final"
-    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
-    with ThreadPoolExecutor(max(1, jobs)) as pool:  # threads wait on the training processes
-        list(pool.map(lambda t: _build(*t, spent, threads if jobs > 1 else None), todo))
+    build_all(todo)
     todo = []  # then the recipes that continue one of those models (a retrained base retrains them: its stamp)
     for recipe in later:
         config, _, extra = RECIPES[recipe]
         cfg = ROOT / "train" / "configs" / config
         for seed in seeds:
             run, base = cache / f"{recipe}-s{seed}", models[AFTER[recipe], seed]
-            key = _digest(json.dumps(load_file(cfg), sort_keys=True), " ".join(extra), str(seed),
-                          (base.parent.parent / f"{base.parent.name}.stamp").read_text(),
-                          (ROOT / "train" / "losses.py").read_bytes())
+            key = recipe_key(cfg, extra, seed, (base.parent.parent / f"{base.parent.name}.stamp").read_text())
             todo.append((run, key, _train_cmd(cfg, base, seed, extra, run),
                          f"the {recipe} recipe's model, seed {seed}"))
             models[recipe, seed] = run / "final"
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        list(pool.map(lambda t: _build(*t, spent, threads if jobs > 1 else None), todo))
+    build_all(todo)
     return models, spent
 
 
@@ -668,8 +673,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="trainings side by side (each with cores/jobs threads)")
     ap.add_argument("--small-recipe", default="small", choices=SMALL_RECIPES,
                     help="the recipe of the small model's rows: small (cpu_small.yaml), small-fov "
-                         "(cpu_small_fov.yaml: views of many fields of view) or small-zoom (the small model "
-                         "fine-tuned on that mix, cpu_small_zoom.yaml); results of the last two go to files of "
+                         "(cpu_small_fov.yaml: views of many fields of view), small-zoom (the small model "
+                         "fine-tuned on that mix, cpu_small_zoom.yaml), small-zoom-grad / small-zoom-grad2 (the "
+                         "same with gradient matching, weight 0.5 / 2); results of all but small go to files of "
                          "their own")
     ap.add_argument("--modalities", default=",".join(MODALITIES),
                     help=f"the modalities row's tasks, comma-separated (default: {','.join(MODALITIES)}); the "
