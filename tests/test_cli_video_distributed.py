@@ -1,5 +1,5 @@
 """A video split across processes: ``accelerate launch -m marigold CLIP --video`` with two CPU processes (gloo)
-writes the same files as one process, bit for bit (tiny RollingDepth checkpoint: its snippets; tiny Marigold depth
+writes the same maps as one process, bit for bit (tiny RollingDepth checkpoint: its snippets; tiny Marigold depth
 checkpoint: its frames; 9 frames)."""
 
 from __future__ import annotations
@@ -52,6 +52,20 @@ def _outputs(out: Path) -> dict[str, np.ndarray]:
     return files
 
 
+def _assert_same_outputs(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    """The maps (16-bit PNG, .npy) bit for bit; the colour mp4 within the codec's noise. The frames handed to the
+    encoder are a fixed function of the maps, but x264's output is not promised bit-equal across processes (CI once
+    saw a few levels of difference in one corner of one frame, with every map equal), and the preview is lossy."""
+    assert sorted(a) == sorted(b) and a
+    for name in a:
+        assert a[name].shape == b[name].shape, name
+        if name.endswith(".mp4"):
+            diff = np.abs(a[name].astype(np.int64) - b[name].astype(np.int64))
+            assert diff.mean() < 0.5 and diff.max() <= 24, (name, diff.mean(), diff.max())
+        else:
+            assert np.array_equal(a[name], b[name]), name
+
+
 def test_two_processes_split_a_clips_snippets_and_write_what_one_process_writes(make_checkpoint, tmp_path):
     src = tmp_path / "in"
     src.mkdir()
@@ -101,9 +115,8 @@ def test_two_processes_split_a_clips_snippets_and_write_what_one_process_writes(
         assert f"{clip}_depth.mp4" in a and a[f"{clip}_depth.mp4"].shape == (T, H, W, 3)
     assert "photo_disparity_16bit.png" in a
     # the same snippets, the same solve with the rows in the same order, each frame's aligned maps summed in the
-    # same unit order, the exact min/max for the range: bit-equal floats, so equal files (no tolerance)
-    for name in a:
-        assert a[name].shape == b[name].shape and np.array_equal(a[name], b[name]), name
+    # same unit order, the exact min/max for the range: bit-equal floats, so equal maps (no tolerance)
+    _assert_same_outputs(a, b)
     frames = np.stack([a[f"walk_disparity_16bit/{i:06d}.png"] for i in range(T)])
     assert frames.min() == 0 and frames.max() == 65535  # one normalisation for the clip
     assert not [p for p in (tmp_path / "two").iterdir() if p.name.startswith(".")]  # parked maps are gone
@@ -131,9 +144,8 @@ def test_two_processes_split_a_marigold_clips_frames_and_write_what_one_process_
     assert two.returncode == 0, two.stderr[-3000:]
     assert "walk: frames [1/2]" in two.stderr and "walk: frames [2/2]" in two.stderr  # both predicted frames
     a, b = _outputs(tmp_path / "one"), _outputs(tmp_path / "two")
-    assert sorted(a) == sorted(b) and sum(k.startswith("walk_depth_16bit/") for k in a) == T
-    for name in a:
-        assert np.array_equal(a[name], b[name]), name
+    assert sum(k.startswith("walk_depth_16bit/") for k in a) == T
+    _assert_same_outputs(a, b)
     if importlib.util.find_spec("cv2") is None:
         return
     # the default (the temporal fusion on) carries each frame into the next: the clip runs whole on one of the
@@ -147,8 +159,7 @@ def test_two_processes_split_a_marigold_clips_frames_and_write_what_one_process_
     assert two.stderr.count("note: each clip runs whole on one of the 2 processes") == 1, two.stderr[-3000:]
     c, d = _outputs(tmp_path / "one_fused"), _outputs(tmp_path / "two_fused")
     assert sorted(c) == sorted(a)
-    for name in c:
-        assert np.array_equal(c[name], d[name]), name
+    _assert_same_outputs(c, d)
     assert any(not np.array_equal(a[k], c[k]) for k in a if k.startswith("walk_depth_npy/"))  # the fusion ran
     raw = np.stack([a[f"walk_depth_npy/{i:06d}.npy"] for i in range(T)])  # [T,H,W] aligned, not normalised
     assert np.abs(np.diff(raw, axis=0)).max() > 0  # the frames differ: the comparison can fail
