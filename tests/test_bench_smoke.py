@@ -113,6 +113,8 @@ def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint, make_chec
         "iid-lighting": ["--vae-steps", "3000"], "iid-appearance": ["--vae-steps", "6000"]})
     assert ("(iid-lighting: blends of 2–8 material maps, 3000 VAE steps; iid-appearance: blends of 2–64 material "
             "maps, 6000 VAE steps)") in Q.markdown(res)
+    res["iid_bases"]["iid-lighting"] = ["--size", "small-wide", "--vae-steps", "3000"]
+    assert "blends of 2–8 material maps, 3000 VAE steps (a VAE twice as wide); iid-appearance" in Q.markdown(res)
 
 
 def test_quality_bench_reuses_its_cache_and_rebuilds_on_change(tmp_path, monkeypatch):

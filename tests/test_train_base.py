@@ -211,6 +211,11 @@ def test_small_stand_in_has_attention_at_its_lower_levels_and_a_factor_8_vae(mak
     assert base.unet.config.cross_attention_dim == base.empty_text_embedding.shape[-1]
     assert base.unet.config.in_channels == 8  # widened for the image latent, as for SD2
     assert sum(p.numel() for p in base.unet.parameters()) > 10 * 10**6  # not the 0.8M tiny UNet
+    # --size small-wide: the same UNet, the VAE twice as wide at every level (the lighting models' stand-in)
+    wide = make_tiny_sd2(tmp_path / "sd2-small-wide", make_checkpoint("depth"), vae_steps=0, size="small-wide")
+    assert json.loads((wide / "unet" / "config.json").read_text())["block_out_channels"] == [64, 128, 256]
+    wide_vae = json.loads((wide / "vae" / "config.json").read_text())
+    assert wide_vae["block_out_channels"] == [2 * c for c in vae["block_out_channels"]]
     with pytest.raises(ValueError, match="size must be one of"):
         make_tiny_sd2(tmp_path / "x", make_checkpoint("depth"), size="huge")
 
