@@ -519,7 +519,11 @@ def markdown(res: dict) -> str:
     seeds = res["seeds"]
     when = res["date"]
     by_date: dict[str, list[str]] = {}
-    for row, day in (res.get("row_dates") or {}).items():
+    dates = dict(res.get("row_dates") or {})
+    if "modalities" in dates and res.get("modality_dates"):  # a task rerun alone: each task says its own date
+        day = dates.pop("modalities")
+        dates.update({t: res["modality_dates"].get(t, day) for t in res.get("modalities", {})})
+    for row, day in dates.items():
         by_date.setdefault(day, []).append(row)
     if len(by_date) > 1:  # rows measured by different runs
         when = "; ".join(f"{', '.join(rows)} {day}" for day, rows in sorted(by_date.items()))
@@ -718,6 +722,7 @@ def main(argv: list[str] | None = None) -> int:
                  # which stand-in each modality's models grew from (rows of older runs keep theirs)
                  "modality_bases": {t: RECIPES[t][1] for t in tasks} if "modalities" in rows else {},
                  "row_dates": {row: date.today().isoformat() for row in rows},
+                 "modality_dates": {t: date.today().isoformat() for t in tasks} if "modalities" in rows else {},
                  "small_recipe": RECIPES[sm][0]}
     if any(r.startswith("iid-") for r in recipes):  # what the IID stand-in's VAE was fitted on (train.tiny), per task
         res["iid_pools"] = {r: IID_POOL for r in recipes if r.startswith("iid-")}
@@ -771,7 +776,7 @@ def main(argv: list[str] | None = None) -> int:
         if old.get("seeds") == a.seeds:
             merged = {k: {**old.get(k, {}), **res[k]} for k in ("modalities", "modalities_untrained", "bases",
                                                                 "materials", "modality_bases", "iid_pools",
-                                                                "iid_bases")
+                                                                "iid_bases", "modality_dates")
                       if k in res}
             old_rows = old.get("row_dates") or {r: old["date"] for r in ROWS if r in old}
             merged["row_dates"] = {**old_rows, **res["row_dates"]}

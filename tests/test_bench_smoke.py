@@ -113,6 +113,9 @@ def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint, make_chec
         "iid-lighting": ["--vae-steps", "3000"], "iid-appearance": ["--vae-steps", "6000"]})
     assert ("(iid-lighting: blends of 2–8 material maps, 3000 VAE steps; iid-appearance: blends of 2–64 material "
             "maps, 6000 VAE steps)") in Q.markdown(res)
+    # a task rerun alone says its own date, the others keep the modality row's
+    res.update(row_dates={"image": "day 1", "modalities": "day 2"}, modality_dates={"normals": "day 3"})
+    assert "Measured image day 1; iid-lighting, iid-appearance day 2; normals day 3 on" in Q.markdown(res)
     res["iid_bases"]["iid-lighting"] = ["--size", "small-wide", "--vae-steps", "3000"]
     assert "blends of 2–8 material maps, 3000 VAE steps (a VAE twice as wide); iid-appearance" in Q.markdown(res)
 
