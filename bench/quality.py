@@ -476,6 +476,32 @@ def modality_row(model, task: str, n: int = 16, train_mean: int = 200) -> dict:
     return {"model": {k: got[k] for k in keys}, "mean map": {k: base[k] for k in keys}}
 
 
+def modality_round_trip(vae, task: str, n: int = 16, train_mean: int = 200) -> dict:
+    """A stand-in VAE's own round trip of ``task``'s held-out true targets (each encoded as the modality encodes
+    it, to the latent's mode and back): what a perfect UNet behind that VAE would score, the ceiling of every model
+    trained on it; {"round trip": metrics, "mean map": metrics}, scored as :func:`modality_row` scores a model."""
+    import torch
+
+    import marigold
+    from train import metrics as M
+    from train.evaluate import score_targets, target_map
+
+    held, base = _modality_baseline(task, n, train_mean)
+    modality = marigold.modality.get(task)
+    rows = []
+    with torch.inference_mode():
+        for s in held:
+            parts = []
+            for t in modality.targets:
+                x = torch.from_numpy(t.encode(target_map(s, modality, t.name)))[None]  # [1,3,H,W] -1..1
+                y = vae.decode(vae.encode(x).latent_dist.mode()).sample  # [1,3,H,W]
+                parts.append(t.decode(y)[0].numpy())  # [C,H,W]
+            rows.append(score_targets(modality, np.concatenate(parts), s))
+    got = M.mean_metrics(rows)
+    keys = [k for k, _ in HEADLINE[task]]
+    return {"round trip": {k: got[k] for k in keys}, "mean map": {k: base[k] for k in keys}}
+
+
 def snippet_row(folders: dict, videos: int = 6, dilations: tuple[int, ...] = (4, 8)) -> dict:
     """The snippet model against its single-frame control (``train.video_benchmark``'s protocol: held-out clips,
     4 snippets of 3 frames per clip and dilation, one alignment per snippet in disparity): {arm: {dilation: {AbsRel,
@@ -691,6 +717,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modalities", default=",".join(MODALITIES),
                     help=f"the modalities row's tasks, comma-separated (default: {','.join(MODALITIES)}); the "
                          "tasks not named keep their saved results")
+    ap.add_argument("--round-trip", type=Path, metavar="VAE",
+                    help="print a stand-in VAE folder's own round trip of the --modalities tasks' held-out targets "
+                         "against the mean map (a perfect UNet's score behind it) and exit; trains nothing")
     a = ap.parse_args(argv)
     rows = [r.strip() for r in a.only.split(",") if r.strip()]
     bad = [r for r in rows if r not in ROWS]
@@ -708,6 +737,20 @@ def main(argv: list[str] | None = None) -> int:
     from train.tiny import IID_POOL
 
     torch.set_flush_denormal(True)
+    if a.round_trip is not None:
+        if not (a.round_trip / "config.json").is_file():
+            ap.error(f"--round-trip: {a.round_trip} is not a VAE folder (no config.json); give <stand-in>/vae")
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL.from_pretrained(str(a.round_trip)).eval()
+        print(f"{a.round_trip}: its own round trip of held-out targets (16 scenes) against the training mean map\n")
+        print("| task | metric | round trip | mean map | ÷ mean map |\n|---|---|---|---|---|")
+        for task in tasks:
+            got = modality_round_trip(vae, task)
+            for k, _ in HEADLINE[task]:
+                rt, mm = got["round trip"][k], got["mean map"][k]
+                print(f"| {task} | {k} | {rt:.4f} | {mm:.4f} | {rt / mm:.2f} |")
+        return 0
     sm = a.small_recipe  # the small model's recipe, and the name its rows go under
     results_json, _ = results_paths(sm)
     recipes = ([sm, "tiny"] if {"image", "react", "stereo"} & set(rows) else

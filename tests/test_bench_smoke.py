@@ -211,3 +211,30 @@ def test_device_levers_runs_on_the_cpu(tmp_path):
     assert all(c["median_s"] > 0 and len(c["time_s"]) == 2 for run in res["runs"] for c in run["configs"])
     assert set(res["suggested_policy"]) <= {"channels_last", "blocks", "subpixel", "attention", "winograd"}
     assert "suggested devices.POLICY['cpu']" in r.stdout and "| bf16 | diffusers' MarigoldDepthPipeline |" in r.stdout
+
+
+def test_modality_round_trip_scores_a_lossless_vae_perfect_and_the_mean_map_as_the_row_does():
+    """``bench.quality.modality_round_trip`` (``--round-trip VAE``): the ceiling a stand-in's VAE sets. A VAE that
+    returns its input exactly scores no error on every target; the mean map is the one the modality row uses."""
+    from types import SimpleNamespace
+
+    from bench import quality as Q
+
+    class Lossless:
+        def encode(self, x):
+            return SimpleNamespace(latent_dist=SimpleNamespace(mode=lambda: x))
+
+        def decode(self, z):
+            return SimpleNamespace(sample=z)
+
+    for task in ("normals", "iid-lighting"):
+        got = Q.modality_round_trip(Lossless(), task, n=2, train_mean=4)
+        base = Q._modality_baseline(task, 2, 4)[1]
+        assert got["mean map"] == {k: base[k] for k, _ in Q.HEADLINE[task]}
+        for k, lower in Q.HEADLINE[task]:
+            if "angle" in k:
+                assert got["round trip"][k] < 0.5, (k, got)  # degrees
+            elif k.endswith("_mse"):
+                assert got["round trip"][k] < 1e-6 < got["mean map"][k], (k, got)
+            else:
+                assert got["round trip"][k] > 99.0, (k, got)  # % of pixels under 11.25°
