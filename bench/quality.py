@@ -50,7 +50,8 @@ is our own models, trained here on the CPU on synthetic data; no real weights):
 * ``modalities`` (only when asked, ``--only modalities``: nine more trainings): normals (``cpu_small.yaml`` with
   ``--task normals``, on a small stand-in whose VAE was also fitted on normal maps) and intrinsics
   (``configs/cpu_small_iid.yaml`` for lighting, ``cpu_small_iid_appearance.yaml``, twice as long, for
-  appearance, on one whose VAE was also fitted on the intrinsic layers and blends of material maps) on 16
+  appearance, on one whose VAE was also fitted on the intrinsic layers and blends of material maps; lighting on
+  one whose VAE is twice as wide, which the residual needs) on 16
   held-out scenes with exact targets, against the training set's mean map
   (``train.evaluate.mean_map_baseline``): angular error, MSE per target.
 
@@ -65,6 +66,9 @@ small-zoom``: the small recipe's model of each seed fine-tuned 1000 more steps o
 (``configs/cpu_small_zoom.yaml``; the small models are built first when missing), its own files likewise;
 ``small-zoom-grad``: the same with multi-scale gradient matching (``e2e.grad_weight`` 0.5) beside the L1;
 ``small-zoom-grad2``: with weight 2.
+
+``--round-trip STAND_IN/vae --modalities TASK``: trains and writes nothing; prints that VAE's own round trip of the
+task's held-out targets against the mean map, the best any model behind it can score (:func:`modality_round_trip`).
 """
 
 from __future__ import annotations
