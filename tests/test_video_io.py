@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -157,3 +161,35 @@ def test_store_maps_the_clip_maximum_to_exactly_one(tmp_path):
             store.add(0, torch.rand(1, 8, 8, generator=g) * 3.7 + 0.123)
             hits.append(max(v.max().item() for _, v in store.normalized()))
     assert set(hits) == {1.0}
+
+
+_ENCODE_ON = """
+import os, sys
+import numpy as np
+os.sched_setaffinity(0, {int(c) for c in sys.argv[2].split(",")})
+import torch
+from marigold.io.colorize import colorize_depth
+from marigold.video.io import VideoWriter
+yy, xx = np.mgrid[0:48, 0:64] / 64.0
+with VideoWriter(sys.argv[1], 30) as vw:
+    for i in range(9):  # a coloured depth map that moves, with a little noise: x264 decides differently per thread count
+        noise = 0.05 * np.random.default_rng(i).standard_normal(xx.shape)
+        d = (0.5 + 0.3 * np.sin(6 * xx + 0.3 * i) * np.cos(4 * yy) + noise).clip(0, 1)
+        vw.write(colorize_depth(torch.tensor(d, dtype=torch.float32)[None, None])[0])
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two CPUs to pin one process to one of them")
+def test_the_mp4_is_the_same_file_whatever_cpus_the_process_sees(tmp_path):
+    """x264 picks its thread count from the CPUs it sees, and its output depends on that count: the same frames gave
+    a different mp4 under 1 and 2 processes on CI. The writer fixes the count, so the file is a function of the
+    frames alone (checked here by pinning one process to one CPU)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    files = []
+    for name, allowed in (("one.mp4", cpus[:1]), ("all.mp4", cpus)):
+        out = tmp_path / name
+        subprocess.run([sys.executable, "-c", _ENCODE_ON, str(out), ",".join(map(str, allowed))], check=True,
+                       cwd=Path(__file__).resolve().parents[1], timeout=120)
+        files.append(out.read_bytes())
+    assert files[0] == files[1]
