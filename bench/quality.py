@@ -49,8 +49,8 @@ is our own models, trained here on the CPU on synthetic data; no real weights):
   (:mod:`train.completion_eval`);
 * ``modalities`` (only when asked, ``--only modalities``: nine more trainings): normals (``cpu_small.yaml`` with
   ``--task normals``, on a small stand-in whose VAE was also fitted on normal maps) and intrinsics
-  (``configs/cpu_small_iid.yaml`` for lighting, ``cpu_small_iid_appearance.yaml``, twice as long, for
-  appearance, on one whose VAE was also fitted on the intrinsic layers and blends of material maps; lighting on
+  (``configs/cpu_small_iid_lighting.yaml`` for lighting: each target's MSE weighed against its mean map's error,
+  1200 steps; ``cpu_small_iid_appearance.yaml``, 1600 steps, for appearance, on one whose VAE was also fitted on the intrinsic layers and blends of material maps; lighting on
   one whose VAE is twice as wide, which the residual needs) on 16
   held-out scenes with exact targets, against the training set's mean map
   (``train.evaluate.mean_map_baseline``): angular error, MSE per target.
@@ -109,7 +109,7 @@ RECIPES = {"small": ("cpu_small.yaml", "sd2-small", []), "tiny": ("cpu_tiny.yaml
            "normals": ("cpu_small.yaml", "sd2-small-normals", ["--task", "normals"]),
            # the lighting models behind a VAE twice as wide: the small one's round trip of the residual is 2.9x the
            # mean map's error, so no model decoded through it can pass (docs/lab/2026-12-05-intrinsics-and-normals.md)
-           "iid-lighting": ("cpu_small_iid.yaml", "sd2-small-iid-wide", ["--task", "iid-lighting"]),
+           "iid-lighting": ("cpu_small_iid_lighting.yaml", "sd2-small-iid-wide", ["--task", "iid-lighting"]),
            "iid-appearance": ("cpu_small_iid_appearance.yaml", "sd2-small-iid", ["--task", "iid-appearance"])}
 MODALITIES = ("normals", "iid-lighting", "iid-appearance")
 # a recipe that fine-tunes another recipe's trained model of the same seed (its --base) instead of a stand-in

@@ -244,3 +244,29 @@ def test_vae_pool_has_normal_maps_and_blends_of_material_maps():
     # than any single map does (blends of 2-8 maps: 2.5 times)
     mean = materials.mean(0).flatten()[None]  # [1,3HW]
     assert 10 * float(torch.cdist(mean, blends.flatten(1)).min()) < float(torch.cdist(mean, materials.flatten(1)).min())
+
+
+def test_target_weights_price_each_target_and_equal_weights_are_the_plain_mse():
+    from train.losses import target_weights, weighted_target_mse
+
+    names = ["albedo", "shading", "residual"]
+    assert target_weights(None, names) is None and target_weights({"albedo": 2, "shading": 2, "residual": 2},
+                                                                   names) is None
+    w = target_weights({"residual": 4.0}, names)  # the others weigh 1; scaled to mean 1
+    assert torch.allclose(w, torch.tensor([0.5, 0.5, 2.0]))
+    g = torch.Generator().manual_seed(0)
+    pred, goal = torch.randn(2 * 3, 3, 8, 8, generator=g), torch.randn(2 * 3, 3, 8, 8, generator=g)  # [B·T,3,H,W]
+    mask = torch.rand(2, 1, 8, 8, generator=g).repeat_interleave(3, 0) > 0.3  # [B·T,1,H,W], one per sample
+    plain = masked_mse(pred, goal, mask)
+    assert torch.allclose(weighted_target_mse(pred, goal, mask, torch.ones(3)), plain, atol=1e-6)
+    # an error on the residual alone (the third target of each sample) costs 2 / 1 times what the plain MSE charges
+    res = goal.clone()
+    res[2::3] += 1.0
+    assert torch.allclose(weighted_target_mse(res, goal, None, w), 2.0 * masked_mse(res, goal, None), atol=1e-6)
+    alb = goal.clone()
+    alb[0::3] += 1.0
+    assert torch.allclose(weighted_target_mse(alb, goal, None, w), 0.5 * masked_mse(alb, goal, None), atol=1e-6)
+    for bad, says in (({"material": 2.0}, "the task's targets are albedo, shading, residual"),
+                      ({"residual": 0.0}, "positive"), ([1, 2, 3], "a mapping of target names")):
+        with pytest.raises(SystemExit, match=says):
+            target_weights(bad, names)

@@ -95,9 +95,15 @@ def test_continuing_an_iid_checkpoint_keeps_its_channels(iid_run, tmp_path):
     """Continued with the end-to-end objective too (one step at t = 999, MSE on each decoded target)."""
     out = tmp_path / "more"
     _finetune("--base", str(iid_run), "--task", "iid-appearance", "--data", "synthetic:flat+materials",
-              "--output", str(out), "--max-steps", "1", "--mode", "e2e", *TINY)
+              "--output", str(out), "--max-steps", "1", "--mode", "e2e", "--set", "e2e.target_weights={material: 3}",
+              *TINY)
     cfg = json.loads((out / "final" / "unet" / "config.json").read_text())
     assert (cfg["in_channels"], cfg["out_channels"]) == (12, 8)
+    r = _finetune("--base", str(iid_run), "--task", "iid-appearance", "--data", "synthetic:flat+materials",
+                  "--output", str(tmp_path / "bad"), "--max-steps", "1", "--mode", "e2e",
+                  "--set", "e2e.target_weights={residual: 3}", *TINY, check=False)
+    assert r.returncode != 0 and "the task's targets are albedo, material" in r.stderr
+    assert not (tmp_path / "bad" / "final").exists()
 
 
 # ---------------------------------------------------------------------------------------------------------------

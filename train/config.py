@@ -44,7 +44,9 @@ DEFAULTS: dict[str, Any] = {
     "multi_res_noise": {"enabled": True, "strength": 0.9, "annealed": True, "downscale_strategy": "original"},
     # grad_weight: depth-like targets add that much multi-scale gradient matching (train.losses.gradient_matching)
     # to the affine-invariant L1: sharper depth steps (MiDaS uses 0.5)
-    "e2e": {"timestep": 999, "noise": "gaussian", "loss": "affine_l1", "grad_weight": 0.0},
+    # target_weights: {target name: weight} for the MSE of tasks with several fixed-range targets (intrinsics); a
+    # missing name weighs 1, the weights are scaled to mean 1 (train.losses.weighted_target_mse)
+    "e2e": {"timestep": 999, "noise": "gaussian", "loss": "affine_l1", "grad_weight": 0.0, "target_weights": None},
     # --task segmentation: target "painted" (the image with the object white, Cocogold's) or "binary" (the mask as a
     # ±1 image, Cocogold's first attempt); classes: the data sets' class filter (None: every class they have)
     "segmentation": {"target": "painted", "classes": None},

@@ -41,7 +41,7 @@ from .base import export_marigold, export_rollingdepth, in_memory_model, load_ba
 from .config import dumps, parse
 from .data import StreamSampler, make_stream, parse_spec
 from .ema import EMA
-from .losses import affine_invariant_l1, angular, latent_mask, masked_mse
+from .losses import affine_invariant_l1, angular, latent_mask, masked_mse, target_weights, weighted_target_mse
 from .noise import training_noise
 from marigold.errors import MarigoldError
 from marigold.optional import require
@@ -98,6 +98,7 @@ class Trainer:
         self.evaluation = evaluation_for(self.modality)  # how validation scores it; a bad hook fails before training
         if self.snippet and not self.modality.video:
             raise SystemExit("--mode snippet trains video depth; --task must be depth.")
+        self.target_weights = target_weights(cfg["e2e"].get("target_weights"), self.modality.target_names)
         self.base = load_base(cfg["base"], cfg["task"], cfg["cache_dir"])
         self.noise_cfg = noise_scheduler_config(self.base, cfg)
         if self.snippet:
@@ -329,7 +330,9 @@ class Trainer:
         if kind not in ("affine", "unit"):  # maps in a fixed range (intrinsics, ...): MSE on the decoded targets
             goal = target.float().reshape(decoded.shape)  # [B·T,3,H,W]
             mask = valid.repeat_interleave(self.modality.n_targets, 0)  # [B·T,1,H,W]
-            return masked_mse(decoded, goal, mask if mask.any() else None)
+            if self.target_weights is None:
+                return masked_mse(decoded, goal, mask if mask.any() else None)
+            return weighted_target_mse(decoded, goal, mask if mask.any() else None, self.target_weights)
         if kind == "affine":
             est = decoded.mean(1, keepdim=True)  # [B,1,H,W]
             if n > 1:  # one scale and shift per snippet: its frames stacked into one tall image [S,1,n·H,W]

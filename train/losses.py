@@ -14,6 +14,38 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | No
     return (err * m).sum() / m.sum().clamp(min=1.0)
 
 
+def target_weights(weights: dict[str, float] | None, names: list[str]) -> torch.Tensor | None:
+    """``e2e.target_weights`` (``{target name: weight}``, a missing name weighs 1) → ``[T]`` weights of mean 1 over
+    the task's targets, so that the loss keeps its scale (and gradient clipping its meaning); None when all are
+    equal. A name the task lacks is refused with the task's names."""
+    if not weights:
+        return None
+    if not isinstance(weights, dict):
+        raise SystemExit(f"e2e.target_weights is a mapping of target names to weights ({', '.join(names)}); "
+                         f"got {weights!r}.")
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise SystemExit(f"e2e.target_weights names {', '.join(unknown)}: the task's targets are {', '.join(names)}.")
+    w = torch.tensor([float(weights.get(n, 1.0)) for n in names])  # [T]
+    if (w <= 0).any() or not torch.isfinite(w).all():
+        raise SystemExit(f"e2e.target_weights must be positive numbers; got {weights}.")
+    return None if bool((w == w[0]).all()) else w / w.mean()
+
+
+def weighted_target_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None,
+                        weights: torch.Tensor) -> torch.Tensor:
+    """:func:`masked_mse` of B samples' T decoded targets ``[B·T,C,H,W]`` (target-major per sample), each target's
+    error weighed by ``weights`` ``[T]`` (mean 1): equal weights give :func:`masked_mse` itself. Why: one MSE over
+    all targets prices each by its own spread, so a target of small variance (the lighting residual) is learned
+    last; weights of 1 / (its mean map's error) price each against the constant it must beat."""
+    t = weights.numel()
+    err = (pred.float() - target.float()) ** 2  # [B·T,C,H,W]
+    m = torch.ones_like(err[:, :1]) if mask is None else mask.float()  # [B·T,1,H,W]
+    per_target = (err * m).unflatten(0, (-1, t)).transpose(0, 1).flatten(1).sum(1)  # [T]
+    count = m.expand_as(err).unflatten(0, (-1, t)).transpose(0, 1).flatten(1).sum(1).clamp(min=1.0)  # [T]
+    return (weights.to(err.device) * per_target / count).mean()
+
+
 def latent_mask(valid: torch.Tensor, factor: int = 8) -> torch.Tensor:
     """Pixel validity ``[B,1,H,W]`` → latent validity ``[B,1,H/8,W/8]``: a latent pixel counts only when its
     whole 8 × 8 footprint is valid (Marigold's rule)."""
