@@ -97,6 +97,11 @@ def load_base(source: str | os.PathLike, task: str | Modality = "depth",
     index = _read(folder / "model_index.json")
     unet_cfg = _read(folder / "unet" / "config.json")
     channels, out_channels = unet_cfg.get("in_channels"), unet_cfg.get("out_channels", 4)
+    from marigold.core.lotus import lotus_kind
+
+    if lotus_kind(unet_cfg):  # its UNet wants the task switcher and predicts x0 at t = 999 alone
+        raise CheckpointError(f"{folder} is a Lotus checkpoint; the trainer fine-tunes Stable Diffusion 2 or "
+                              f"Marigold checkpoints (--base stabilityai/stable-diffusion-2 or prs-eth/marigold-*).")
     if channels == 4 and out_channels == 4:
         kind = "sd2"
     else:

@@ -138,6 +138,10 @@ def _defaults(model: MarigoldModel, steps: int | None, res: int | None) -> tuple
 
 def check_model(model: MarigoldModel) -> None:
     """Completion guides affine depth: refuse other modalities (and inverse-depth models) in one line."""
+    if model.lotus:  # its UNet saw t = 999 alone; Marigold-DC guides the latent over many timesteps
+        raise InputError(f"{model.path.name} is a Lotus checkpoint, trained at one timestep; depth completion guides "
+                         f"the latent over many (use prs-eth/marigold-depth-v1-0, v1-1 or your own depth model), or "
+                         f"fit the points to its depth (marigold.fit_metric, --metric fit).")
     if model.task != "depth" or model.prediction_type != "depth" or model.video_model:
         kind = ("a RollingDepth video" if model.video_model else
                 f"an inverse-depth ({model.prediction_type})" if model.task == "depth" else f"a {model.task}")

@@ -9,6 +9,9 @@ from typing import Any
 
 from ..errors import CheckpointError
 from .files import published_repo, read_json
+from .lotus import DEFAULT_PROCESSING_RESOLUTION as LOTUS_DEFAULT_RESOLUTION
+from .lotus import SCHEDULER as LOTUS_SCHEDULER
+from .lotus import lotus_kind, lotus_prediction_type
 from .modality import for_checkpoint
 from .published import PIPELINE_TASKS, PUBLISHED_FACTS, UNSUPPORTED, UNSUPPORTED_CLASSES, VIDEO_MODELS
 
@@ -28,6 +31,9 @@ def inspect(folder: str | os.PathLike, repo_id: str | None = None) -> dict[str, 
     cls = index.get("_class_name", "")
     if cls in UNSUPPORTED_CLASSES:
         raise CheckpointError(f"{folder}: " + UNSUPPORTED[UNSUPPORTED_CLASSES[cls]])
+    lotus = _inspect_lotus(folder, index, repo_id or published_repo(folder))
+    if lotus is not None:
+        return lotus
     task = PIPELINE_TASKS.get(cls) or facts.get("task")
     named = index.get("modality")  # a checkpoint our trainer wrote names its entry of marigold.modality
     if named:
@@ -60,6 +66,29 @@ def inspect(folder: str | os.PathLike, repo_id: str | None = None) -> dict[str, 
                               f"{modality.name} model needs {modality.unet_out_channels} (4 per target: "
                               f"{', '.join(modality.target_names)}).")
     return {"folder": folder, "index": index, "task": task, "unet": unet_cfg, "scheduler": sched,
-            "modality": modality, "n_targets": n_targets, "video_model": video is not None,
+            "modality": modality, "n_targets": n_targets, "video_model": video is not None, "lotus": None,
             # what load() reads from model_index.json: a video model's defaults stand in for the missing keys
             "config": {**(video or {}), **{k: v for k, v in index.items() if not k.startswith("_")}}}
+
+
+def _inspect_lotus(folder: Path, index: dict[str, Any], repo_id: str | None) -> dict[str, Any] | None:
+    """A Lotus checkpoint's description (see :mod:`marigold.core.lotus`), or None when the UNet is not Lotus's."""
+    unet_path = folder / "unet" / "config.json"
+    if not unet_path.is_file():
+        return None
+    unet_cfg = read_json(unet_path)
+    kind = lotus_kind(unet_cfg)
+    if kind is None:
+        return None
+    ptype = lotus_prediction_type(repo_id.split("/")[-1] if repo_id else folder.name, index)
+    task = "normals" if ptype == "normals" else "depth"
+    if unet_cfg.get("out_channels", 4) != 4:
+        raise CheckpointError(f"{folder}/unet has {unet_cfg.get('out_channels')} output channels; a Lotus {task} "
+                              f"model has 4 (one latent).")
+    read_json(folder / "vae" / "config.json")
+    read_json(folder / "scheduler" / "scheduler_config.json")  # present and readable; Lotus runs its own (below)
+    config = {"default_denoising_steps": 1, "default_processing_resolution": LOTUS_DEFAULT_RESOLUTION,
+              **{k: v for k, v in index.items() if not k.startswith("_")}, "prediction_type": ptype}
+    modality = for_checkpoint(config, task)
+    return {"folder": folder, "index": index, "task": task, "unet": unet_cfg, "scheduler": dict(LOTUS_SCHEDULER),
+            "modality": modality, "n_targets": 1, "video_model": False, "lotus": kind, "config": config}

@@ -99,6 +99,7 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
         use_full_z_range=bool(index.get("use_full_z_range", True)),
         target_properties=index.get("target_properties"),
         video_model=info["video_model"],
+        lotus=info["lotus"],
         dtype=dt,
         modality=info["modality"],
         cache_dir=Path(cache_dir) if cache_dir else None,
@@ -108,6 +109,10 @@ def load(source: str | os.PathLike, *, device: str | torch.device | None = None,
         from . import fast
 
         fast.apply(model)
+    if model.lotus:  # after fast.apply (which patches the UNet's own modules): Marigold's call → Lotus's inputs
+        from .lotus import LotusUNet
+
+        model.unet = LotusUNet(model.unet, model.lotus).to(dev)
     if model.video_model:  # after fast.apply, so that the snippet wrapper holds the fast processors
         from .snippet import enable_snippet_attention
 

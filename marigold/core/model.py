@@ -32,6 +32,7 @@ class MarigoldModel:
     use_full_z_range: bool = True
     target_properties: dict[str, Any] | None = None
     video_model: bool = False  # a RollingDepth checkpoint: frames in snippets, self-attention across them
+    lotus: str | None = None  # a Lotus checkpoint: "g" or "d" (marigold.core.lotus); one step, its UNet wrapped
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
     modality: Modality | None = None  # the entry of marigold.modality; found from the fields above when None

@@ -90,6 +90,8 @@ def _generator(seed: int | torch.Generator | None) -> torch.Generator | None:
 
 def _read_target(model: MarigoldModel, decoded: torch.Tensor) -> torch.Tensor:
     """VAE output ``[B·T,3,PPH,PPW]`` in -1..1 → the targets (depth ``[B,1,…]`` 0..1, normals unit, ...)."""
+    if model.lotus:  # Lotus clamps each channel before the mean (Marigold after it)
+        decoded = decoded.clamp(-1.0, 1.0)
     return model.modality.decode(decoded, model.n_targets, use_full_z_range=model.use_full_z_range)
 
 
@@ -106,6 +108,9 @@ def iter_members(model: MarigoldModel, image: img.ImageInput, *, num_inference_s
     steps = model.default_denoising_steps if num_inference_steps is None else num_inference_steps
     if steps is None:
         raise InputError("`num_inference_steps` is not set and the checkpoint names no default_denoising_steps.")
+    if model.lotus and steps != 1:
+        raise InputError(f"{model.path.name} is a Lotus checkpoint, trained at one timestep (t = 999): "
+                         f"`num_inference_steps` must be 1; got {steps}.")
     res = model.default_processing_resolution if processing_resolution is None else processing_resolution
     res = 768 if res is None else res
     check_options(steps, ensemble_size, res, batch_size, resample_method_input)

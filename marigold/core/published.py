@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .lotus import LOTUS_REPOS
+
 PUBLISHED = (
     "prs-eth/marigold-depth-v1-1",
     "prs-eth/marigold-normals-v1-1",
@@ -17,6 +19,7 @@ PUBLISHED = (
     "GonzaloMG/marigold-e2e-ft-depth",
     "GonzaloMG/marigold-e2e-ft-normals",
     "pcuenq/marigold-coco-segmentation",
+    *LOTUS_REPOS,
 )
 # What the hub files of the older or third-party checkpoints say (model_index.json, scheduler/scheduler_config.json),
 # and what they leave out. ``inspect`` fills a field from here only where the folder's model_index.json has none.
@@ -48,6 +51,9 @@ PUBLISHED_FACTS: dict[str, dict[str, Any]] = {
     "pcuenq/marigold-coco-segmentation": {"task": "segmentation", "prediction_type": "segmentation",
                                           "default_denoising_steps": 50, "default_processing_resolution": 512,
                                           "base": "stabilityai/stable-diffusion-2"},
+    # Lotus (marigold.core.lotus): their files do not say what a checkpoint predicts; the README's table does
+    **{repo: {"task": "normals" if ptype == "normals" else "depth", "prediction_type": ptype}
+       for repo, ptype in LOTUS_REPOS.items()},
 }
 # Published checkpoints we recognise and refuse, with the line the user reads. What is known of the HR model
 # (third-party notes; its pipeline.py is not available to us): model_index.json names MarigoldDepthHRPipeline,
