@@ -97,6 +97,32 @@ def as_segmentation_checkpoint(folder: Path, **index) -> Path:
     return folder
 
 
+def as_lotus_checkpoint(folder: Path, kind: str, **index) -> Path:
+    """Turn a tiny depth checkpoint folder into a Lotus one in the published layout: the same VAE, text encoder and
+    scheduler, a UNet with the 4-input projection class embedding (8 input channels for Lotus-G, 4 for Lotus-D),
+    random weights, a model_index.json without Marigold's keys (``index`` adds some)."""
+    import json
+
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    for f in folder.glob("marigold_*embedding*"):
+        shutil.rmtree(f) if f.is_dir() else f.unlink()
+    cfg = json.loads((folder / "unet" / "config.json").read_text())
+    cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    cfg.update(class_embed_type="projection", projection_class_embeddings_input_dim=4,
+               in_channels=8 if kind == "g" else 4)
+    torch.manual_seed(7)
+    unet = UNet2DConditionModel.from_config(cfg)
+    shutil.rmtree(folder / "unet")
+    unet.save_pretrained(folder / "unet")
+    d = json.loads((folder / "model_index.json").read_text())
+    d = {k: v for k, v in d.items() if k.startswith("_") or isinstance(v, list)}  # components only
+    d["_class_name"] = "LotusGPipeline" if kind == "g" else "LotusDPipeline"
+    (folder / "model_index.json").write_text(json.dumps({**d, **index}, indent=2))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def segmentation_checkpoint(make_checkpoint, tmp_path_factory) -> Path:
     """A tiny segmentation checkpoint (random weights): the depth one's parts under a segmentation model_index."""

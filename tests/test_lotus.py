@@ -6,7 +6,6 @@ difference, ours and documented: the photo's latent is the posterior's mode (the
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -16,6 +15,8 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from PIL import Image
 
+from conftest import as_lotus_checkpoint
+
 import marigold
 from marigold.errors import CheckpointError, InputError
 
@@ -23,23 +24,9 @@ SIZE = 64  # the photo at the processing resolution: neither pipeline resizes or
 
 
 def _lotus(depth_checkpoint: Path, folder: Path, kind: str, index_extra: dict | None = None) -> Path:
-    """A tiny Lotus checkpoint in the published layout: the tiny Marigold's VAE, text encoder and scheduler, a UNet
-    with the 4-input projection class embedding (8 input channels for Lotus-G, 4 for Lotus-D), random weights."""
+    """A tiny Lotus checkpoint (conftest.as_lotus_checkpoint) in ``folder``, whose name is what it predicts."""
     shutil.copytree(depth_checkpoint, folder)
-    (folder / "marigold_empty_text_embedding.safetensors").unlink(missing_ok=True)
-    cfg = json.loads((folder / "unet" / "config.json").read_text())
-    cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
-    cfg.update(class_embed_type="projection", projection_class_embeddings_input_dim=4,
-               in_channels=8 if kind == "g" else 4)
-    torch.manual_seed(7)
-    unet = UNet2DConditionModel.from_config(cfg)
-    shutil.rmtree(folder / "unet")
-    unet.save_pretrained(folder / "unet")
-    index = json.loads((folder / "model_index.json").read_text())
-    index = {k: v for k, v in index.items() if k.startswith("_") or isinstance(v, list)}  # no Marigold keys
-    index["_class_name"] = "LotusGPipeline" if kind == "g" else "LotusDPipeline"
-    (folder / "model_index.json").write_text(json.dumps({**index, **(index_extra or {})}))
-    return folder
+    return as_lotus_checkpoint(folder, kind, **(index_extra or {}))
 
 
 def _photo() -> np.ndarray:

@@ -47,9 +47,10 @@ def server(tmp_path_factory, make_checkpoint):
     sd4 = make_checkpoint("depth", copy_to=models / "sd-unet-4ch")  # a Marigold index, but an SD UNet inside
     (sd4 / "unet" / "config.json").write_text(json.dumps(cfg))
 
-    from conftest import as_segmentation_checkpoint
+    from conftest import as_lotus_checkpoint, as_segmentation_checkpoint
 
     as_segmentation_checkpoint(make_checkpoint("depth", copy_to=models / "tiny-seg"))
+    as_lotus_checkpoint(make_checkpoint("depth", copy_to=models / "lotus-depth-g-tiny"), "g")
     s = comfy.Server(base, py, comfy_dir).start()
     s.object_info = s.get("/object_info")
     yield s
@@ -308,6 +309,25 @@ def test_cancel_mid_clip_stops_inside_the_video_node(server):
     interrupted = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_interrupted"]
     assert interrupted, entry["status"]["messages"]
     assert interrupted[0]["node_type"] == P + "MarigoldVideoDepth"
+    assert_still_serving(server)
+
+
+def test_depth_workflow_runs_a_lotus_checkpoint_in_one_step(server):
+    """A Lotus checkpoint (docs/lotus.md) through LoadMarigold and MarigoldDepth: the checkpoint's one step (steps 0);
+    more steps are refused with the node's one-line message."""
+    api = tiny(to_api(server, ROOT / "workflows" / "marigold_depth.json"),
+               **{"prs-eth/marigold-depth-v1-1": "marigold/lotus-depth-g-tiny"})
+    for node in api.values():
+        if "denoising_steps" in node["inputs"]:
+            node["inputs"]["denoising_steps"] = 0
+    entry = _run_ok(server, api)
+    images = [p for nid in entry["outputs"] for p in outputs(server, entry, nid)]
+    assert len(images) == 2 and all(Image.open(p).size == (W, H) for p in images)
+    for node in api.values():
+        if "denoising_steps" in node["inputs"]:
+            node["inputs"]["denoising_steps"] = 2
+    err = error_of(server.run(api))
+    assert "trained at one timestep" in err["exception_message"], err
     assert_still_serving(server)
 
 
