@@ -148,3 +148,17 @@ def test_the_trainer_refuses_a_lotus_base_in_one_line(depth_checkpoint, tmp_path
 
     with pytest.raises(CheckpointError, match="is a Lotus checkpoint; the trainer fine-tunes Stable Diffusion 2"):
         load_base(_lotus(depth_checkpoint, tmp_path / "lotus-depth-g-tiny", "g"), "depth")
+
+
+def test_a_lotus_d_ensemble_samples_once_and_equals_one_member(depth_checkpoint, tmp_path):
+    model = marigold.load(_lotus(depth_checkpoint, tmp_path / "lotus-depth-d-tiny", "d"), device="cpu",
+                          dtype="fp32", progress=False)
+    calls = []
+    hook = model.unet.inner.register_forward_hook(lambda *a: calls.append(1))
+    photo = Image.fromarray(_photo())
+    one = marigold.predict(model, photo, processing_resolution=SIZE)
+    three = marigold.predict(model, photo, processing_resolution=SIZE, ensemble_size=3, output_uncertainty=True)
+    hook.remove()
+    assert len(calls) == 2  # one UNet call per prediction
+    assert torch.allclose(three.prediction, one.prediction, atol=1e-6)
+    assert float(three.uncertainty.abs().max()) < 1e-6  # equal members: no spread

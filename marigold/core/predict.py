@@ -115,7 +115,9 @@ def iter_members(model: MarigoldModel, image: img.ImageInput, *, num_inference_s
     res = 768 if res is None else res
     check_options(steps, ensemble_size, res, batch_size, resample_method_input)
     images = img.to_tensor(image)  # [N,3,H,W] 0..1
-    n, e, t_count = images.shape[0], ensemble_size, model.n_targets
+    # a deterministic checkpoint (Lotus-D: no noise input) gives E equal members: one is sampled and handed out E times
+    copies = ensemble_size if model.lotus == "d" else 1
+    n, e, t_count = images.shape[0], ensemble_size // copies, model.n_targets
     size = tuple(images.shape[-2:])
     ph, pw = img.padded_size(img.processing_size(size, res))
     h, w = ph // img.LATENT_FACTOR, pw // img.LATENT_FACTOR
@@ -164,6 +166,8 @@ def iter_members(model: MarigoldModel, image: img.ImageInput, *, num_inference_s
             pending.setdefault(i, []).append(target[k:k + 1])
             if len(pending[i]) == e:
                 values = img.unpad(torch.cat(pending.pop(i)), latents.pop(i)[1])  # [E,T·C,PH,PW]
+                if copies > 1:
+                    values = values.repeat(copies, 1, 1, 1)  # [E,T·C,PH,PW]
                 yield Members(index=i, values=values, original_size=size, task=model.task,
                               modality=model.modality)
 
