@@ -54,7 +54,7 @@ def _outputs(out: Path) -> dict[str, np.ndarray]:
 
 def _assert_same_outputs(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
     """Every file the same: the maps (16-bit PNG, .npy) and the colour mp4's decoded frames. The mp4 holds because the
-    writer fixes x264's thread count (CI once saw 1 and 2 processes encode the same frames differently)."""
+    writer turns x264's B-frames off (with them, CI once saw 1 and 2 processes encode the same frames differently)."""
     assert sorted(a) == sorted(b) and a
     for name in a:
         assert np.array_equal(a[name], b[name]), name

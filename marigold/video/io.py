@@ -187,9 +187,6 @@ def _to_uint8_hwc(rgb: torch.Tensor | np.ndarray) -> np.ndarray:
     return a
 
 
-X264_THREADS = 4  # 1080p at ~66 ms a frame on 2 cores (auto: 72, one thread: 105)
-
-
 class VideoWriter:
     """Colour frames → an H.264 (yuv420p) mp4 at a given frame rate, one frame at a time.
 
@@ -216,9 +213,10 @@ class VideoWriter:
         self._container = av.open(str(self._tmp), mode="w", format="mp4")
         try:
             self._stream = self._container.add_stream("libx264", rate=self.fps)
-            # x264's output depends on its thread count, which it picks from the CPUs the process sees: a fixed
-            # count makes the file a function of the frames alone (1 process or several, any machine)
-            self._stream.options = {"crf": str(self.crf), "preset": "medium", "threads": str(X264_THREADS)}
+            # no B-frames: with them the same frames gave a different file from run to run (x264's lookahead, on one
+            # thread or several; CI's 1- and 2-process mp4s differed with every map equal); without, the file is a
+            # function of the frames (macroblock-tree off did it too, at twice the size; this costs 7 %, no time)
+            self._stream.options = {"crf": str(self.crf), "preset": "medium", "x264-params": "bframes=0"}
         except (av.FFmpegError, ValueError):
             self._stream = self._container.add_stream("mpeg4", rate=self.fps)
             self._stream.bit_rate = 8_000_000
