@@ -17,7 +17,6 @@ answer resized back with "nearest").
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import torch
@@ -36,9 +35,9 @@ LOTUS_REPOS = {
     "jingheya/lotus-normal-g-v1-1": "normals",
     "jingheya/lotus-normal-d-v1-1": "normals",
 }
-LOTUS_TIMESTEP = 999  # the one timestep Lotus trains and infers at (train_lotus_*.py, infer.py: --timestep 999)
 DEFAULT_PROCESSING_RESOLUTION = 768  # LotusGPipeline / LotusDPipeline.default_processing_resolution
-# DDIM at one trailing step (t = 999) with the final alpha 1: the step returns the UNet's x0 exactly
+# DDIM at one trailing step, t = 999 (the one timestep Lotus trains and infers at: train_lotus_*.py, infer.py
+# --timestep 999), with the final alpha 1: the step returns the UNet's x0 exactly
 SCHEDULER = {"_class_name": "DDIMScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085,
              "beta_end": 0.012, "beta_schedule": "scaled_linear", "clip_sample": False, "set_alpha_to_one": True,
              "steps_offset": 0, "prediction_type": "sample", "timestep_spacing": "trailing"}
@@ -59,13 +58,9 @@ def lotus_prediction_type(name: str, index: dict[str, Any]) -> str:
     depth); refused when none says."""
     ptype = index.get("prediction_type")
     if ptype is None:
-        name = name.lower()
-        if re.search(r"normal", name):
-            ptype = "normals"
-        elif re.search(r"disparity", name):
-            ptype = "disparity"
-        elif re.search(r"depth", name):
-            ptype = "depth"
+        low = name.lower()
+        ptype = next((p for word, p in (("normal", "normals"), ("disparity", "disparity"), ("depth", "depth"))
+                      if word in low), None)
     if ptype not in ("depth", "disparity", "normals"):
         raise CheckpointError(
             f"{name} is a Lotus checkpoint, but neither its name nor its model_index.json says what it predicts; "
@@ -99,4 +94,3 @@ class LotusUNet(nn.Module):
             sample = sample[:, :4]  # [B,4,h,w]: the photo's latent alone
         labels = self.task_embedding.to(sample.dtype).expand(sample.shape[0], -1)  # [B,4]
         return self.inner(sample, timestep, encoder_hidden_states, *args, class_labels=labels, **kwargs)
-
