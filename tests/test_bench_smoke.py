@@ -86,6 +86,7 @@ def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint, make_chec
         m = marigold.load(make_checkpoint(task), device="cpu", dtype="fp32")
         row = Q.modality_row(m, task, n=2, train_mean=4)
         assert set(row["model"]) == {k for k, _ in Q.HEADLINE[task]} == set(row["mean map"])
+        assert all(len(v) == 2 for part in row["per scene"].values() for v in part.values())  # one per scene
         res.setdefault("modalities", {})[task] = [row]
         res.setdefault("modalities_untrained", {})[task] = row["model"]
     assert res["modalities"]["normals"][0]["mean map"]["normals_mean_angle"] < 90
@@ -118,6 +119,26 @@ def test_quality_bench_rows_run_on_a_tiny_checkpoint(depth_checkpoint, make_chec
     assert "Measured image day 1; iid-lighting, iid-appearance day 2; normals day 3 on" in Q.markdown(res)
     res["iid_bases"]["iid-lighting"] = ["--size", "small-wide", "--vae-steps", "3000"]
     assert "blends of 2–8 material maps, 3000 VAE steps (a VAE twice as wide); iid-appearance" in Q.markdown(res)
+
+
+def test_scene_interval_is_the_spread_a_new_draw_of_held_out_scenes_gives_the_ratio():
+    from bench import quality as Q
+
+    def row(model, base):
+        return {"per scene": {"model": {"m": model}, "mean map": {"m": base}}}
+
+    base = [0.01, 0.02, 0.5, 0.03] * 8  # heavy-tailed: a few scenes hold most of the error
+    lo, hi = Q.scene_interval([row([b / 2 for b in base], base)] * 3, "m")
+    assert abs(lo - 0.5) < 1e-9 and abs(hi - 0.5) < 1e-9  # half on every scene: no spread
+    # a model that wins only on the heavy scenes and loses on the rest: its ratio hangs on which scenes are drawn
+    model = [0.02, 0.04, 0.3, 0.06] * 8
+    lo, hi = Q.scene_interval([row(model, base)], "m")
+    assert lo < sum(model) / sum(base) < hi and hi - lo > 0.1
+    assert Q.scene_interval([{"model": {"m": 1.0}, "mean map": {"m": 1.0}}], "m") is None  # an older row
+    res = {"seeds": [0], "date": "d", "cpu": "c", "modalities": {"iid-lighting": [
+        {"model": {k: 0.5 for k, _ in Q.HEADLINE["iid-lighting"]}, "mean map": {k: 1.0 for k, _ in
+                                                                                 Q.HEADLINE["iid-lighting"]}}]}}
+    assert "| iid-lighting | residual_mse | 16 | 0.5000 | 1.0000 |  | 0.50 | – |" in Q.markdown(res)
 
 
 def test_quality_bench_reuses_its_cache_and_rebuilds_on_change(tmp_path, monkeypatch):
@@ -229,7 +250,7 @@ def test_modality_round_trip_scores_a_lossless_vae_perfect_and_the_mean_map_as_t
 
     for task in ("normals", "iid-lighting"):
         got = Q.modality_round_trip(Lossless(), task, n=2, train_mean=4)
-        base = Q._modality_baseline(task, 2, 4)[1]
+        base = Q._modality_baseline(task, 2, 4)[1]["metrics"]
         assert got["mean map"] == {k: base[k] for k, _ in Q.HEADLINE[task]}
         for k, lower in Q.HEADLINE[task]:
             if "angle" in k:

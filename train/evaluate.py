@@ -170,7 +170,7 @@ def mean_map_baseline(modality, train_samples: list, eval_samples: list) -> dict
         stacks.append(m.transpose(2, 0, 1))
     pred = np.concatenate(stacks)  # [C,H,W]
     rows = [score_targets(modality, pred, s) for s in eval_samples]
-    return {"dataset": "training-mean map", "n": len(rows), "metrics": M.mean_metrics(rows)}
+    return {"dataset": "training-mean map", "n": len(rows), "metrics": M.mean_metrics(rows), "rows": rows}
 
 
 def format_table(results: list[dict]) -> str:
