@@ -51,9 +51,9 @@ is our own models, trained here on the CPU on synthetic data; no real weights):
   ``--task normals``, on a small stand-in whose VAE was also fitted on normal maps) and intrinsics
   (``configs/cpu_small_iid_lighting.yaml`` for lighting: each target's MSE weighed against its mean map's error,
   1200 steps; ``cpu_small_iid_appearance.yaml``, 1600 steps, for appearance, on one whose VAE was also fitted on the intrinsic layers and blends of material maps; lighting on
-  one whose VAE is twice as wide, which the residual needs) on 16
-  held-out scenes with exact targets, against the training set's mean map
-  (``train.evaluate.mean_map_baseline``): angular error, MSE per target.
+  one whose VAE is twice as wide, which the residual needs) on 192 held-out scenes with exact targets
+  (``MODALITY_SCENES``), against the training set's mean map (``train.evaluate.mean_map_baseline``): angular error,
+  MSE per target, and the interval a new draw of scenes would move each ratio in (:func:`scene_interval`).
 
 It prints one Markdown table per row kind, writes ``bench/quality_results.json`` and replaces the "Quality"
 section of ``bench/RESULTS.md`` (date, CPU flags, seeds, seconds spent building).
