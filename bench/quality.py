@@ -669,7 +669,8 @@ def markdown(res: dict) -> str:
                   "| task | metric | scenes | model | mean map | untrained | model ÷ mean map | 90 % over scenes |",
                   "|---|---|---|---|---|---|---|---|"]
         for task, per_seed in res["modalities"].items():
-            scenes = res.get("modality_scenes", {}).get(task, 16)  # rows measured before the count was kept: 16
+            # rows measured before the per-scene scores were kept all saw 16 scenes
+            scenes = len(per_seed[0]["per scene"]["model"][HEADLINE[task][0][0]]) if "per scene" in per_seed[0] else 16
             for k, lower in HEADLINE[task]:
                 got = [r["model"][k] for r in per_seed]
                 base = per_seed[0]["mean map"][k]
@@ -800,7 +801,6 @@ def main(argv: list[str] | None = None) -> int:
                  "modality_bases": {t: RECIPES[t][1] for t in tasks} if "modalities" in rows else {},
                  "row_dates": {row: date.today().isoformat() for row in rows},
                  "modality_dates": {t: date.today().isoformat() for t in tasks} if "modalities" in rows else {},
-                 "modality_scenes": {t: MODALITY_SCENES for t in tasks} if "modalities" in rows else {},
                  "small_recipe": RECIPES[sm][0]}
     if any(r.startswith("iid-") for r in recipes):  # what the IID stand-in's VAE was fitted on (train.tiny), per task
         res["iid_pools"] = {r: IID_POOL for r in recipes if r.startswith("iid-")}
@@ -854,7 +854,7 @@ def main(argv: list[str] | None = None) -> int:
         if old.get("seeds") == a.seeds:
             merged = {k: {**old.get(k, {}), **res[k]} for k in ("modalities", "modalities_untrained", "bases",
                                                                 "materials", "modality_bases", "iid_pools",
-                                                                "iid_bases", "modality_dates", "modality_scenes")
+                                                                "iid_bases", "modality_dates")
                       if k in res}
             old_rows = old.get("row_dates") or {r: old["date"] for r in ROWS if r in old}
             merged["row_dates"] = {**old_rows, **res["row_dates"]}
